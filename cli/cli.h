@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared pieces of the stellar command: options, store opening, output. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <stellar/stellar.h>
+
+typedef struct cli {
+        const char *store_dir;
+        bool json;
+        bool quiet;
+} cli;
+
+typedef int (*cmd_fn)(cli *c, int argc, char **argv);
+
+/* Open the store, printing a clear error on failure. */
+int cli_open(cli *c, unsigned flags, st_store **ret);
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "stellar: <what>: <file> at offset N: <why>" from a diag. */
+void cli_diag_error(const char *what, int r, const st_diag *d);
+/* Human sizes ("1.5 GiB") into buf. */
+const char *cli_size(uint64_t v, char buf[32]);
+/* Parse "10G", "512K", "4096". Returns 0 or -EINVAL. */
+int cli_parse_size(const char *s, uint64_t *ret);
+/* Progress on stderr when it is a terminal (and not --quiet). */
+typedef struct cli_progress {
+        const char *label;
+        bool on;
+        bool items; /* counts, not bytes */
+        uint64_t start_ns, last_ns;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const cli *c, const char *label);
+void cli_progress_cb(void *userdata, uint64_t done, uint64_t total);
+void cli_progress_end(cli_progress *p);
+uint64_t cli_now_ns(void);
+/* Parse leading --json/--quiet style flags shared by verbs; returns argv index
+ * of the first non-option, or -1 after printing an error. */
+int cli_common_flags(cli *c, int argc, char **argv, const char *usage);
+
+int cmd_init(cli *c, int argc, char **argv);
+int cmd_import(cli *c, int argc, char **argv);
+int cmd_export(cli *c, int argc, char **argv);
+int cmd_ls(cli *c, int argc, char **argv);
+int cmd_info(cli *c, int argc, char **argv);
+int cmd_rm(cli *c, int argc, char **argv);
+int cmd_stats(cli *c, int argc, char **argv);
+int cmd_gc(cli *c, int argc, char **argv);
+int cmd_fsck(cli *c, int argc, char **argv);
+int cmd_hash(cli *c, int argc, char **argv);
+int cmd_chunk(cli *c, int argc, char **argv);

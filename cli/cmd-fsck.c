@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stellar fsck */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+        "Usage: stellar fsck [--json] [--quiet]\n\n"
+        "Read every chunk in every pack and check it against its hash; check every\n"
+        "manifest, every reference and every reference count. Changes nothing.\n"
+        "Prints each problem as FILE:OFFSET: message. Exit status 1 if any error\n"
+        "was found (warnings, such as unreferenced chunks, do not count).\n";
+
+static void report(void *userdata, int severity, const char *file, uint64_t off, const char *msg) {
+        cli *c = userdata;
+        if (c->json)
+                return;
+        printf("%s: %s:%llu: %s\n", severity ? "error" : "warning", file, (unsigned long long)off,
+               msg);
+}
+
+int cmd_fsck(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, usage);
+        if (i < 0)
+                return 2;
+        if (i != argc) {
+                fprintf(stderr, "%s", usage);
+                return 2;
+        }
+        st_store *s;
+        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+                return 1;
+        cli_progress p;
+        cli_progress_init(&p, c, "checking packs");
+        p.items = true;
+        st_import_opts o = { .progress = cli_progress_cb, .userdata = &p };
+        st_fsck_result res;
+        int r = st_store_fsck(s, report, c, &o, &res);
+        cli_progress_end(&p);
+        st_store_close(s);
+        if (r < 0) {
+                cli_error("fsck could not run: %s", strerror(-r));
+                return 1;
+        }
+        if (c->json)
+                printf("{\"errors\":%llu,\"warnings\":%llu,\"chunks_checked\":%llu,"
+                       "\"bytes_checked\":%llu,\"manifests_checked\":%llu}\n",
+                       (unsigned long long)res.n_errors, (unsigned long long)res.n_warnings,
+                       (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
+                       (unsigned long long)res.manifests_checked);
+        else if (!c->quiet)
+                printf("%llu chunks (%llu bytes) and %llu manifests checked: %llu errors, %llu "
+                       "warnings\n",
+                       (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
+                       (unsigned long long)res.manifests_checked, (unsigned long long)res.n_errors,
+                       (unsigned long long)res.n_warnings);
+        return res.n_errors ? 1 : 0;
+}

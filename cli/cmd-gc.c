@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stellar gc */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+        "Usage: stellar gc [--json] [--quiet]\n\n"
+        "Free chunks no image refers to, and compact the packs that held them.\n"
+        "Safe to interrupt at any point.\n";
+
+int cmd_gc(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, usage);
+        if (i < 0)
+                return 2;
+        if (i != argc) {
+                fprintf(stderr, "%s", usage);
+                return 2;
+        }
+        st_store *s;
+        if (cli_open(c, 0, &s) < 0)
+                return 1;
+        cli_progress p;
+        cli_progress_init(&p, c, "compacting packs");
+        p.items = true;
+        st_import_opts o = { .progress = cli_progress_cb, .userdata = &p };
+        st_gc_result res;
+        int r = st_store_gc(s, &o, &res);
+        cli_progress_end(&p);
+        st_store_close(s);
+        if (r < 0) {
+                cli_error("gc failed: %s", strerror(-r));
+                return 1;
+        }
+        if (c->json)
+                printf("{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu}\n",
+                       (unsigned long long)res.chunks_freed, (unsigned long long)res.bytes_freed,
+                       (unsigned long long)res.packs_rewritten);
+        else if (!c->quiet) {
+                char a[32];
+                printf("freed %llu chunks, reclaimed %s, rewrote %llu packs\n",
+                       (unsigned long long)res.chunks_freed, cli_size(res.bytes_freed, a),
+                       (unsigned long long)res.packs_rewritten);
+        }
+        return 0;
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stellar ls, stellar info NAME */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char ls_usage[] = "Usage: stellar ls [--json]\n\nList the images in the store.\n";
+static const char info_usage[] =
+        "Usage: stellar info [--json] NAME\n\nDescribe image NAME: size, data, extents, manifest id.\n";
+
+static void when(uint64_t ns, char buf[32]) {
+        time_t t = (time_t)(ns / 1000000000ull);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void print_json(const st_image_info *v) {
+        char hex[ST_DIGEST_HEX_LEN + 1], t[32];
+        st_digest_to_hex(&v->id, hex);
+        when(v->ctime_ns, t);
+        printf("{\"name\":\"%s\",\"kind\":\"image\",\"size\":%llu,\"data_bytes\":%llu,"
+               "\"extents\":%llu,\"created\":\"%s\",\"manifest\":\"%s\"}",
+               v->name, (unsigned long long)v->size, (unsigned long long)v->data_bytes,
+               (unsigned long long)v->n_extents, t, hex);
+}
+
+int cmd_ls(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, ls_usage);
+        if (i < 0)
+                return 2;
+        if (i != argc) {
+                fprintf(stderr, "%s", ls_usage);
+                return 2;
+        }
+        st_store *s;
+        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+                return 1;
+        st_image_info *v;
+        size_t n;
+        int r = st_store_list(s, &v, &n);
+        st_store_close(s);
+        if (r < 0) {
+                cli_error("cannot list images: %s", strerror(-r));
+                return 1;
+        }
+        if (c->json) {
+                printf("[");
+                for (size_t k = 0; k < n; k++) {
+                        if (k)
+                                printf(",");
+                        print_json(&v[k]);
+                }
+                printf("]\n");
+        } else {
+                if (n)
+                        printf("%-32s %-6s %12s %12s %10s  %s\n", "NAME", "KIND", "SIZE", "DATA",
+                               "EXTENTS", "CREATED");
+                for (size_t k = 0; k < n; k++) {
+                        char a[32], b[32], t[32];
+                        when(v[k].ctime_ns, t);
+                        printf("%-32s %-6s %12s %12s %10llu  %s\n", v[k].name, "image",
+                               cli_size(v[k].size, a), cli_size(v[k].data_bytes, b),
+                               (unsigned long long)v[k].n_extents, t);
+                }
+        }
+        free(v);
+        return 0;
+}
+
+int cmd_info(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, info_usage);
+        if (i < 0)
+                return 2;
+        if (argc - i != 1) {
+                fprintf(stderr, "%s", info_usage);
+                return 2;
+        }
+        st_store *s;
+        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+                return 1;
+        st_image_info v;
+        st_diag d = { 0 };
+        int r = st_store_info(s, argv[i], &v, &d);
+        st_store_close(s);
+        if (r < 0) {
+                cli_diag_error("info", r, &d);
+                return 1;
+        }
+        if (c->json) {
+                print_json(&v);
+                printf("\n");
+        } else {
+                char a[32], b[32], t[32], hex[ST_DIGEST_HEX_LEN + 1];
+                st_digest_to_hex(&v.id, hex);
+                when(v.ctime_ns, t);
+                printf("name:     %s\nkind:     image\nsize:     %s (%llu bytes)\n"
+                       "data:     %s (%llu bytes; the rest are holes)\nextents:  %llu\n"
+                       "created:  %s\nmanifest: %s\n",
+                       v.name, cli_size(v.size, a), (unsigned long long)v.size,
+                       cli_size(v.data_bytes, b), (unsigned long long)v.data_bytes,
+                       (unsigned long long)v.n_extents, t, hex);
+        }
+        return 0;
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stellar rm NAME... */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+        "Usage: stellar rm NAME...\n\n"
+        "Remove images. Their chunks lose a reference; 'stellar gc' frees the ones\n"
+        "no other image uses.\n";
+
+int cmd_rm(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, usage);
+        if (i < 0)
+                return 2;
+        if (i == argc) {
+                fprintf(stderr, "%s", usage);
+                return 2;
+        }
+        st_store *s;
+        if (cli_open(c, 0, &s) < 0)
+                return 1;
+        int ret = 0;
+        for (; i < argc; i++) {
+                int r = st_store_remove(s, argv[i]);
+                if (r < 0) {
+                        cli_error("cannot remove '%s': %s", argv[i],
+                                  r == -ENOENT ? "no such image" : strerror(-r));
+                        ret = 1;
+                }
+        }
+        st_store_close(s);
+        return ret;
+}

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stellar: the command line front end of libstellar. Parses global options
+ * and hands the rest to one cmd-<verb>.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+        const char *name;
+        cmd_fn fn;
+        const char *summary;
+} verbs[] = {
+        { "init", cmd_init, "create a store (chunking parameters are fixed here)" },
+        { "import", cmd_import, "IMAGE NAME: store a raw image file or block device" },
+        { "export", cmd_export, "NAME FILE: write an image back out, byte-identical and sparse" },
+        { "ls", cmd_ls, "list images" },
+        { "info", cmd_info, "NAME: describe one image" },
+        { "rm", cmd_rm, "NAME: remove an image (gc frees its unshared chunks)" },
+        { "stats", cmd_stats, "store totals: chunks, bytes, dedup ratio" },
+        { "gc", cmd_gc, "free unreferenced chunks and compact packs" },
+        { "fsck", cmd_fsck, "re-hash every chunk and check every reference" },
+        { "hash", cmd_hash, "FILE...: BLAKE3 of files (b3sum-compatible output)" },
+        { "chunk", cmd_chunk, "FILE: chunk a file and print statistics (no store)" },
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "Usage: stellar [--store DIR] COMMAND [ARGS]\n\n"
+                   "Stellarium stores disk images as deduplicated, compressed chunks.\n\n"
+                   "Commands:\n");
+        for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+                fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(f, "\nGlobal options:\n"
+                   "  --store DIR   the store (default: $STELLAR_STORE, else\n"
+                   "                $XDG_DATA_HOME/stellar, else ~/.local/share/stellar)\n"
+                   "  --help        this text; 'stellar COMMAND --help' for a command\n"
+                   "  --version     print the version\n\n"
+                   "Exit status: 0 success, 1 failure (fsck: damage found), 2 usage error.\n");
+}
+
+static char *default_store(void) {
+        const char *e = getenv("STELLAR_STORE");
+        if (e && *e)
+                return strdup(e);
+        char *p = NULL;
+        const char *x = getenv("XDG_DATA_HOME");
+        if (x && *x) {
+                if (asprintf(&p, "%s/stellar", x) < 0)
+                        return NULL;
+                return p;
+        }
+        const char *h = getenv("HOME");
+        if (asprintf(&p, "%s/.local/share/stellar", h && *h ? h : ".") < 0)
+                return NULL;
+        return p;
+}
+
+int main(int argc, char **argv) {
+        cli c = { 0 };
+        char *store = NULL;
+        int i = 1;
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+                        free(store);
+                        store = strdup(argv[++i]);
+                } else if (strncmp(argv[i], "--store=", 8) == 0) {
+                        free(store);
+                        store = strdup(argv[i] + 8);
+                } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (strcmp(argv[i], "--version") == 0) {
+                        printf("stellar %s\n", STELLAR_VERSION);
+                        return 0;
+                } else {
+                        cli_error("unknown option '%s'", argv[i]);
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (i >= argc) {
+                usage(stderr);
+                return 2;
+        }
+        if (!store)
+                store = default_store();
+        if (!store) {
+                cli_error("out of memory");
+                return 1;
+        }
+        c.store_dir = store;
+        for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++)
+                if (strcmp(argv[i], verbs[v].name) == 0) {
+                        int r = verbs[v].fn(&c, argc - i, argv + i);
+                        free(store);
+                        return r;
+                }
+        cli_error("unknown command '%s'", argv[i]);
+        usage(stderr);
+        free(store);
+        return 2;
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the stellar subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("stellar: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+}
+
+void cli_diag_error(const char *what, int r, const st_diag *d) {
+        if (d && d->what) {
+                if (d->file[0])
+                        cli_error("%s: %s at offset %llu: %s (%s)", what, d->file,
+                                  (unsigned long long)d->offset, d->what, strerror(-r));
+                else
+                        cli_error("%s: offset %llu: %s (%s)", what, (unsigned long long)d->offset,
+                                  d->what, strerror(-r));
+        } else
+                cli_error("%s: %s", what, strerror(-r));
+}
+
+int cli_open(cli *c, unsigned flags, st_store **ret) {
+        st_diag d = { 0 };
+        int r = st_store_open(c->store_dir, flags, ret, &d);
+        if (r < 0) {
+                char what[600];
+                snprintf(what, sizeof what, "store %s", c->store_dir);
+                cli_diag_error(what, r, &d);
+        }
+        return r;
+}
+
+const char *cli_size(uint64_t v, char buf[32]) {
+        static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+        double x = (double)v;
+        unsigned u = 0;
+        while (x >= 1024 && u < 5) {
+                x /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%llu B", (unsigned long long)v);
+        else
+                snprintf(buf, 32, "%.1f %s", x, units[u]);
+        return buf;
+}
+
+int cli_parse_size(const char *s, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || s[0] == '-')
+                return -EINVAL;
+        unsigned shift = 0;
+        switch (*end) {
+        case 0: break;
+        case 'k': case 'K': shift = 10; end++; break;
+        case 'm': case 'M': shift = 20; end++; break;
+        case 'g': case 'G': shift = 30; end++; break;
+        case 't': case 'T': shift = 40; end++; break;
+        default: return -EINVAL;
+        }
+        if (shift && (*end == 'i' || *end == 'I'))
+                end++;
+        if (shift && (*end == 'b' || *end == 'B'))
+                end++;
+        if (*end != 0)
+                return -EINVAL;
+        if (shift && v > (UINT64_MAX >> shift))
+                return -EINVAL;
+        *ret = (uint64_t)v << shift;
+        return 0;
+}
+
+uint64_t cli_now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *p, const cli *c, const char *label) {
+        p->label = label;
+        p->on = !c->quiet && isatty(STDERR_FILENO);
+        p->items = false;
+        p->start_ns = p->last_ns = cli_now_ns();
+}
+
+void cli_progress_cb(void *userdata, uint64_t done, uint64_t total) {
+        cli_progress *p = userdata;
+        if (!p->on)
+                return;
+        uint64_t now = cli_now_ns();
+        if (now - p->last_ns < 100000000ull && done < total)
+                return;
+        p->last_ns = now;
+        double secs = (double)(now - p->start_ns) / 1e9;
+        char a[32], b[32];
+        if (p->items) {
+                fprintf(stderr, "\r%s: %llu / %llu   ", p->label, (unsigned long long)done,
+                        (unsigned long long)total);
+                fflush(stderr);
+                return;
+        }
+        fprintf(stderr, "\r%s: %3.0f%%  %s / %s  %.0f MB/s   ", p->label,
+                total ? 100.0 * (double)done / (double)total : 100.0, cli_size(done, a),
+                cli_size(total, b), secs > 0 ? (double)done / secs / 1e6 : 0.0);
+        fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p) {
+        if (p->on)
+                fputs("\r\033[K", stderr);
+}
+
+int cli_common_flags(cli *c, int argc, char **argv, const char *usage) {
+        int i = 1;
+        for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        c->json = true;
+                else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
+                        c->quiet = true;
+                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        printf("%s", usage);
+                        exit(0);
+                } else if (strcmp(argv[i], "--") == 0) {
+                        i++;
+                        break;
+                } else {
+                        cli_error("unknown option '%s'", argv[i]);
+                        fprintf(stderr, "%s", usage);
+                        return -1;
+                }
+        }
+        return i;
+}

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The chunk store: chunks named by BLAKE3, deduplicated inline, compressed
+ * with zstd, appended to pack files, found through a persistent index; and the
+ * images whose manifests refer to them. See docs/formats/ for the bytes.
+ *
+ * One process opens a store for writing at a time (an exclusive lock on
+ * DIR/lock); readers take a shared lock. All functions return 0 (or a
+ * non-negative length) on success and a negative errno on failure. A store
+ * handle is not thread-safe except where a function says so.
+ */
+#pragma once
+
+#include <stellar/chunker.h>
+#include <stellar/common.h>
+
+typedef struct st_store st_store;
+
+enum {
+        ST_STORE_RDONLY = 1u << 0, /* shared lock; never writes (recovery stays in memory) */
+        ST_STORE_CREATE = 1u << 1, /* create the store if DIR has none */
+};
+
+typedef struct st_store_config {
+        st_chunker_params chunker;
+        int zstd_level;
+} st_store_config;
+
+#define ST_STORE_CONFIG_DEFAULT ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 3 })
+
+/* Create a store in dir (made if missing). -EEXIST if one is there already. */
+ST_API int st_store_init(const char *dir, const st_store_config *cfg);
+
+/* Open the store in dir. If the last writer crashed, recovers: scans pack
+ * tails, recounts references from the manifests, and (unless RDONLY) writes a
+ * clean index. On failure *reterr (if non-NULL) names the file and offset. */
+ST_API int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr);
+/* Close; NULL-safe; returns NULL. */
+ST_API st_store *st_store_close(st_store *s);
+
+ST_API const st_store_config *st_store_get_config(const st_store *s);
+
+typedef struct st_import_opts {
+        st_progress_fn progress;
+        void *userdata;
+} st_import_opts;
+
+typedef struct st_import_result {
+        uint64_t size;        /* image size */
+        uint64_t data_bytes;  /* bytes in chunks (not holes) */
+        uint64_t new_bytes;   /* raw bytes of chunks the store did not have */
+        uint64_t new_stored;  /* bytes appended to packs */
+        uint64_t n_chunks;    /* extents in the manifest */
+        uint64_t n_new;       /* chunks added */
+} st_import_result;
+
+/* Import a raw image file or block device as image 'name'. The image becomes
+ * visible only when complete. -EEXIST if the name is taken. */
+ST_API int st_store_import(st_store *s, const char *path, const char *name,
+                           const st_import_opts *opts, st_import_result *ret, st_diag *reterr);
+
+/* Write image 'name' to path: byte-identical, sparse where the image has holes
+ * (a block device gets zeros written). Every chunk is verified. */
+ST_API int st_store_export(st_store *s, const char *name, const char *path,
+                           const st_import_opts *opts, st_diag *reterr);
+
+typedef struct st_image_info {
+        char name[256];
+        uint32_t kind; /* 1 = image */
+        uint64_t size;
+        uint64_t n_extents;
+        uint64_t data_bytes; /* bytes covered by chunks */
+        uint64_t ctime_ns;
+        st_digest id; /* BLAKE3 of the manifest's bytes */
+} st_image_info;
+
+/* All images, sorted by name. Caller frees *ret with free(). */
+ST_API int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n);
+ST_API int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr);
+/* Remove an image; its chunks lose a reference (gc frees them). */
+ST_API int st_store_remove(st_store *s, const char *name);
+
+typedef struct st_store_stats {
+        uint64_t n_images;
+        uint64_t n_chunks;       /* chunks in the index */
+        uint64_t n_unreferenced; /* chunks no manifest uses (gc frees them) */
+        uint64_t logical_bytes;  /* sum of image sizes */
+        uint64_t referenced_bytes; /* sum of extent lengths over all images */
+        uint64_t unique_bytes;   /* raw bytes of distinct chunks */
+        uint64_t stored_bytes;   /* bytes of chunk records in packs (compressed) */
+        uint64_t pack_bytes;     /* size of all pack files */
+        uint64_t n_packs;
+        uint64_t index_ram_bytes; /* memory the in-RAM index holds */
+} st_store_stats;
+
+ST_API int st_store_stats_get(st_store *s, st_store_stats *ret);
+
+typedef struct st_gc_result {
+        uint64_t chunks_freed;
+        uint64_t bytes_freed; /* pack bytes reclaimed */
+        uint64_t packs_rewritten;
+} st_gc_result;
+
+/* Free unreferenced chunks and compact the packs that held them. */
+ST_API int st_store_gc(st_store *s, const st_import_opts *opts, st_gc_result *ret);
+
+typedef struct st_fsck_result {
+        uint64_t n_errors;
+        uint64_t n_warnings;
+        uint64_t chunks_checked;
+        uint64_t bytes_checked;
+        uint64_t manifests_checked;
+} st_fsck_result;
+
+/* Called once per problem found; severity 0 = warning, 1 = error. */
+typedef void (*st_fsck_report_fn)(void *userdata, int severity, const char *file, uint64_t offset,
+                                  const char *msg);
+
+/* Re-hash every chunk, check every manifest, reference and count. Returns 0
+ * when it could run (look at ret->n_errors), negative errno when it could not. */
+ST_API int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata,
+                         const st_import_opts *opts, st_fsck_result *ret);
+
+/* Read chunk 'id' into buf (buf_len >= its length). Returns the length,
+ * -ENOENT, -EBADMSG (corrupt or hash mismatch) or -ENOBUFS. Thread-safe
+ * against other readers. */
+ST_API int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len);
+
+/* True if name is acceptable for an image: 1-200 chars of [A-Za-z0-9._+@:-],
+ * not starting with '.' or '-'. */
+ST_API bool st_name_valid(const char *name);

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fsck: reads every record of every pack and re-hashes its payload (on every
+ * core), checks that each index entry points at an intact record with its
+ * hash, parses every manifest, checks that each extent's chunk exists with
+ * the right length, and recounts references against the index's counts.
+ * It reports; it never changes the store.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/fs.h"
+#include "store-internal.h"
+
+typedef struct fsck_rec {
+        uint64_t off;
+        pack_record rec;
+        int result;
+} fsck_rec;
+
+typedef struct fsck_ctx {
+        st_store *s;
+        st_fsck_report_fn report;
+        void *userdata;
+        st_fsck_result *res;
+        /* per-pack record batch */
+        store_pack *pack;
+        fsck_rec *recs;
+        size_t n_recs, cap_recs;
+        struct {
+                uint8_t *buf;
+                size_t cap;
+                uint8_t *out;
+                size_t out_cap;
+                ZSTD_DCtx *dctx;
+        } *w;
+        unsigned n_w;
+        uint8_t *seen; /* per index entry: its record was found intact */
+} fsck_ctx;
+
+static void problem(fsck_ctx *c, int severity, const char *file, uint64_t off, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static void problem(fsck_ctx *c, int severity, const char *file, uint64_t off, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (severity)
+                c->res->n_errors++;
+        else
+                c->res->n_warnings++;
+        if (c->report)
+                c->report(c->userdata, severity, file, off, msg);
+}
+
+static int collect(void *ctx, uint64_t off, const pack_record *r) {
+        fsck_ctx *c = ctx;
+        if (c->n_recs == c->cap_recs) {
+                size_t cap = c->cap_recs ? c->cap_recs * 2 : 1024;
+                fsck_rec *t = realloc(c->recs, cap * sizeof *t);
+                if (!t)
+                        return -ENOMEM;
+                c->recs = t;
+                c->cap_recs = cap;
+        }
+        c->recs[c->n_recs++] = (fsck_rec){ .off = off, .rec = *r };
+        return 0;
+}
+
+static int grow(uint8_t **p, size_t *cap, size_t need) {
+        if (need <= *cap)
+                return 0;
+        uint8_t *t = realloc(*p, need);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = need;
+        return 0;
+}
+
+static void verify_one(void *ctx, size_t i, unsigned worker) {
+        fsck_ctx *c = ctx;
+        fsck_rec *fr = &c->recs[i];
+        __typeof__(c->w[0]) *w = &c->w[worker];
+        if (!w->dctx)
+                w->dctx = ZSTD_createDCtx();
+        if (!w->dctx || grow(&w->buf, &w->cap, fr->rec.stored_len) < 0 ||
+            grow(&w->out, &w->out_cap, fr->rec.raw_len) < 0) {
+                fr->result = -ENOMEM;
+                return;
+        }
+        int r = st_pread_full(c->pack->fd, w->buf, fr->rec.stored_len,
+                              fr->off + PACK_RECORD_HEADER_LEN);
+        if (r == 0)
+                r = pack_payload_decode(&fr->rec, w->buf, w->out, w->dctx);
+        fr->result = r;
+}
+
+static int check_pack(fsck_ctx *c, store_pack *p) {
+        char name[40] = "packs/";
+        pack_name(name + 6, p->id);
+        struct stat st;
+        if (fstat(p->fd, &st) < 0)
+                return -errno;
+        uint8_t hdr[PACK_HEADER_LEN];
+        uint32_t hid;
+        st_diag d = { 0 };
+        if (st_pread_full(p->fd, hdr, sizeof hdr, 0) < 0 ||
+            pack_header_decode(hdr, sizeof hdr, &hid, &d) < 0 || hid != p->id) {
+                problem(c, 1, name, d.offset, "%s", d.what ? d.what : "bad pack header");
+                return 0;
+        }
+        uint64_t size = (uint64_t)st.st_size;
+        if (size < p->len)
+                problem(c, 1, name, size, "pack is shorter than the index says (%llu bytes lost)",
+                        (unsigned long long)(p->len - size));
+        else if (size > p->len)
+                problem(c, 0, name, p->len, "%llu bytes past the last indexed record",
+                        (unsigned long long)(size - p->len));
+        c->n_recs = 0;
+        c->pack = p;
+        uint64_t end;
+        uint64_t lim = ST_MIN(size, p->len);
+        int r = pack_walk(p->fd, PACK_HEADER_LEN, lim, collect, c, &end, &d);
+        if (r < 0)
+                return r;
+        if (end < lim)
+                problem(c, 1, name, d.offset, "%s; records after it cannot be read",
+                        d.what ? d.what : "damaged record");
+        st_pool_for(store_pool(c->s), c->n_recs, verify_one, c);
+        for (size_t i = 0; i < c->n_recs; i++) {
+                fsck_rec *fr = &c->recs[i];
+                c->res->chunks_checked++;
+                c->res->bytes_checked += fr->rec.raw_len;
+                uint32_t id = index_find(c->s->idx, &fr->rec.hash);
+                bool indexed = id != INDEX_NONE && index_get(c->s->idx, id)->pack == p->id &&
+                               index_get(c->s->idx, id)->off == fr->off;
+                if (fr->result < 0) {
+                        if (fr->result == -ENOMEM)
+                                return -ENOMEM;
+                        problem(c, indexed ? 1 : 0, name, fr->off,
+                                "chunk does not match its hash%s",
+                                indexed ? "" : " (unindexed garbage)");
+                        continue;
+                }
+                if (indexed) {
+                        if (index_get(c->s->idx, id)->stored_len != fr->rec.stored_len ||
+                            index_get(c->s->idx, id)->raw_len != fr->rec.raw_len)
+                                problem(c, 1, name, fr->off, "index lengths differ from the record");
+                        else
+                                c->seen[id] = 1;
+                }
+        }
+        return 0;
+}
+
+static int check_manifests(fsck_ctx *c, uint32_t *counts) {
+        char **names;
+        size_t n;
+        int r = store_list_names(c->s, &names, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                manifest *m;
+                st_diag d = { 0 };
+                char file[300];
+                snprintf(file, sizeof file, "images/%s", names[i]);
+                r = store_load_manifest(c->s, names[i], &m, &d);
+                if (r < 0) {
+                        if (r == -ENOMEM)
+                                break;
+                        problem(c, 1, file, d.offset, "%s", d.what ? d.what : strerror(-r));
+                        r = 0;
+                        continue;
+                }
+                c->res->manifests_checked++;
+                for (size_t k = 0; k < m->n; k++) {
+                        uint32_t id = index_find(c->s->idx, &m->ext[k].hash);
+                        uint64_t at = MANIFEST_HEADER_LEN + k * MANIFEST_EXTENT_LEN;
+                        if (id == INDEX_NONE) {
+                                problem(c, 1, file, at, "extent at image offset %llu: chunk missing",
+                                        (unsigned long long)m->ext[k].off);
+                                continue;
+                        }
+                        if (index_get(c->s->idx, id)->raw_len != m->ext[k].len)
+                                problem(c, 1, file, at,
+                                        "extent at image offset %llu: length differs from its chunk",
+                                        (unsigned long long)m->ext[k].off);
+                        if (counts[id] < UINT32_MAX)
+                                counts[id]++;
+                }
+                manifest_free(m);
+        }
+        store_free_names(names, n);
+        return r;
+}
+
+static void check_unlisted_packs(fsck_ctx *c) {
+        int fd = dup(c->s->packs_fd);
+        if (fd < 0)
+                return;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
+        }
+        rewinddir(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                uint32_t id;
+                if (de->d_name[0] == '.')
+                        continue;
+                if (!pack_name_parse(de->d_name, &id))
+                        problem(c, 0, "packs", 0, "unexpected file '%s'", de->d_name);
+                else if (!store_pack_find(c->s, id))
+                        problem(c, 0, "packs", 0, "pack '%s' is not in the index", de->d_name);
+        }
+        closedir(d);
+}
+
+int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const st_import_opts *o,
+                  st_fsck_result *ret) {
+        st_fsck_result res = { 0 };
+        fsck_ctx c = { .s = s, .report = report, .userdata = userdata, .res = &res };
+        st_pool *pool = store_pool(s);
+        if (!pool)
+                return -ENOMEM;
+        uint32_t n = index_count(s->idx);
+        c.n_w = st_pool_size(pool);
+        c.w = calloc(c.n_w, sizeof *c.w);
+        c.seen = calloc(n ? n : 1, 1);
+        _cleanup_free_ uint32_t *counts = calloc(n ? n : 1, sizeof(uint32_t));
+        int r = (c.w && c.seen && counts) ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < s->n_packs; i++) {
+                r = check_pack(&c, &s->packs[i]);
+                if (o && o->progress)
+                        o->progress(o->userdata, i + 1, s->n_packs);
+        }
+        if (r == 0)
+                check_unlisted_packs(&c);
+        if (r == 0)
+                r = check_manifests(&c, counts);
+        for (uint32_t id = 0; r == 0 && id < n; id++) {
+                const index_entry *e = index_get(s->idx, id);
+                if (!c.seen[id])
+                        problem(&c, 1, "index", INDEX_FILE_HEADER_LEN + (uint64_t)id * INDEX_FILE_ENTRY_LEN,
+                                "entry %u points to no intact record (pack %08x offset %u)", id,
+                                e->pack, e->off);
+                if (counts[id] != e->refs)
+                        problem(&c, 1, "index", INDEX_FILE_HEADER_LEN + (uint64_t)id * INDEX_FILE_ENTRY_LEN,
+                                "entry %u: reference count %u, manifests refer to it %u times", id,
+                                e->refs, counts[id]);
+                else if (e->refs == 0)
+                        problem(&c, 0, "index", INDEX_FILE_HEADER_LEN + (uint64_t)id * INDEX_FILE_ENTRY_LEN,
+                                "entry %u is unreferenced (gc frees it)", id);
+        }
+        if (c.w) {
+                for (unsigned i = 0; i < c.n_w; i++) {
+                        free(c.w[i].buf);
+                        free(c.w[i].out);
+                        ZSTD_freeDCtx(c.w[i].dctx);
+                }
+                free(c.w);
+        }
+        free(c.seen);
+        free(c.recs);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = res;
+        return 0;
+}

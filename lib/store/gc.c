@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Garbage collection. References are exact, so the mark is "refs == 0".
+ * Every pack holding dead bytes (freed chunks, duplicates left by a crash,
+ * torn tails) is compacted: its live records are copied, byte for byte, into
+ * new packs; the new packs are fsynced; the index is written without the old
+ * packs; only then are the old packs unlinked. A crash at any point leaves
+ * either the old packs (still listed) or both; recovery drops whichever pack
+ * holds only duplicates. gc never frees a chunk a manifest refers to.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/fs.h"
+#include "store-internal.h"
+
+#define GC_COPY_BUF (8u << 20)
+
+typedef struct live_ref {
+        uint32_t pack, off, id;
+} live_ref;
+
+static int cmp_live(const void *a, const void *b) {
+        const live_ref *x = a, *y = b;
+        if (x->pack != y->pack)
+                return x->pack < y->pack ? -1 : 1;
+        return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static bool keep_referenced(void *ctx, const index_entry *e) {
+        (void)ctx;
+        return e->refs > 0;
+}
+
+static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *buf) {
+        /* live[] is one victim pack's records in offset order: read runs of
+         * them into buf and append each run to the current output pack. */
+        size_t i = 0;
+        while (i < n) {
+                store_pack *src = store_pack_find(s, live[i].pack);
+                size_t k = i;
+                uint64_t len = 0;
+                while (k < n) {
+                        const index_entry *e = index_get(s->idx, live[k].id);
+                        uint64_t rl = PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+                        if (k > i && len + rl > GC_COPY_BUF)
+                                break;
+                        len += rl;
+                        k++;
+                }
+                if (len > GC_COPY_BUF) {
+                        /* a single huge record: grow the buffer just for it */
+                        uint8_t *big = malloc((size_t)len);
+                        if (!big)
+                                return -ENOMEM;
+                        int r = copy_records(s, live + i, 1, big);
+                        free(big);
+                        if (r < 0)
+                                return r;
+                        i++;
+                        continue;
+                }
+                store_pack *dst;
+                int r = store_pack_for_append(s, len, &dst);
+                if (r < 0)
+                        return r;
+                src = store_pack_find(s, live[i].pack); /* the array may have moved */
+                uint64_t w = 0;
+                for (size_t q = i; q < k; q++) {
+                        index_entry *e = index_get(s->idx, live[q].id);
+                        size_t rl = PACK_RECORD_HEADER_LEN + e->stored_len;
+                        r = st_pread_full(src->fd, buf + w, rl, e->off);
+                        if (r < 0)
+                                return r;
+                        w += rl;
+                }
+                r = st_pwrite_full(dst->fd, buf, (size_t)w, dst->len);
+                if (r < 0)
+                        return r;
+                w = 0;
+                for (size_t q = i; q < k; q++) {
+                        index_entry *e = index_get(s->idx, live[q].id);
+                        e->pack = dst->id;
+                        e->off = (uint32_t)(dst->len + w);
+                        w += PACK_RECORD_HEADER_LEN + e->stored_len;
+                }
+                dst->len += w;
+                dst->unsynced = true;
+                i = k;
+        }
+        return 0;
+}
+
+static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
+        uint32_t n = index_count(s->idx);
+        size_t np = s->n_packs;
+        /* live bytes per pack, by position in s->packs */
+        _cleanup_free_ uint64_t *live_bytes = calloc(np ? np : 1, sizeof *live_bytes);
+        _cleanup_free_ live_ref *live = malloc((n ? n : 1) * sizeof *live);
+        _cleanup_free_ uint8_t *buf = malloc(GC_COPY_BUF);
+        if (!live_bytes || !live || !buf)
+                return -ENOMEM;
+        size_t n_live = 0;
+        for (uint32_t id = 0; id < n; id++) {
+                const index_entry *e = index_get(s->idx, id);
+                if (e->refs == 0) {
+                        res->chunks_freed++;
+                        continue;
+                }
+                store_pack *p = store_pack_find(s, e->pack);
+                if (!p)
+                        return -EBADMSG;
+                live_bytes[p - s->packs] += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+                live[n_live++] = (live_ref){ e->pack, e->off, id };
+        }
+        qsort(live, n_live, sizeof *live, cmp_live);
+
+        /* Victims: packs with any dead byte. */
+        _cleanup_free_ uint32_t *victims = malloc((np ? np : 1) * sizeof *victims);
+        if (!victims)
+                return -ENOMEM;
+        size_t n_victims = 0;
+        uint64_t old_bytes = 0;
+        for (size_t i = 0; i < np; i++)
+                if (s->packs[i].len > PACK_HEADER_LEN + live_bytes[i]) {
+                        victims[n_victims++] = s->packs[i].id;
+                        old_bytes += s->packs[i].len;
+                }
+        if (n_victims == 0 && res->chunks_freed == 0)
+                return 0;
+
+        int r = store_mark_dirty(s);
+        if (r < 0)
+                return r;
+        /* New output packs get ids above every victim, so appends never land
+         * in a pack that is about to be deleted. */
+        store_pack *out;
+        if (n_victims > 0 && (r = store_pack_create(s, &out)) < 0)
+                return r;
+        uint64_t new_bytes = 0;
+        uint32_t first_new = s->next_pack_id - 1;
+        for (size_t v = 0; v < n_victims; v++) {
+                size_t a = 0;
+                while (a < n_live && live[a].pack < victims[v])
+                        a++;
+                size_t b = a;
+                while (b < n_live && live[b].pack == victims[v])
+                        b++;
+                r = copy_records(s, live + a, b - a, buf);
+                if (r < 0)
+                        return r;
+                if (o && o->progress)
+                        o->progress(o->userdata, v + 1, n_victims);
+        }
+        r = index_filter(s->idx, keep_referenced, NULL);
+        if (r < 0)
+                return r;
+        /* Drop the victims from the pack table, keeping their fds to close. */
+        _cleanup_free_ int *old_fds = malloc((n_victims ? n_victims : 1) * sizeof(int));
+        if (!old_fds)
+                return -ENOMEM;
+        size_t w = 0, k = 0;
+        for (size_t i = 0; i < s->n_packs; i++) {
+                bool victim = false;
+                for (size_t v = 0; v < n_victims && !victim; v++)
+                        victim = s->packs[i].id == victims[v];
+                if (victim)
+                        old_fds[k++] = s->packs[i].fd;
+                else {
+                        if (s->packs[i].id >= first_new)
+                                new_bytes += s->packs[i].len;
+                        s->packs[w++] = s->packs[i];
+                }
+        }
+        s->n_packs = w;
+        s->unique_bytes = s->stored_bytes = 0;
+        for (uint32_t id = 0; id < index_count(s->idx); id++) {
+                const index_entry *e = index_get(s->idx, id);
+                s->unique_bytes += e->raw_len;
+                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+        }
+        r = store_write_index(s);
+        for (size_t i = 0; i < k; i++)
+                close(old_fds[i]);
+        if (r < 0)
+                return r;
+        for (size_t v = 0; v < n_victims; v++) {
+                char name[32];
+                pack_name(name, victims[v]);
+                if (unlinkat(s->packs_fd, name, 0) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        r = st_fsync_dir(s->packs_fd);
+        if (r < 0)
+                return r;
+        res->packs_rewritten = n_victims;
+        res->bytes_freed = old_bytes > new_bytes ? old_bytes - new_bytes : 0;
+        return store_clear_dirty(s);
+}
+
+int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret) {
+        int r = store_writable(s);
+        if (r < 0)
+                return r;
+        st_gc_result res = { 0 };
+        r = gc_run(s, o, &res);
+        if (r < 0) {
+                s->broken = true;
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        return 0;
+}

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Import: image -> pieces -> BLAKE3 -> index lookup -> zstd (new chunks only)
+ * -> pack append -> manifest. Works a buffer (16 MiB) at a time: split it
+ * into pieces on this thread, hash them on every core, look them up and
+ * reserve new ones here (the only serial step), compress the new ones on
+ * every core, then write them with one pwrite. Holes that the filesystem
+ * reports (SEEK_HOLE) are never read.
+ *
+ * Failure midway leaves the store marked dirty and the handle refusing
+ * writes: the next open recovers exactly as after a crash, which is the
+ * tested path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/hash.h>
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "store-internal.h"
+
+#define IMPORT_BUF (16u << 20)
+
+typedef struct piece {
+        uint64_t off;   /* in the image */
+        uint32_t len;
+        uint32_t at;    /* in the buffer */
+        uint32_t entry;
+        bool is_new;
+        uint32_t stored_len; /* new pieces: compressed length, or len if raw */
+        size_t out_at;       /* new pieces: where the compressed bytes are */
+        st_digest hash;
+} piece;
+
+typedef struct import_job {
+        st_store *s;
+        st_chunker_params cp;
+        uint8_t *buf;
+        piece *pieces;
+        size_t n_pieces, cap_pieces;
+        uint8_t *out; /* compressed payloads */
+        size_t out_cap;
+        ZSTD_CCtx **cctx;
+        unsigned n_cctx;
+        uint8_t *wbuf;
+        size_t wbuf_cap;
+} import_job;
+
+static void diag(st_diag *d, const char *file, uint64_t off, const char *what) {
+        (void)st_diag_fail(d, file, off, what, 0);
+}
+
+static void hash_piece(void *ctx, size_t i, unsigned worker) {
+        (void)worker;
+        import_job *j = ctx;
+        piece *p = &j->pieces[i];
+        st_hash(j->buf + p->at, p->len, &p->hash);
+}
+
+static void compress_piece(void *ctx, size_t i, unsigned worker) {
+        import_job *j = ctx;
+        piece *p = &j->pieces[i];
+        if (!p->is_new)
+                return;
+        size_t bound = ZSTD_compressBound(p->len);
+        size_t n = ZSTD_compressCCtx(j->cctx[worker], j->out + p->out_at, bound, j->buf + p->at,
+                                     p->len, j->s->cfg.zstd_level);
+        p->stored_len = (!ZSTD_isError(n) && n < p->len) ? (uint32_t)n : p->len;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+        if (need <= *cap)
+                return 0;
+        size_t c = *cap ? *cap : 64;
+        while (c < need)
+                c *= 2;
+        void *t = realloc(*p, c * elem);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = c;
+        return 0;
+}
+
+/* Everything after splitting: hash, dedup, compress, write, record extents. */
+static int process_batch(import_job *j, manifest *m, st_import_result *res, st_diag *reterr) {
+        st_store *s = j->s;
+        st_pool *pool = store_pool(s);
+        if (!pool)
+                return -ENOMEM;
+        st_pool_for(pool, j->n_pieces, hash_piece, j);
+
+        size_t out_need = 0;
+        uint64_t w_need = 0;
+        for (size_t i = 0; i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                uint32_t id = index_find(s->idx, &p->hash);
+                if (id == INDEX_NONE) {
+                        index_entry e = { .pack = INDEX_PACK_PENDING, .raw_len = p->len };
+                        id = index_add(s->idx, &p->hash, &e);
+                        if (id == INDEX_NONE)
+                                return -ENOMEM;
+                        p->is_new = true;
+                        p->out_at = out_need;
+                        out_need += ZSTD_compressBound(p->len);
+                        w_need += PACK_RECORD_HEADER_LEN + (uint64_t)p->len;
+                } else {
+                        p->is_new = false;
+                        const index_entry *e = index_get(s->idx, id);
+                        if (e->pack != INDEX_PACK_PENDING) {
+                                int r = store_entry_matches(s, e, &p->hash);
+                                if (r < 0) {
+                                        diag(reterr, "packs", e->off,
+                                             "cannot read the record a dedup hit points to");
+                                        return r;
+                                }
+                                if (r == 0) {
+                                        diag(reterr, "index", p->off,
+                                             "two chunks share a 128-bit hash prefix");
+                                        return -EEXIST;
+                                }
+                        }
+                }
+                p->entry = id;
+        }
+        int r = grow((void **)&j->out, &j->out_cap, out_need ? out_need : 1, 1);
+        if (r < 0)
+                return r;
+        st_pool_for(pool, j->n_pieces, compress_piece, j);
+
+        if (w_need > 0) {
+                r = grow((void **)&j->wbuf, &j->wbuf_cap, (size_t)w_need, 1);
+                if (r < 0)
+                        return r;
+                store_pack *pk;
+                r = store_pack_for_append(s, w_need, &pk);
+                if (r < 0) {
+                        diag(reterr, "packs", 0, "cannot create a pack file");
+                        return r;
+                }
+                uint64_t base = pk->len, w = 0;
+                for (size_t i = 0; i < j->n_pieces; i++) {
+                        piece *p = &j->pieces[i];
+                        if (!p->is_new)
+                                continue;
+                        bool z = p->stored_len < p->len;
+                        pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0, .raw_len = p->len,
+                                            .stored_len = p->stored_len, .hash = p->hash };
+                        pack_record_encode(j->wbuf + w, &rec);
+                        memcpy(j->wbuf + w + PACK_RECORD_HEADER_LEN,
+                               z ? j->out + p->out_at : j->buf + p->at, p->stored_len);
+                        index_entry *e = index_get(s->idx, p->entry);
+                        e->pack = pk->id;
+                        e->off = (uint32_t)(base + w);
+                        e->stored_len = p->stored_len;
+                        w += PACK_RECORD_HEADER_LEN + p->stored_len;
+                        res->n_new++;
+                        res->new_bytes += p->len;
+                        s->unique_bytes += p->len;
+                }
+                r = st_pwrite_full(pk->fd, j->wbuf, (size_t)w, base);
+                if (r < 0) {
+                        char name[40];
+                        snprintf(name, sizeof name, "packs/");
+                        pack_name(name + 6, pk->id);
+                        diag(reterr, name, base, "cannot write to pack");
+                        return r;
+                }
+                pk->len += w;
+                pk->unsynced = true;
+                s->stored_bytes += w;
+                res->new_stored += w;
+        }
+        for (size_t i = 0; i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                r = manifest_append(m, p->off, p->len, &p->hash);
+                if (r < 0)
+                        return r;
+                res->data_bytes += p->len;
+        }
+        res->n_chunks += j->n_pieces;
+        j->n_pieces = 0;
+        return 0;
+}
+
+/* Read [pos, end) of the image in buffers and feed the pieces to batches. */
+static int import_region(import_job *j, int fd, const char *path, uint64_t pos, uint64_t end,
+                         manifest *m, st_import_result *res, const st_import_opts *o,
+                         uint64_t size, st_diag *reterr) {
+        size_t have = 0; /* bytes at j->buf, starting at image offset pos */
+        for (;;) {
+                size_t want = (size_t)ST_MIN((uint64_t)(IMPORT_BUF - have), end - pos - have);
+                if (want > 0) {
+                        int r = st_pread_full(fd, j->buf + have, want, pos + have);
+                        if (r < 0) {
+                                diag(reterr, path, pos + have,
+                                     r == -EIO ? "image ended early (truncated while reading?)"
+                                               : "cannot read image");
+                                return r;
+                        }
+                        have += want;
+                }
+                bool eof = pos + have == end;
+                size_t at = 0;
+                for (;;) {
+                        st_piece pc;
+                        int r = st_split_next(&j->cp, pos + at, j->buf + at, have - at, eof, &pc);
+                        if (r < 0)
+                                break;
+                        if (!pc.hole) {
+                                r = grow((void **)&j->pieces, &j->cap_pieces, j->n_pieces + 1,
+                                         sizeof(piece));
+                                if (r < 0)
+                                        return r;
+                                j->pieces[j->n_pieces++] = (piece){
+                                        .off = pos + at, .len = (uint32_t)pc.len, .at = (uint32_t)at
+                                };
+                        }
+                        at += (size_t)pc.len;
+                }
+                int r = process_batch(j, m, res, reterr);
+                if (r < 0)
+                        return r;
+                memmove(j->buf, j->buf + at, have - at);
+                have -= at;
+                pos += at;
+                if (o && o->progress)
+                        o->progress(o->userdata, pos, size);
+                if (eof && have == 0)
+                        return 0;
+        }
+}
+
+static int image_size(int fd, uint64_t *ret, bool *ret_regular) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISREG(st.st_mode)) {
+                *ret = (uint64_t)st.st_size;
+                *ret_regular = true;
+                return 0;
+        }
+        if (S_ISBLK(st.st_mode)) {
+                off_t e = lseek(fd, 0, SEEK_END);
+                if (e < 0)
+                        return -errno;
+                *ret = (uint64_t)e;
+                *ret_regular = false;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static void job_done(import_job *j) {
+        free(j->buf);
+        free(j->pieces);
+        free(j->out);
+        free(j->wbuf);
+        for (unsigned i = 0; i < j->n_cctx; i++)
+                ZSTD_freeCCtx(j->cctx[i]);
+        free(j->cctx);
+}
+
+static int import_all(import_job *j, int fd, const char *path, uint64_t size,
+                      bool regular, manifest *m, st_import_result *res, const st_import_opts *o,
+                      st_diag *reterr) {
+        /* In aligned mode a hole and zeros split alike (split.c), so the data
+         * regions SEEK_DATA finds can be imported on their own. Byte mode reads
+         * everything: its cut points do not restart at holes. */
+        if (!regular || j->cp.align == 1)
+                return import_region(j, fd, path, 0, size, m, res, o, size, reterr);
+        uint64_t pos = 0;
+        while (pos < size) {
+                off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+                if (d < 0) {
+                        if (errno == ENXIO)
+                                break; /* only a hole is left */
+                        if (errno == EINVAL || errno == EOPNOTSUPP)
+                                return import_region(j, fd, path, pos, size, m, res, o, size, reterr);
+                        diag(reterr, path, pos, "SEEK_DATA failed");
+                        return -errno;
+                }
+                off_t h = lseek(fd, d, SEEK_HOLE);
+                if (h < 0) {
+                        diag(reterr, path, (uint64_t)d, "SEEK_HOLE failed");
+                        return -errno;
+                }
+                uint64_t a = (uint64_t)d / ST_CHUNK_ALIGN * ST_CHUNK_ALIGN;
+                uint64_t b = ((uint64_t)h + ST_CHUNK_ALIGN - 1) / ST_CHUNK_ALIGN * ST_CHUNK_ALIGN;
+                if (a < pos)
+                        a = pos;
+                if (b > size)
+                        b = size;
+                if (b > a) {
+                        int r = import_region(j, fd, path, a, b, m, res, o, size, reterr);
+                        if (r < 0)
+                                return r;
+                }
+                pos = b > pos ? b : pos + 1;
+        }
+        if (o && o->progress)
+                o->progress(o->userdata, size, size);
+        return 0;
+}
+
+int st_store_import(st_store *s, const char *path, const char *name, const st_import_opts *o,
+                    st_import_result *ret, st_diag *reterr) {
+        int r = store_writable(s);
+        if (r < 0)
+                return r;
+        if (!st_name_valid(name)) {
+                diag(reterr, name, 0, "invalid image name");
+                return -EINVAL;
+        }
+        if (faccessat(s->images_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                diag(reterr, name, 0, "an image with this name exists");
+                return -EEXIST;
+        }
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                diag(reterr, path, 0, "cannot open image");
+                return r;
+        }
+        uint64_t size = 0;
+        bool regular = false;
+        r = image_size(fd, &size, &regular);
+        if (r < 0) {
+                diag(reterr, path, 0, r == -EINVAL ? "not a regular file or block device"
+                                                   : "cannot stat image");
+                return r;
+        }
+        if (size > MANIFEST_SIZE_MAX) {
+                diag(reterr, path, 0, "image too large");
+                return -EFBIG;
+        }
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+        st_pool *pool = store_pool(s);
+        if (!pool)
+                return -ENOMEM;
+        import_job j = { .s = s, .cp = s->cfg.chunker };
+        j.buf = malloc(IMPORT_BUF);
+        j.n_cctx = st_pool_size(pool);
+        j.cctx = calloc(j.n_cctx, sizeof *j.cctx);
+        manifest *m = manifest_new(MANIFEST_KIND_IMAGE, size, &j.cp);
+        r = (j.buf && j.cctx && m) ? 0 : -ENOMEM;
+        for (unsigned i = 0; r == 0 && i < j.n_cctx; i++)
+                if (!(j.cctx[i] = ZSTD_createCCtx()))
+                        r = -ENOMEM;
+        if (r < 0) {
+                job_done(&j);
+                manifest_free(m);
+                return r;
+        }
+
+        st_import_result res = { .size = size };
+        r = store_mark_dirty(s);
+        if (r == 0)
+                r = import_all(&j, fd, path, size, regular, m, &res, o, reterr);
+        job_done(&j);
+        if (r == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                m->ctime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+                /* Chunks first, then the manifest: a crash between leaves only
+                 * unreferenced chunks, never an image with missing data. */
+                for (size_t i = 0; r == 0 && i < s->n_packs; i++)
+                        if (s->packs[i].unsynced)
+                                r = ST_ERRNO(fsync(s->packs[i].fd));
+                if (r == 0)
+                        r = store_save_manifest(s, name, m);
+                if (r < 0)
+                        diag(reterr, name, 0, "cannot write manifest");
+        }
+        if (r == 0) {
+                for (size_t i = 0; i < m->n; i++) {
+                        index_entry *e = index_get(s->idx, index_find(s->idx, &m->ext[i].hash));
+                        if (e->refs < UINT32_MAX)
+                                e->refs++;
+                }
+                r = store_commit(s);
+                if (r < 0)
+                        diag(reterr, "index", 0, "cannot write index");
+        }
+        manifest_free(m);
+        if (r < 0) {
+                s->broken = true;
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        return 0;
+}

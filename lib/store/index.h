@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The chunk index in RAM: hash -> (pack, offset, lengths, refcount).
+ *
+ * 36 bytes per entry in 2 MiB segments, plus a table of 32-bit slots
+ * (open addressing, linear probing, load kept between 3/8 and 3/4): at most
+ * 36 + 4/0.375 = 46.7 bytes per chunk, 40 on average. Only the first 16
+ * bytes of the hash live in RAM; the full hash is in the pack record header,
+ * and whoever relies on a match (dedup at import) checks it there.
+ * Not thread-safe: the store serialises access.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <stellar/common.h>
+
+#define INDEX_PREFIX_LEN 16
+#define INDEX_NONE UINT32_MAX
+#define INDEX_PACK_PENDING UINT32_MAX /* entry reserved, record not yet written */
+
+typedef struct index_entry {
+        uint8_t prefix[INDEX_PREFIX_LEN];
+        uint32_t pack;
+        uint32_t off; /* of the record header in the pack */
+        uint32_t stored_len;
+        uint32_t raw_len;
+        uint32_t refs;
+} index_entry;
+
+_Static_assert(sizeof(index_entry) == 36, "index entry must stay 36 bytes");
+
+typedef struct chunk_index chunk_index;
+
+chunk_index *index_new(void);
+chunk_index *index_free(chunk_index *x);
+uint32_t index_count(const chunk_index *x);
+/* Bytes of RAM held (segments and slot table). */
+uint64_t index_ram_bytes(const chunk_index *x);
+
+/* The entry id for hash, or INDEX_NONE. */
+uint32_t index_find(const chunk_index *x, const st_digest *hash);
+/* Add an entry (the hash must be absent). Returns its id, or INDEX_NONE on OOM. */
+uint32_t index_add(chunk_index *x, const st_digest *hash, const index_entry *e);
+/* Same, from a stored prefix (loading an index file). */
+uint32_t index_add_prefix(chunk_index *x, const index_entry *e);
+index_entry *index_get(const chunk_index *x, uint32_t id);
+/* Drop every entry for which keep() says false, renumbering the rest;
+ * rebuilds the slot table. Returns 0 or -ENOMEM. */
+int index_filter(chunk_index *x, bool (*keep)(void *ctx, const index_entry *e), void *ctx);

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Pack file encoding, decoding and scanning; see pack.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <zstd.h>
+
+#include <stellar/chunker.h>
+#include <stellar/hash.h>
+
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "../util/le.h"
+#include "pack.h"
+
+static void diag_set(st_diag *d, uint64_t off, const char *what) {
+        (void)st_diag_fail(d, NULL, off, what, 0);
+}
+
+void pack_header_encode(uint8_t out[PACK_HEADER_LEN], uint32_t pack_id) {
+        memset(out, 0, PACK_HEADER_LEN);
+        memcpy(out, PACK_MAGIC, 8);
+        st_le32_put(out + 8, PACK_VERSION);
+        st_le32_put(out + 12, PACK_HEADER_LEN);
+        st_le32_put(out + 16, pack_id);
+}
+
+int pack_header_decode(const uint8_t *p, size_t len, uint32_t *ret_pack_id, st_diag *reterr) {
+        if (len < PACK_HEADER_LEN) {
+                diag_set(reterr, 0, "pack header truncated");
+                return -EBADMSG;
+        }
+        if (memcmp(p, PACK_MAGIC, 8) != 0) {
+                diag_set(reterr, 0, "not a pack file (bad magic)");
+                return -EBADMSG;
+        }
+        if (st_le32_get(p + 8) != PACK_VERSION) {
+                diag_set(reterr, 8, "unknown pack format version");
+                return -EPROTONOSUPPORT;
+        }
+        if (st_le32_get(p + 12) != PACK_HEADER_LEN) {
+                diag_set(reterr, 12, "bad pack header length");
+                return -EBADMSG;
+        }
+        *ret_pack_id = st_le32_get(p + 16);
+        return 0;
+}
+
+static uint64_t record_check(const uint8_t *p) {
+        st_digest d;
+        st_hash(p, 48, &d);
+        return st_le64_get(d.b);
+}
+
+void pack_record_encode(uint8_t out[PACK_RECORD_HEADER_LEN], const pack_record *r) {
+        st_le32_put(out, PACK_RECORD_MAGIC);
+        st_le32_put(out + 4, r->flags);
+        st_le32_put(out + 8, r->raw_len);
+        st_le32_put(out + 12, r->stored_len);
+        memcpy(out + 16, r->hash.b, 32);
+        st_le64_put(out + 48, record_check(out));
+}
+
+int pack_record_decode(const uint8_t *p, size_t len, pack_record *ret, st_diag *reterr) {
+        if (len < PACK_RECORD_HEADER_LEN) {
+                diag_set(reterr, 0, "record header truncated");
+                return -EBADMSG;
+        }
+        if (st_le32_get(p) != PACK_RECORD_MAGIC) {
+                diag_set(reterr, 0, "bad record magic");
+                return -EBADMSG;
+        }
+        if (st_le64_get(p + 48) != record_check(p)) {
+                diag_set(reterr, 48, "record header checksum mismatch");
+                return -EBADMSG;
+        }
+        pack_record r = {
+                .flags = st_le32_get(p + 4),
+                .raw_len = st_le32_get(p + 8),
+                .stored_len = st_le32_get(p + 12),
+        };
+        memcpy(r.hash.b, p + 16, 32);
+        if (r.flags & ~PACK_FLAG_ZSTD) {
+                diag_set(reterr, 4, "unknown record flags");
+                return -EBADMSG;
+        }
+        if (r.raw_len == 0 || r.raw_len > ST_CHUNK_MAX_LIMIT || r.stored_len == 0 ||
+            r.stored_len > ZSTD_COMPRESSBOUND(ST_CHUNK_MAX_LIMIT) ||
+            (!(r.flags & PACK_FLAG_ZSTD) && r.stored_len != r.raw_len)) {
+                diag_set(reterr, 8, "record lengths out of range");
+                return -EBADMSG;
+        }
+        *ret = r;
+        return 0;
+}
+
+int pack_walk(int fd, uint64_t from, uint64_t file_len, pack_walk_fn fn, void *ctx,
+              uint64_t *ret_end, st_diag *reterr) {
+        uint64_t off = from;
+        int r = 0;
+        while (off < file_len) {
+                uint8_t hdr[PACK_RECORD_HEADER_LEN];
+                pack_record rec;
+                if (file_len - off < PACK_RECORD_HEADER_LEN) {
+                        diag_set(reterr, off, "truncated record header");
+                        break;
+                }
+                r = st_pread_full(fd, hdr, sizeof hdr, off);
+                if (r < 0)
+                        return r;
+                st_diag d = { 0 };
+                if (pack_record_decode(hdr, sizeof hdr, &rec, &d) < 0) {
+                        diag_set(reterr, off + d.offset, d.what);
+                        break;
+                }
+                if (file_len - off - PACK_RECORD_HEADER_LEN < rec.stored_len) {
+                        diag_set(reterr, off, "truncated record payload");
+                        break;
+                }
+                r = fn(ctx, off, &rec);
+                if (r < 0)
+                        return r;
+                off += PACK_RECORD_HEADER_LEN + rec.stored_len;
+        }
+        *ret_end = off;
+        return 0;
+}
+
+void pack_name(char out[32], uint32_t pack_id) {
+        snprintf(out, 32, "%08x.pack", pack_id);
+}
+
+bool pack_name_parse(const char *name, uint32_t *ret_id) {
+        uint32_t id = 0;
+        for (int i = 0; i < 8; i++) {
+                char c = name[i];
+                uint32_t v;
+                if (c >= '0' && c <= '9')
+                        v = (uint32_t)(c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        v = (uint32_t)(c - 'a' + 10);
+                else
+                        return false;
+                id = id << 4 | v;
+        }
+        if (strcmp(name + 8, ".pack") != 0)
+                return false;
+        *ret_id = id;
+        return true;
+}
+
+int pack_payload_decode(const pack_record *r, const uint8_t *payload, void *out, void *dctx) {
+        if (r->flags & PACK_FLAG_ZSTD) {
+                size_t n = dctx ? ZSTD_decompressDCtx(dctx, out, r->raw_len, payload, r->stored_len)
+                                : ZSTD_decompress(out, r->raw_len, payload, r->stored_len);
+                if (ZSTD_isError(n) || n != r->raw_len)
+                        return -EBADMSG;
+        } else
+                memcpy(out, payload, r->raw_len);
+        st_digest d;
+        st_hash(out, r->raw_len, &d);
+        if (memcmp(d.b, r->hash.b, ST_DIGEST_LEN) != 0)
+                return -EBADMSG;
+        return 0;
+}

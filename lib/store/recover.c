@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Recovery after a crash (or a lost or damaged index): trusts the index for
+ * what it lists, scans pack bytes it does not cover, cuts torn record tails,
+ * drops packs that only hold duplicates (leftovers of an interrupted gc), and
+ * recounts every reference from the manifests. Idempotent: a crash during
+ * recovery is recovered by the next open.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../util/cleanup.h"
+#include "../util/fs.h"
+#include "store-internal.h"
+
+struct scan_ctx {
+        st_store *s;
+        uint32_t pack_id;
+        uint64_t n_added;
+};
+
+static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
+        struct scan_ctx *c = ctx;
+        if (index_find(c->s->idx, &r->hash) != INDEX_NONE)
+                return 0; /* a duplicate: dead bytes until gc */
+        index_entry e = { .pack = c->pack_id, .off = (uint32_t)off, .stored_len = r->stored_len,
+                          .raw_len = r->raw_len };
+        if (index_add(c->s->idx, &r->hash, &e) == INDEX_NONE)
+                return -ENOMEM;
+        c->n_added++;
+        return 0;
+}
+
+static bool writable(const st_store *s) {
+        return !(s->flags & ST_STORE_RDONLY);
+}
+
+/* Scan p from 'from' to the end of its file; cut a torn tail. */
+static int scan_pack_tail(st_store *s, store_pack *p, uint64_t from, uint64_t *ret_added) {
+        struct stat st;
+        if (fstat(p->fd, &st) < 0)
+                return -errno;
+        uint64_t size = (uint64_t)st.st_size;
+        struct scan_ctx c = { .s = s, .pack_id = p->id };
+        uint64_t end = from;
+        if (size > from) {
+                int r = pack_walk(p->fd, from, size, scan_record, &c, &end, NULL);
+                if (r < 0)
+                        return r;
+                if (end < size && writable(s) && ftruncate(p->fd, (off_t)end) < 0)
+                        return -errno;
+        }
+        p->len = end;
+        if (ret_added)
+                *ret_added = c.n_added;
+        return 0;
+}
+
+static bool keep_below(void *ctx, const index_entry *e) {
+        const store_pack *p = ctx;
+        return e->pack != p->id || (uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len <= p->len;
+}
+
+static int recover_listed(st_store *s) {
+        for (size_t i = 0; i < s->n_packs; i++) {
+                store_pack *p = &s->packs[i];
+                struct stat st;
+                if (fstat(p->fd, &st) < 0)
+                        return -errno;
+                if ((uint64_t)st.st_size < p->len) {
+                        /* Bytes the index knew are gone: forget the chunks in them, so
+                         * fsck reports the manifests that need them. */
+                        p->len = (uint64_t)st.st_size;
+                        int r = index_filter(s->idx, keep_below, p);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                int r = scan_pack_tail(s, p, p->len, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int insert_pack(st_store *s, store_pack pk) {
+        store_pack *packs = realloc(s->packs, (s->n_packs + 1) * sizeof *packs);
+        if (!packs)
+                return -ENOMEM;
+        s->packs = packs;
+        size_t i = s->n_packs;
+        while (i > 0 && packs[i - 1].id > pk.id) {
+                packs[i] = packs[i - 1];
+                i--;
+        }
+        packs[i] = pk;
+        s->n_packs++;
+        return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static int recover_unlisted(st_store *s) {
+        int fd = dup(s->packs_fd);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        rewinddir(d);
+        uint32_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        int r = 0;
+        while ((de = readdir(d))) {
+                uint32_t id;
+                if (!pack_name_parse(de->d_name, &id) || store_pack_find(s, id))
+                        continue;
+                if (n == cap) {
+                        cap = cap ? 2 * cap : 16;
+                        uint32_t *t = realloc(ids, cap * sizeof *t);
+                        if (!t) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        ids = t;
+                }
+                ids[n++] = id;
+        }
+        closedir(d);
+        if (n)
+                qsort(ids, n, sizeof *ids, cmp_u32);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                char name[32];
+                pack_name(name, ids[i]);
+                int pfd = openat(s->packs_fd, name, (writable(s) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+                if (pfd < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (ids[i] >= s->next_pack_id)
+                        s->next_pack_id = ids[i] + 1;
+                uint8_t hdr[PACK_HEADER_LEN];
+                uint32_t hid;
+                if (st_pread_full(pfd, hdr, sizeof hdr, 0) < 0 ||
+                    pack_header_decode(hdr, sizeof hdr, &hid, NULL) < 0 || hid != ids[i]) {
+                        /* Created but never written (crash): nothing in it. A damaged
+                         * header on a non-empty pack is left for fsck to report. */
+                        struct stat st;
+                        if (writable(s) && fstat(pfd, &st) == 0 && st.st_size <= PACK_HEADER_LEN)
+                                (void)unlinkat(s->packs_fd, name, 0);
+                        close(pfd);
+                        continue;
+                }
+                store_pack pk = { .id = ids[i], .fd = pfd, .len = PACK_HEADER_LEN };
+                uint64_t added = 0;
+                r = scan_pack_tail(s, &pk, PACK_HEADER_LEN, &added);
+                if (r < 0) {
+                        close(pfd);
+                        break;
+                }
+                if (added == 0 && writable(s)) {
+                        /* Only copies of chunks we already have: an interrupted gc's
+                         * output or input. */
+                        close(pfd);
+                        (void)unlinkat(s->packs_fd, name, 0);
+                        continue;
+                }
+                r = insert_pack(s, pk);
+                if (r < 0)
+                        close(pfd);
+        }
+        free(ids);
+        return r;
+}
+
+static int recount_refs(st_store *s) {
+        uint32_t n = index_count(s->idx);
+        for (uint32_t id = 0; id < n; id++)
+                index_get(s->idx, id)->refs = 0;
+        char **names;
+        size_t n_names;
+        int r = store_list_names(s, &names, &n_names);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_names; i++) {
+                manifest *m;
+                if (store_load_manifest(s, names[i], &m, NULL) < 0)
+                        continue; /* fsck reports it */
+                for (size_t k = 0; k < m->n; k++) {
+                        uint32_t id = index_find(s->idx, &m->ext[k].hash);
+                        if (id != INDEX_NONE && index_get(s->idx, id)->refs < UINT32_MAX)
+                                index_get(s->idx, id)->refs++;
+                }
+                manifest_free(m);
+        }
+        store_free_names(names, n_names);
+        return 0;
+}
+
+static void remove_temp_files(int dirfd) {
+        int fd = dup(dirfd);
+        if (fd < 0)
+                return;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
+        }
+        rewinddir(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                size_t l = strlen(de->d_name);
+                if (de->d_name[0] == '.' && l > 5 && strcmp(de->d_name + l - 4, ".tmp") == 0)
+                        (void)unlinkat(dirfd, de->d_name, 0);
+        }
+        closedir(d);
+}
+
+int store_recover(st_store *s, st_diag *reterr) {
+        (void)reterr;
+        int r = recover_listed(s);
+        if (r == 0)
+                r = recover_unlisted(s);
+        if (r == 0)
+                r = recount_refs(s);
+        if (r < 0)
+                return r;
+        s->unique_bytes = s->stored_bytes = 0;
+        uint32_t n = index_count(s->idx);
+        for (uint32_t id = 0; id < n; id++) {
+                const index_entry *e = index_get(s->idx, id);
+                s->unique_bytes += e->raw_len;
+                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+        }
+        if (!writable(s))
+                return 0;
+        remove_temp_files(s->images_fd);
+        remove_temp_files(s->dirfd);
+        return store_commit(s);
+}

@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Opening, creating and closing a store; the dirty/clean protocol that makes
+ * every operation crash-safe; pack and manifest plumbing for the other files.
+ *
+ * Crash safety rests on one rule: before an operation changes packs or
+ * manifests it creates 'dirty'; after, it writes a fresh index and removes
+ * 'dirty'. Opening a store that has 'dirty' runs recover.c, which rebuilds
+ * what the index lacks from the packs and recounts references from the
+ * manifests. A manifest appears only by rename() after its chunks are fsynced,
+ * so an import is visible entirely or not at all.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/hash.h>
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "../util/le.h"
+#include "store-internal.h"
+
+static void diag(st_diag *d, const char *file, uint64_t off, const char *what) {
+        (void)st_diag_fail(d, file ? file : "", off, what, 0);
+}
+
+bool st_name_valid(const char *name) {
+        size_t n = strlen(name);
+        if (n == 0 || n > 200 || name[0] == '.' || name[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      strchr("._+@:-", c)))
+                        return false;
+        }
+        return true;
+}
+
+static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *cfg) {
+        memset(out, 0, STORE_FORMAT_LEN);
+        memcpy(out, STORE_FORMAT_MAGIC, 8);
+        st_le32_put(out + 8, STORE_FORMAT_VERSION);
+        st_le32_put(out + 12, STORE_FORMAT_LEN);
+        st_le32_put(out + 16, cfg->chunker.align);
+        st_le32_put(out + 20, cfg->chunker.min_size);
+        st_le32_put(out + 24, cfg->chunker.avg_size);
+        st_le32_put(out + 28, cfg->chunker.max_size);
+        st_le32_put(out + 32, (uint32_t)cfg->zstd_level);
+        st_digest d;
+        st_hash(out, 56, &d);
+        memcpy(out + 56, d.b, 8);
+}
+
+static int format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr) {
+        if (len != STORE_FORMAT_LEN || memcmp(p, STORE_FORMAT_MAGIC, 8) != 0) {
+                diag(reterr, "format", 0, "not a Stellarium store (bad format file)");
+                return -EBADMSG;
+        }
+        if (st_le32_get(p + 8) != STORE_FORMAT_VERSION) {
+                diag(reterr, "format", 8, "unknown store format version");
+                return -EPROTONOSUPPORT;
+        }
+        st_digest d;
+        st_hash(p, 56, &d);
+        if (memcmp(d.b, p + 56, 8) != 0) {
+                diag(reterr, "format", 56, "format file checksum mismatch");
+                return -EBADMSG;
+        }
+        st_store_config c = {
+                .chunker = { st_le32_get(p + 16), st_le32_get(p + 20), st_le32_get(p + 24),
+                             st_le32_get(p + 28) },
+                .zstd_level = (int32_t)st_le32_get(p + 32),
+        };
+        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22) {
+                diag(reterr, "format", 16, "bad chunker parameters or zstd level");
+                return -EBADMSG;
+        }
+        *ret = c;
+        return 0;
+}
+
+int st_store_init(const char *dir, const st_store_config *cfg) {
+        st_store_config c = cfg ? *cfg : ST_STORE_CONFIG_DEFAULT;
+        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22)
+                return -EINVAL;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        if (faccessat(dfd, "format", F_OK, 0) == 0)
+                return -EEXIST;
+        if (mkdirat(dfd, "packs", 0755) < 0 && errno != EEXIST)
+                return -errno;
+        if (mkdirat(dfd, "images", 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_close_ int lfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lfd < 0)
+                return -errno;
+        uint8_t buf[STORE_FORMAT_LEN];
+        format_encode(buf, &c);
+        /* 'format' is written last: a store without it is not a store yet. */
+        return st_write_atomic(dfd, "format", buf, sizeof buf);
+}
+
+st_pool *store_pool(st_store *s) {
+        if (!s->pool)
+                s->pool = st_pool_new(0);
+        return s->pool;
+}
+
+store_pack *store_pack_find(st_store *s, uint32_t id) {
+        size_t lo = 0, hi = s->n_packs;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (s->packs[mid].id == id)
+                        return &s->packs[mid];
+                if (s->packs[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+int store_writable(const st_store *s) {
+        if (s->flags & ST_STORE_RDONLY)
+                return -EROFS;
+        if (s->broken)
+                return -EIO;
+        return 0;
+}
+
+int store_mark_dirty(st_store *s) {
+        if (s->dirty_marked)
+                return 0;
+        _cleanup_close_ int fd = openat(s->dirfd, "dirty", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        int r = st_fsync_dir(s->dirfd);
+        if (r < 0)
+                return r;
+        s->dirty_marked = true;
+        return 0;
+}
+
+int store_write_index(st_store *s) {
+        for (size_t i = 0; i < s->n_packs; i++) {
+                if (!s->packs[i].unsynced)
+                        continue;
+                if (fsync(s->packs[i].fd) < 0)
+                        return -errno;
+                s->packs[i].unsynced = false;
+        }
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = index_file_encode(s, &buf, &len);
+        if (r < 0)
+                return r;
+        return st_write_atomic(s->dirfd, "index", buf, len);
+}
+
+int store_clear_dirty(st_store *s) {
+        if (unlinkat(s->dirfd, "dirty", 0) < 0 && errno != ENOENT)
+                return -errno;
+        int r = st_fsync_dir(s->dirfd);
+        if (r < 0)
+                return r;
+        s->dirty_marked = false;
+        return 0;
+}
+
+int store_commit(st_store *s) {
+        int r = store_write_index(s);
+        return r < 0 ? r : store_clear_dirty(s);
+}
+
+int store_pack_create(st_store *s, store_pack **ret) {
+        if (s->next_pack_id == UINT32_MAX)
+                return -ENOSPC;
+        uint32_t id = s->next_pack_id;
+        char name[32];
+        pack_name(name, id);
+        _cleanup_close_ int fd =
+                openat(s->packs_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        uint8_t hdr[PACK_HEADER_LEN];
+        pack_header_encode(hdr, id);
+        int r = st_pwrite_full(fd, hdr, sizeof hdr, 0);
+        if (r < 0)
+                return r;
+        r = st_fsync_dir(s->packs_fd);
+        if (r < 0)
+                return r;
+        store_pack *packs = realloc(s->packs, (s->n_packs + 1) * sizeof *packs);
+        if (!packs)
+                return -ENOMEM;
+        s->packs = packs;
+        /* ids only grow, so appending keeps the array sorted */
+        packs[s->n_packs] = (store_pack){ .id = id, .fd = TAKE_FD(fd), .len = PACK_HEADER_LEN,
+                                          .unsynced = true };
+        s->next_pack_id = id + 1;
+        *ret = &packs[s->n_packs++];
+        return 0;
+}
+
+int store_pack_for_append(st_store *s, uint64_t need, store_pack **ret) {
+        if (s->n_packs > 0) {
+                store_pack *p = &s->packs[s->n_packs - 1];
+                if (p->id == s->next_pack_id - 1 &&
+                    (p->len + need <= PACK_TARGET_SIZE || p->len == PACK_HEADER_LEN) &&
+                    p->len + need <= PACK_MAX_SIZE) {
+                        *ret = p;
+                        return 0;
+                }
+        }
+        return store_pack_create(s, ret);
+}
+
+static int store_open_packs(st_store *s, st_diag *reterr) {
+        /* Open every pack file listed by the index; recover.c handles the rest. */
+        for (size_t i = 0; i < s->n_packs; i++) {
+                char name[32];
+                pack_name(name, s->packs[i].id);
+                int fd = openat(s->packs_fd, name,
+                                ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+                if (fd < 0) {
+                        int r = -errno;
+                        diag(reterr, name, 0, "pack listed in the index cannot be opened");
+                        return r;
+                }
+                s->packs[i].fd = fd;
+        }
+        return 0;
+}
+
+int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr) {
+        _cleanup_free_ uint8_t *fmt = NULL, *ibuf = NULL;
+        size_t fmt_len, ilen = 0;
+        int r;
+        if (flags & ST_STORE_CREATE) {
+                r = st_store_init(dir, NULL);
+                if (r < 0 && r != -EEXIST)
+                        return r;
+        }
+        st_store *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->dirfd = s->packs_fd = s->images_fd = s->lock_fd = -EBADF;
+        s->flags = flags & ST_STORE_RDONLY;
+        s->next_pack_id = 1;
+
+        s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dirfd < 0) {
+                r = -errno;
+                diag(reterr, dir, 0, "cannot open store directory");
+                goto fail;
+        }
+        r = st_read_file(s->dirfd, "format", 4096, &fmt, &fmt_len);
+        if (r < 0) {
+                diag(reterr, "format", 0,
+                     r == -ENOENT ? "no store here (run 'stellar init')" : "cannot read");
+                goto fail;
+        }
+        r = format_decode(fmt, fmt_len, &s->cfg, reterr);
+        if (r < 0)
+                goto fail;
+        s->lock_fd = openat(s->dirfd, "lock",
+                            ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (s->lock_fd < 0 || flock(s->lock_fd, (s->flags & ST_STORE_RDONLY) ? LOCK_SH : LOCK_EX) < 0) {
+                r = -errno;
+                diag(reterr, "lock", 0, "cannot lock the store");
+                goto fail;
+        }
+        s->packs_fd = openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        s->images_fd = openat(s->dirfd, "images", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->packs_fd < 0 || s->images_fd < 0) {
+                r = -errno;
+                diag(reterr, s->packs_fd < 0 ? "packs" : "images", 0, "cannot open directory");
+                goto fail;
+        }
+        s->idx = index_new();
+        if (!s->idx) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        bool need_recovery = faccessat(s->dirfd, "dirty", F_OK, 0) == 0;
+        r = st_read_file(s->dirfd, "index", SIZE_MAX, &ibuf, &ilen);
+        if (r == -ENOENT)
+                need_recovery = true; /* a new store, or one whose index was lost */
+        else if (r < 0) {
+                diag(reterr, "index", 0, "cannot read");
+                goto fail;
+        } else {
+                st_diag d = { 0 };
+                r = index_file_load(s, ibuf, ilen, &d);
+                if (r == -EPROTONOSUPPORT) {
+                        diag(reterr, "index", d.offset, d.what);
+                        goto fail;
+                }
+                if (r < 0) {
+                        /* A damaged index is rebuilt from the packs alone. */
+                        index_free(s->idx);
+                        s->idx = index_new();
+                        free(s->packs);
+                        s->packs = NULL;
+                        s->n_packs = 0;
+                        s->next_pack_id = 1;
+                        s->unique_bytes = s->stored_bytes = 0;
+                        if (!s->idx) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        need_recovery = true;
+                }
+        }
+        for (size_t i = 0; i < s->n_packs; i++)
+                s->packs[i].fd = -EBADF;
+        r = store_open_packs(s, reterr);
+        if (r < 0)
+                goto fail;
+        if (need_recovery) {
+                s->dirty_marked = !(s->flags & ST_STORE_RDONLY);
+                r = store_recover(s, reterr);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = s;
+        return 0;
+fail:
+        st_store_close(s);
+        return r;
+}
+
+st_store *st_store_close(st_store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < s->n_packs; i++)
+                if (s->packs[i].fd >= 0)
+                        close(s->packs[i].fd);
+        free(s->packs);
+        index_free(s->idx);
+        st_pool_free(s->pool);
+        if (s->images_fd >= 0)
+                close(s->images_fd);
+        if (s->packs_fd >= 0)
+                close(s->packs_fd);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
+        if (s->dirfd >= 0)
+                close(s->dirfd);
+        free(s);
+        return NULL;
+}
+
+const st_store_config *st_store_get_config(const st_store *s) {
+        return &s->cfg;
+}
+
+int store_load_manifest(st_store *s, const char *name, manifest **ret, st_diag *reterr) {
+        if (!st_name_valid(name))
+                return -EINVAL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = st_read_file(s->images_fd, name, MANIFEST_HEADER_LEN + MANIFEST_TRAILER_LEN +
+                                                         (size_t)MANIFEST_EXTENTS_MAX * MANIFEST_EXTENT_LEN,
+                             &buf, &len);
+        if (r < 0) {
+                diag(reterr, name, 0, r == -ENOENT ? "no such image" : "cannot read manifest");
+                return r;
+        }
+        st_diag d = { 0 };
+        r = manifest_parse(buf, len, ret, &d);
+        if (r < 0) {
+                char path[300];
+                snprintf(path, sizeof path, "images/%s", name);
+                diag(reterr, path, d.offset, d.what);
+        }
+        return r;
+}
+
+int store_save_manifest(st_store *s, const char *name, const manifest *m) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = manifest_encode(m, &buf, &len);
+        if (r < 0)
+                return r;
+        return st_write_atomic(s->images_fd, name, buf, len);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void store_free_names(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+int store_list_names(st_store *s, char ***ret, size_t *ret_n) {
+        int fd = dup(s->images_fd);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        rewinddir(d);
+        char **names = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!st_name_valid(de->d_name))
+                        continue; /* ".", "..", temp files */
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        char **nn = realloc(names, cap * sizeof *nn);
+                        if (!nn) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        names = nn;
+                }
+                names[n] = strdup(de->d_name);
+                if (!names[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                store_free_names(names, n);
+                return r;
+        }
+        if (n)
+                qsort(names, n, sizeof *names, cmp_str);
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
+int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash) {
+        store_pack *p = store_pack_find(s, e->pack);
+        if (!p)
+                return -EBADMSG;
+        uint8_t hdr[PACK_RECORD_HEADER_LEN];
+        int r = st_pread_full(p->fd, hdr, sizeof hdr, e->off);
+        if (r < 0)
+                return r == -EIO ? -EBADMSG : r;
+        pack_record rec;
+        if (pack_record_decode(hdr, sizeof hdr, &rec, NULL) < 0)
+                return -EBADMSG;
+        return memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) == 0;
+}
+
+int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
+                     uint8_t *scratch, void *dctx) {
+        store_pack *p = store_pack_find(s, e->pack);
+        if (!p || (uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len > p->len)
+                return -EBADMSG;
+        int r = st_pread_full(p->fd, scratch, PACK_RECORD_HEADER_LEN + e->stored_len, e->off);
+        if (r < 0)
+                return r == -EIO ? -EBADMSG : r;
+        pack_record rec;
+        if (pack_record_decode(scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0)
+                return -EBADMSG;
+        if (rec.stored_len != e->stored_len || rec.raw_len != e->raw_len ||
+            memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) != 0)
+                return -EBADMSG;
+        return pack_payload_decode(&rec, scratch + PACK_RECORD_HEADER_LEN, out, dctx);
+}
+
+int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
+        uint32_t i = index_find(s->idx, id);
+        if (i == INDEX_NONE)
+                return -ENOENT;
+        index_entry e = *index_get(s->idx, i);
+        if (e.pack == INDEX_PACK_PENDING)
+                return -ENOENT;
+        if (buf_len < e.raw_len)
+                return -ENOBUFS;
+        _cleanup_free_ uint8_t *scratch = malloc(PACK_RECORD_HEADER_LEN + e.stored_len);
+        if (!scratch)
+                return -ENOMEM;
+        int r = store_read_entry(s, &e, id, buf, scratch, NULL);
+        return r < 0 ? r : (int64_t)e.raw_len;
+}

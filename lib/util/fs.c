@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* File helpers; see fs.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fs.h"
+
+int st_pread_full(int fd, void *buf, size_t len, uint64_t off) {
+        uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = pread(fd, p, len, (off_t)off);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -EIO;
+                p += n;
+                len -= (size_t)n;
+                off += (uint64_t)n;
+        }
+        return 0;
+}
+
+int st_pwrite_full(int fd, const void *buf, size_t len, uint64_t off) {
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = pwrite(fd, p, len, (off_t)off);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+                off += (uint64_t)n;
+        }
+        return 0;
+}
+
+int st_fsync_dir(int dirfd) {
+        return ST_ERRNO(fsync(dirfd));
+}
+
+int st_write_atomic(int dirfd, const char *name, const void *data, size_t len) {
+        char tmp[512];
+        if ((size_t)snprintf(tmp, sizeof tmp, ".%s.tmp", name) >= sizeof tmp)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        int r = st_pwrite_full(fd, data, len, 0);
+        if (r == 0)
+                r = ST_ERRNO(fsync(fd));
+        if (r == 0)
+                r = ST_ERRNO(renameat(dirfd, tmp, dirfd, name));
+        if (r < 0) {
+                (void)unlinkat(dirfd, tmp, 0);
+                return r;
+        }
+        return st_fsync_dir(dirfd);
+}
+
+int st_read_file(int dirfd, const char *name, size_t max, uint8_t **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_size > max)
+                return -EFBIG;
+        size_t len = (size_t)st.st_size;
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        int r = st_pread_full(fd, buf, len, 0);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
