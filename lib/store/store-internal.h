@@ -77,6 +77,9 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, v
  * 16-byte prefix match). 1 yes, 0 no, negative errno. */
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash);
 
+/* Decode the 'format' file. -EBADMSG, -EPROTONOSUPPORT. */
+int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr);
+
 /* index-file.c */
 int index_file_encode(const st_store *s, uint8_t **ret, size_t *ret_len);
 int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr);

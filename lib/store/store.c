@@ -62,7 +62,7 @@ static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *
         memcpy(out + 56, d.b, 8);
 }
 
-static int format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr) {
+int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr) {
         if (len != STORE_FORMAT_LEN || memcmp(p, STORE_FORMAT_MAGIC, 8) != 0) {
                 diag(reterr, "format", 0, "not a Stellarium store (bad format file)");
                 return -EBADMSG;
@@ -274,7 +274,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                      r == -ENOENT ? "no store here (run 'stellar init')" : "cannot read");
                 goto fail;
         }
-        r = format_decode(fmt, fmt_len, &s->cfg, reterr);
+        r = store_format_decode(fmt, fmt_len, &s->cfg, reterr);
         if (r < 0)
                 goto fail;
         s->lock_fd = openat(s->dirfd, "lock",
