@@ -7,7 +7,7 @@
 #include "../util/le.h"
 #include "index.h"
 
-#define SEG_SHIFT 16
+#define SEG_SHIFT 14
 #define SEG_ENTRIES (1u << SEG_SHIFT)
 
 struct chunk_index {

@@ -2,7 +2,7 @@
 /*
  * The chunk index in RAM: hash -> (pack, offset, lengths, refcount).
  *
- * 36 bytes per entry in 2 MiB segments, plus a table of 32-bit slots
+ * 36 bytes per entry in 576 KiB segments, plus a table of 32-bit slots
  * (open addressing, linear probing, load kept between 3/8 and 3/4): at most
  * 36 + 4/0.375 = 46.7 bytes per chunk, 40 on average. Only the first 16
  * bytes of the hash live in RAM; the full hash is in the pack record header,

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Manifests round-trip, and every kind of damage is refused with -EBADMSG
+ * (or -EPROTONOSUPPORT for an unknown version) and an offset. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <stellar/hash.h>
+
+#include "store/manifest.h"
+#include "test.h"
+#include "util/le.h"
+
+static void reseal(uint8_t *buf, size_t len) {
+        st_digest d;
+        st_hash(buf, len - MANIFEST_TRAILER_LEN, &d);
+        memcpy(buf + len - MANIFEST_TRAILER_LEN, d.b, 32);
+}
+
+int main(void) {
+        st_chunker_params cp = ST_CHUNKER_IMAGE_DEFAULT;
+        manifest *m = manifest_new(MANIFEST_KIND_IMAGE, 1 << 20, &cp);
+        for (int i = 0; i < 10; i++) {
+                st_digest h;
+                st_test_fill(h.b, 32, (uint64_t)i + 1);
+                ST_CHECK_ERR(manifest_append(m, (uint64_t)i * 65536, 16384, &h), 0);
+        }
+        st_digest h0 = { { 0 } };
+        ST_CHECK_ERR(manifest_append(m, 0, 4096, &h0), -EINVAL);        /* overlaps */
+        ST_CHECK_ERR(manifest_append(m, (1 << 20) - 100, 4096, &h0), -EINVAL); /* past end */
+        m->ctime_ns = 12345;
+        uint8_t *buf;
+        size_t len;
+        ST_CHECK_ERR(manifest_encode(m, &buf, &len), 0);
+        ST_CHECK(len == MANIFEST_HEADER_LEN + 10 * MANIFEST_EXTENT_LEN + MANIFEST_TRAILER_LEN);
+
+        manifest *p = NULL;
+        st_diag d = { 0 };
+        ST_CHECK_ERR(manifest_parse(buf, len, &p, &d), 0);
+        ST_CHECK(p && p->n == 10 && p->size == (1 << 20) && p->ctime_ns == 12345);
+        for (size_t i = 0; p && i < 10; i++)
+                ST_CHECK(memcmp(&p->ext[i], &m->ext[i], sizeof p->ext[i]) == 0);
+        manifest_free(p);
+
+        /* every truncation is refused */
+        for (size_t l = 0; l < len; l += 7)
+                ST_CHECK_ERR(manifest_parse(buf, l, &p, &d), -EBADMSG);
+        /* every single bit flip is refused (the trailer covers all bytes) */
+        for (size_t i = 0; i < len; i++) {
+                buf[i] ^= 0x10;
+                int r = manifest_parse(buf, len, &p, &d);
+                ST_CHECK(r == -EBADMSG || r == -EPROTONOSUPPORT);
+                if (r == 0)
+                        manifest_free(p);
+                buf[i] ^= 0x10;
+        }
+        /* unknown version, even correctly sealed */
+        uint8_t *v = malloc(len);
+        memcpy(v, buf, len);
+        st_le32_put(v + 8, 99);
+        reseal(v, len);
+        ST_CHECK_ERR(manifest_parse(v, len, &p, &d), -EPROTONOSUPPORT);
+        ST_CHECK(d.offset == 8);
+        /* semantic damage with a valid checksum: overlap, past end, absurd count */
+        memcpy(v, buf, len);
+        st_le64_put(v + MANIFEST_HEADER_LEN + MANIFEST_EXTENT_LEN, 100); /* extent 1 at 100 */
+        reseal(v, len);
+        ST_CHECK_ERR(manifest_parse(v, len, &p, &d), -EBADMSG);
+        ST_CHECK(d.offset == MANIFEST_HEADER_LEN + MANIFEST_EXTENT_LEN);
+        memcpy(v, buf, len);
+        st_le64_put(v + 24, 1000); /* size smaller than the extents */
+        reseal(v, len);
+        ST_CHECK_ERR(manifest_parse(v, len, &p, &d), -EBADMSG);
+        memcpy(v, buf, len);
+        st_le64_put(v + 32, 1ull << 40);
+        reseal(v, len);
+        ST_CHECK_ERR(manifest_parse(v, len, &p, &d), -EBADMSG);
+        memcpy(v, buf, len);
+        st_le32_put(v + 48, 12345); /* chunker avg not a power of two */
+        reseal(v, len);
+        ST_CHECK_ERR(manifest_parse(v, len, &p, &d), -EBADMSG);
+        free(v);
+        free(buf);
+        manifest_free(m);
+        return ST_TEST_RESULT();
+}
