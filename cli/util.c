@@ -21,7 +21,9 @@ void cli_error(const char *fmt, ...) {
 
 void cli_diag_error(const char *what, int r, const st_diag *d) {
         if (d && d->what) {
-                if (d->file[0])
+                if (d->file[0] && d->offset == 0)
+                        cli_error("%s: %s: %s (%s)", what, d->file, d->what, strerror(-r));
+                else if (d->file[0])
                         cli_error("%s: %s at offset %llu: %s (%s)", what, d->file,
                                   (unsigned long long)d->offset, d->what, strerror(-r));
                 else
@@ -36,7 +38,7 @@ int cli_open(cli *c, unsigned flags, st_store **ret) {
         int r = st_store_open(c->store_dir, flags, ret, &d);
         if (r < 0) {
                 char what[600];
-                snprintf(what, sizeof what, "store %s", c->store_dir);
+                snprintf(what, sizeof what, "cannot open store");
                 cli_diag_error(what, r, &d);
         }
         return r;

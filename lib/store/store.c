@@ -265,7 +265,8 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0) {
                 r = -errno;
-                diag(reterr, dir, 0, "cannot open store directory");
+                diag(reterr, dir, 0,
+                     r == -ENOENT ? "no store here (run 'stellar init')" : "cannot open store directory");
                 goto fail;
         }
         r = st_read_file(s->dirfd, "format", 4096, &fmt, &fmt_len);

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Helpers sourced by the bench/*.sh scripts (not run on its own).
+#
+# Environment:
+#   STELLAR_BENCH_DATA   images and generated inputs (default /var/tmp/stellar-bench)
+#   STELLAR_BENCH_WORK   scratch stores/outputs (default $STELLAR_BENCH_DATA/work)
+#   STELLAR_BENCH_BUILD  release build dir (default /tmp/bench-build)
+#   STELLAR              the stellar binary (default $STELLAR_BENCH_BUILD/cli/stellar)
+# Flags understood by every script: --quick (smaller inputs, fewer runs).
+#
+# Timing: wall time from bash's $EPOCHREALTIME around the command (microsecond
+# resolution), CPU time (user+sys) from /usr/bin/time. Ours and the peer are
+# interleaved run by run, alternating which goes first, so slow phases of the
+# shared machine hit both sides alike; reported numbers are medians.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_DIR=$(dirname "$BENCH_DIR")
+DATA=${STELLAR_BENCH_DATA:-/var/tmp/stellar-bench}
+WORK=${STELLAR_BENCH_WORK:-$DATA/work}
+BUILD=${STELLAR_BENCH_BUILD:-/tmp/bench-build}
+STELLAR=${STELLAR:-$BUILD/cli/stellar}
+IMG_A=$DATA/A.raw
+IMG_B=$DATA/B.raw
+
+QUICK=0
+for _arg in "$@"; do
+    case $_arg in
+        --quick) QUICK=1 ;;
+        -h|--help) sed -n '3,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
+        *) echo "unknown argument: $_arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "$(basename "$0"): $*"; exit 1; }
+
+# runs FULL QUICK: the number of runs for the current mode.
+runs() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+# need_tool CMD PACKAGE: install PACKAGE with apt-get if CMD is missing.
+need_tool() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $2..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 || {
+        apt-get update -qq >/dev/null 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    }
+    command -v "$1" >/dev/null 2>&1 || die "cannot install $2"
+}
+
+# ensure_stellar: configure and build the release binary if it is missing.
+ensure_stellar() {
+    if [ ! -x "$STELLAR" ]; then
+        [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC_DIR" -Dbuildtype=release >&2
+        ninja -C "$BUILD" >&2
+    fi
+    [ -x "$STELLAR" ] || die "no stellar binary at $STELLAR"
+}
+
+ensure_images() {
+    [ -f "$IMG_A" ] && [ -f "$IMG_B" ] && return 0
+    log "building benchmark images (bench/make-images.sh)..."
+    "$BENCH_DIR/make-images.sh" "$DATA" >&2
+}
+
+# random_file MIB: path of a cached file of MIB MiB of pseudo-random bytes
+# (AES-128-CTR keystream with a fixed key, so every machine gets the same data).
+random_file() {
+    local mib=$1 f="$DATA/random-${1}M"
+    if [ ! -f "$f" ] || [ "$(stat -c %s "$f")" -ne $((mib << 20)) ]; then
+        log "generating $f..."
+        mkdir -p "$DATA"
+        openssl enc -aes-128-ctr -K 5e11a71a5e11a71a5e11a71a5e11a71a \
+                -iv 00000000000000000000000000000000 -nosalt -in /dev/zero 2>/dev/null |
+            head -c $((mib << 20)) >"$f.tmp" || true
+        [ "$(stat -c %s "$f.tmp")" -eq $((mib << 20)) ] || die "cannot generate $f"
+        mv "$f.tmp" "$f"
+    fi
+    printf '%s\n' "$f"
+}
+
+# warm FILE...: read files into the page cache (their data extents).
+warm() { cat "$@" >/dev/null; }
+
+# apparent size in bytes
+fsize() { stat -c %s "$1"; }
+
+# timed OUTVAR CMD...: run CMD (stdout to $TIMED_OUT if set, else /dev/null),
+# set OUTVAR to "WALL CPU" seconds. Fails if CMD fails.
+timed() {
+    local __var=$1; shift
+    local tf t0 t1 out=${TIMED_OUT:-/dev/null}
+    tf=$(mktemp)
+    t0=$EPOCHREALTIME
+    if ! /usr/bin/time -f '%U %S' -o "$tf" "$@" >"$out"; then
+        rm -f "$tf"
+        die "command failed: $*"
+    fi
+    t1=$EPOCHREALTIME
+    local cpu
+    cpu=$(awk 'END { printf "%.3f", $1 + $2 }' "$tf")
+    rm -f "$tf"
+    printf -v "$__var" '%s %s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')" "$cpu"
+}
+
+# median N...: the median of the arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# calc EXPR: floating-point arithmetic with awk ("%.Nf" via CALC_FMT, default %.2f).
+calc() { awk "BEGIN { printf \"${CALC_FMT:-%.2f}\", $1 }"; }
+
+# json_get JSON KEY: a numeric field of a flat JSON object.
+json_get() {
+    python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
+}
+
+# drop_caches: write back and drop the page cache (only where a script says so).
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
