@@ -21,7 +21,7 @@ void cli_error(const char *fmt, ...) {
 
 void cli_diag_error(const char *what, int r, const st_diag *d) {
         if (d && d->what) {
-                if (d->file[0] && d->offset == 0)
+                if (d->file[0] && d->offset == ST_DIAG_NO_OFFSET)
                         cli_error("%s: %s: %s (%s)", what, d->file, d->what, strerror(-r));
                 else if (d->file[0])
                         cli_error("%s: %s at offset %llu: %s (%s)", what, d->file,

@@ -19,8 +19,10 @@ typedef struct st_digest {
         uint8_t b[ST_DIGEST_LEN];
 } st_digest;
 
-/* Where a parser of on-disk or received bytes gave up: the file (or NULL),
- * the byte offset in it and a static description. Filled only on failure. */
+/* Where a parser of on-disk or received bytes gave up: the file (or ""),
+ * the byte offset in it (ST_DIAG_NO_OFFSET when a file as a whole is at
+ * fault) and a static description. Filled only on failure. */
+#define ST_DIAG_NO_OFFSET UINT64_MAX
 typedef struct st_diag {
         char file[256];
         uint64_t offset;

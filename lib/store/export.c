@@ -17,6 +17,7 @@
 #include <stellar/store.h>
 
 #include "../util/cleanup.h"
+#include "../util/diag.h"
 #include "../util/fs.h"
 #include "store-internal.h"
 
@@ -117,11 +118,7 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         if (!pool || fd < 0) {
                 r = pool ? -errno : -ENOMEM;
-                if (reterr) {
-                        snprintf(reterr->file, sizeof reterr->file, "%s", path);
-                        reterr->offset = 0;
-                        reterr->what = "cannot open output";
-                }
+                (void)st_diag_fail(reterr, path, ST_DIAG_NO_OFFSET, "cannot open output", r);
                 manifest_free(m);
                 return r;
         }
@@ -129,11 +126,7 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
         bool blockdev = fstat(fd, &st) == 0 && S_ISBLK(st.st_mode);
         if (!blockdev && (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)m->size) < 0)) {
                 r = -errno;
-                if (reterr) {
-                        snprintf(reterr->file, sizeof reterr->file, "%s", path);
-                        reterr->offset = m->size;
-                        reterr->what = "cannot size output";
-                }
+                (void)st_diag_fail(reterr, path, m->size, "cannot size output", r);
                 manifest_free(m);
                 return r;
         }
@@ -168,11 +161,9 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
         if (!j.err && o && o->progress)
                 o->progress(o->userdata, m->size, m->size);
         r = j.err;
-        if (r < 0 && reterr) {
-                snprintf(reterr->file, sizeof reterr->file, "%s", r == -ENOENT || r == -EBADMSG ? name : path);
-                reterr->offset = j.err_off;
-                reterr->what = j.err_what;
-        }
+        if (r < 0)
+                (void)st_diag_fail(reterr, r == -ENOENT || r == -EBADMSG ? name : path, j.err_off,
+                                   j.err_what, r);
         if (j.w) {
                 for (unsigned k = 0; k < st_pool_size(pool); k++) {
                         free(j.w[k].scratch);

@@ -12,6 +12,7 @@
 #include <stellar/store.h>
 
 #include "../util/cleanup.h"
+#include "../util/diag.h"
 #include "../util/fs.h"
 #include "store-internal.h"
 
@@ -33,23 +34,16 @@ int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *re
         size_t len;
         int r = st_read_file(s->images_fd, name, SIZE_MAX, &buf, &len);
         if (r < 0) {
-                if (reterr) {
-                        snprintf(reterr->file, sizeof reterr->file, "%s", name);
-                        reterr->offset = 0;
-                        reterr->what = r == -ENOENT ? "no such image" : "cannot read manifest";
-                }
-                return r;
+                return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
+                                    r == -ENOENT ? "no such image" : "cannot read manifest", r);
         }
         manifest *m;
         st_diag d = { 0 };
         r = manifest_parse(buf, len, &m, &d);
         if (r < 0) {
-                if (reterr) {
-                        snprintf(reterr->file, sizeof reterr->file, "images/%s", name);
-                        reterr->offset = d.offset;
-                        reterr->what = d.what;
-                }
-                return r;
+                char file[300];
+                snprintf(file, sizeof file, "images/%s", name);
+                return st_diag_fail(reterr, file, d.offset, d.what, r);
         }
         fill_info(name, m, ret);
         st_hash(buf, len, &ret->id);

@@ -145,7 +145,7 @@ static int process_batch(import_job *j, manifest *m, st_import_result *res, st_d
                 store_pack *pk;
                 r = store_pack_for_append(s, w_need, &pk);
                 if (r < 0) {
-                        diag(reterr, "packs", 0, "cannot create a pack file");
+                        diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot create a pack file");
                         return r;
                 }
                 uint64_t base = pk->len, w = 0;
@@ -319,29 +319,29 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
         if (r < 0)
                 return r;
         if (!st_name_valid(name)) {
-                diag(reterr, name, 0, "invalid image name");
+                diag(reterr, name, ST_DIAG_NO_OFFSET, "invalid image name");
                 return -EINVAL;
         }
         if (faccessat(s->images_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-                diag(reterr, name, 0, "an image with this name exists");
+                diag(reterr, name, ST_DIAG_NO_OFFSET, "an image with this name exists");
                 return -EEXIST;
         }
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
-                diag(reterr, path, 0, "cannot open image");
+                diag(reterr, path, ST_DIAG_NO_OFFSET, "cannot open image");
                 return r;
         }
         uint64_t size = 0;
         bool regular = false;
         r = image_size(fd, &size, &regular);
         if (r < 0) {
-                diag(reterr, path, 0, r == -EINVAL ? "not a regular file or block device"
+                diag(reterr, path, ST_DIAG_NO_OFFSET, r == -EINVAL ? "not a regular file or block device"
                                                    : "cannot stat image");
                 return r;
         }
         if (size > MANIFEST_SIZE_MAX) {
-                diag(reterr, path, 0, "image too large");
+                diag(reterr, path, ST_DIAG_NO_OFFSET, "image too large");
                 return -EFBIG;
         }
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -381,7 +381,7 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 if (r == 0)
                         r = store_save_manifest(s, name, m);
                 if (r < 0)
-                        diag(reterr, name, 0, "cannot write manifest");
+                        diag(reterr, name, ST_DIAG_NO_OFFSET, "cannot write manifest");
         }
         if (r == 0) {
                 for (size_t i = 0; i < m->n; i++) {
@@ -391,7 +391,7 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 }
                 r = store_commit(s);
                 if (r < 0)
-                        diag(reterr, "index", 0, "cannot write index");
+                        diag(reterr, "index", ST_DIAG_NO_OFFSET, "cannot write index");
         }
         manifest_free(m);
         if (r < 0) {

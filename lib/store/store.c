@@ -238,7 +238,7 @@ static int store_open_packs(st_store *s, st_diag *reterr) {
                                 ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
                 if (fd < 0) {
                         int r = -errno;
-                        diag(reterr, name, 0, "pack listed in the index cannot be opened");
+                        diag(reterr, name, ST_DIAG_NO_OFFSET, "pack listed in the index cannot be opened");
                         return r;
                 }
                 s->packs[i].fd = fd;
@@ -265,13 +265,13 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0) {
                 r = -errno;
-                diag(reterr, dir, 0,
+                diag(reterr, dir, ST_DIAG_NO_OFFSET,
                      r == -ENOENT ? "no store here (run 'stellar init')" : "cannot open store directory");
                 goto fail;
         }
         r = st_read_file(s->dirfd, "format", 4096, &fmt, &fmt_len);
         if (r < 0) {
-                diag(reterr, "format", 0,
+                diag(reterr, "format", ST_DIAG_NO_OFFSET,
                      r == -ENOENT ? "no store here (run 'stellar init')" : "cannot read");
                 goto fail;
         }
@@ -282,14 +282,14 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                             ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (s->lock_fd < 0 || flock(s->lock_fd, (s->flags & ST_STORE_RDONLY) ? LOCK_SH : LOCK_EX) < 0) {
                 r = -errno;
-                diag(reterr, "lock", 0, "cannot lock the store");
+                diag(reterr, "lock", ST_DIAG_NO_OFFSET, "cannot lock the store");
                 goto fail;
         }
         s->packs_fd = openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         s->images_fd = openat(s->dirfd, "images", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->packs_fd < 0 || s->images_fd < 0) {
                 r = -errno;
-                diag(reterr, s->packs_fd < 0 ? "packs" : "images", 0, "cannot open directory");
+                diag(reterr, s->packs_fd < 0 ? "packs" : "images", ST_DIAG_NO_OFFSET, "cannot open directory");
                 goto fail;
         }
         s->idx = index_new();
@@ -303,7 +303,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         if (r == -ENOENT)
                 need_recovery = true; /* a new store, or one whose index was lost */
         else if (r < 0) {
-                diag(reterr, "index", 0, "cannot read");
+                diag(reterr, "index", ST_DIAG_NO_OFFSET, "cannot read");
                 goto fail;
         } else {
                 st_diag d = { 0 };
@@ -380,7 +380,7 @@ int store_load_manifest(st_store *s, const char *name, manifest **ret, st_diag *
                                                          (size_t)MANIFEST_EXTENTS_MAX * MANIFEST_EXTENT_LEN,
                              &buf, &len);
         if (r < 0) {
-                diag(reterr, name, 0, r == -ENOENT ? "no such image" : "cannot read manifest");
+                diag(reterr, name, ST_DIAG_NO_OFFSET, r == -ENOENT ? "no such image" : "cannot read manifest");
                 return r;
         }
         st_diag d = { 0 };
