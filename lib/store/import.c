@@ -313,6 +313,40 @@ static int import_all(import_job *j, int fd, const char *path, uint64_t size,
         return 0;
 }
 
+/* Undo a failed import: forget its chunks, cut the packs back, drop packs it
+ * created. The index on disk never saw any of it, so the store is then
+ * exactly as before and clean. If anything here fails, the store stays
+ * dirty and the next open recovers. */
+static int import_rollback(st_store *s, uint32_t n_entries, size_t n_packs, uint64_t last_len) {
+        int r = index_truncate(s->idx, n_entries);
+        if (r < 0)
+                return r;
+        while (s->n_packs > n_packs) {
+                store_pack *p = &s->packs[--s->n_packs];
+                char name[32];
+                pack_name(name, p->id);
+                (void)close(p->fd);
+                if (unlinkat(s->packs_fd, name, 0) < 0)
+                        return -errno;
+        }
+        if (n_packs > 0) {
+                store_pack *p = &s->packs[n_packs - 1];
+                if (p->len != last_len) {
+                        if (ftruncate(p->fd, (off_t)last_len) < 0 || fsync(p->fd) < 0)
+                                return -errno;
+                        p->len = last_len;
+                }
+        }
+        s->unique_bytes = s->stored_bytes = 0;
+        for (uint32_t id = 0; id < index_count(s->idx); id++) {
+                const index_entry *e = index_get(s->idx, id);
+                s->unique_bytes += e->raw_len;
+                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+        }
+        r = st_fsync_dir(s->packs_fd);
+        return r < 0 ? r : store_clear_dirty(s);
+}
+
 int st_store_import(st_store *s, const char *path, const char *name, const st_import_opts *o,
                     st_import_result *ret, st_diag *reterr) {
         int r = store_writable(s);
@@ -365,6 +399,10 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
         }
 
         st_import_result res = { .size = size };
+        uint32_t n_entries = index_count(s->idx);
+        size_t n_packs = s->n_packs;
+        uint64_t last_len = n_packs ? s->packs[n_packs - 1].len : 0;
+        bool saved = false;
         r = store_mark_dirty(s);
         if (r == 0)
                 r = import_all(&j, fd, path, size, regular, m, &res, o, reterr);
@@ -378,8 +416,10 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 for (size_t i = 0; r == 0 && i < s->n_packs; i++)
                         if (s->packs[i].unsynced)
                                 r = ST_ERRNO(fsync(s->packs[i].fd));
-                if (r == 0)
+                if (r == 0) {
                         r = store_save_manifest(s, name, m);
+                        saved = r == 0;
+                }
                 if (r < 0)
                         diag(reterr, name, ST_DIAG_NO_OFFSET, "cannot write manifest");
         }
@@ -395,7 +435,11 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
         }
         manifest_free(m);
         if (r < 0) {
-                s->broken = true;
+                /* Before the manifest exists the import can be undone; after, the
+                 * image is real and recovery will count its references. */
+                if (saved || (s->dirty_marked &&
+                              import_rollback(s, n_entries, n_packs, last_len) < 0))
+                        s->broken = true;
                 return r;
         }
         if (ret)

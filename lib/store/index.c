@@ -145,3 +145,17 @@ int index_filter(chunk_index *x, bool (*keep)(void *ctx, const index_entry *e), 
         segs_trim(x);
         return slots_rebuild(x, cap_for(w));
 }
+
+int index_truncate(chunk_index *x, uint32_t n) {
+        if (n >= x->n)
+                return 0;
+        uint32_t old = x->n;
+        x->n = n;
+        int r = slots_rebuild(x, x->cap);
+        if (r < 0) {
+                x->n = old;
+                return r;
+        }
+        segs_trim(x);
+        return 0;
+}

@@ -247,5 +247,8 @@ int store_recover(st_store *s, st_diag *reterr) {
                 return 0;
         remove_temp_files(s->images_fd);
         remove_temp_files(s->dirfd);
-        return store_commit(s);
+        /* The state in memory is right even if it cannot be saved (a full
+         * disk): stay dirty and carry on, so rm and gc can make room. */
+        (void)store_commit(s);
+        return 0;
 }
