@@ -33,7 +33,8 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         int r = index_file_load(s, data, len, &d);
         if (r < 0) {
                 FUZZ_ASSERT(r == -EBADMSG || r == -EPROTONOSUPPORT || r == -ENOMEM);
-                FUZZ_ASSERT(r == -ENOMEM || (d.what && d.offset <= len));
+                FUZZ_ASSERT(r == -ENOMEM || d.what != NULL);
+                FUZZ_ASSERT(r == -ENOMEM || d.offset <= len || d.offset == ST_DIAG_NO_OFFSET);
                 store_free_bare(s);
                 return;
         }
