@@ -73,6 +73,8 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
         uint32_t kind = st_le32_get(buf + 16);
         if (kind != MANIFEST_KIND_IMAGE)
                 return st_diag_fail(reterr, NULL, 16, "unknown manifest kind", -EBADMSG);
+        if (st_le32_get(buf + 20) != 0)
+                return st_diag_fail(reterr, NULL, 20, "unknown manifest flags", -EBADMSG);
         uint64_t size = st_le64_get(buf + 24);
         if (size > MANIFEST_SIZE_MAX)
                 return st_diag_fail(reterr, NULL, 24, "image size out of range", -EBADMSG);
