@@ -9,7 +9,9 @@
 # Peer: single-thread BLAKE3, `b3sum --no-mmap --num-threads 1` on the same
 # file from the page cache, i.e. the pipeline stage that follows chunking;
 # ratio = chunk MB/s / hash MB/s (how many times faster than hashing).
-# Then A.raw in image mode at --avg 8K, 16K, 32K: chunk count, mean chunk size
+# Without --avg, `stellar chunk` uses the store defaults (recorded in the
+# summary as img_avg/img_min/img_max, stream_avg/...). Then A.raw in image mode
+# at --avg 4K, 8K, 16K, 32K (min 4K, max 4*avg): chunk count, mean chunk size
 # (mean / nominal avg is the ratio reported). All inputs warm in page cache.
 # Runs interleaved; medians.
 #
@@ -56,7 +58,7 @@ for ((i = 0; i < n; i++)); do
             one_chunk "${d}_image" "${file[$d]}" --mode image
         fi
     done
-    for k in 8 16 32; do
+    for k in 4 8 16 32; do
         one_chunk "a_avg${k}k" "$IMG_A" --mode image --avg "${k}K"
     done
     log "chunk run $((i + 1))/$n: rand image $(json_get "${last[rand_image]}" mb_per_s)," \
@@ -64,6 +66,8 @@ for ((i = 0; i < n; i++)); do
 done
 
 out="chunk: bytes_rand=$(fsize "${file[rand]}") bytes_a=$(fsize "$IMG_A") runs=$n"
+out+=" $(stellar_defaults --mode image | sed 's/\([a-z]*\)=/img_\1=/g')"
+out+=" $(stellar_defaults --mode stream | sed 's/\([a-z]*\)=/stream_\1=/g')"
 for d in rand a; do
     # shellcheck disable=SC2086
     h=$(median ${hmbs[$d]})
@@ -76,7 +80,7 @@ for d in rand a; do
         out+=" ${d}_${m}_avg=$(json_get "${last[${d}_$m]}" avg_chunk)"
     done
 done
-for k in 8 16 32; do
+for k in 4 8 16 32; do
     j=${last[a_avg${k}k]}
     out+=" a_avg${k}k_chunks=$(json_get "$j" chunks) a_avg${k}k_avg=$(json_get "$j" avg_chunk)"
     out+=" a_avg${k}k_avg_vs_nominal=$(CALC_FMT=%.3f calc "$(json_get "$j" avg_chunk) / ($k * 1024)")"

@@ -5,7 +5,8 @@
 #   rand  1 GiB pseudo-random data (incompressible, no dedup)
 #   a     A.raw, a 2 GiB sparse ext4 Debian root (~180 MiB of data)
 # Import: `stellar --store S import --json IMG NAME` into a fresh store
-# (`stellar init`, defaults: image mode, 16K avg, zstd 3; init untimed) vs
+# (`stellar init` at its defaults, image mode; the summary records them as
+# st_avg, st_min, st_max, st_zstd; init untimed) vs
 # `casync make --store=C C/index.caibx IMG` into a fresh store (casync's
 # defaults: blob index, chunk size 16K:64K:256K, SHA512-256, zstd). stellar
 # fsyncs its packs before it returns (inside its time); casync does not.
@@ -24,7 +25,8 @@
 # Goals: import >= 10x casync on rand, >= 30x on a.
 #
 # Usage: bench/import.sh [--quick]    (--quick: 256 MiB random, 1 run; full: 1 GiB, 3 runs)
-# Summary line (stdout): `import: runs=N rand_bytes=N a_bytes=N` then, for
+# Summary line (stdout): `import: runs=N rand_bytes=N a_bytes=N st_avg=N
+# st_min=N st_max=N st_zstd=N` then, for
 # P = L_D (L in tmpfs, disk; D in rand, a):
 #   P_stellar_mb_s P_casync_mb_s P_ratio P_goal P_met P_{stellar,casync}_{s,cpu_s}
 #   P_stellar_store_bytes P_stellar_new_stored_bytes P_casync_store_bytes
@@ -77,6 +79,7 @@ mbs() {  # KEY D -> MB/s from the median wall time
 }
 
 line="import: runs=$n rand_bytes=$(fsize "${file[rand]}") a_bytes=$(fsize "$IMG_A")"
+line+=" $(stellar_defaults | sed 's/\([a-z]*\)=/st_\1=/g')"
 for loc in tmpfs disk; do
     case $loc in
         tmpfs) W=$SHM/stellar-bench-import ;;

@@ -120,3 +120,13 @@ json_get() {
 
 # drop_caches: write back and drop the page cache (only where a script says so).
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# stellar_defaults [--mode M]: the parameters `stellar init` picks, as
+# "avg=N min=N max=N zstd=N" (from its message; a throwaway store).
+stellar_defaults() {
+    local d msg
+    d=$(mktemp -d)
+    msg=$("$STELLAR" --store "$d/s" init "$@")
+    rm -rf "$d"
+    sed -n 's/.*avg \([0-9]*\), min \([0-9]*\), max \([0-9]*\), zstd \(-\{0,1\}[0-9]*\).*/avg=\1 min=\2 max=\3 zstd=\4/p' <<<"$msg"
+}

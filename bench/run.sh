@@ -58,9 +58,10 @@ python3 - "$raw/index.runs" >"$raw/index" <<'EOF'
 import statistics, sys
 runs = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(sys.argv[1])]
 keys = list(runs[0])
-print("bench-index: runs=%d " % len(runs) + " ".join(
-    "%s=%s" % (k, runs[0][k] if k in ("n", "errors") else
-               "%.2f" % statistics.median(float(r[k]) for r in runs)) for k in keys))
+def med(k):
+    m = statistics.median(float(r[k]) for r in runs)
+    return "%d" % m if all("." not in r[k] for r in runs) else "%.2f" % m
+print("bench-index: runs=%d " % len(runs) + " ".join("%s=%s" % (k, med(k)) for k in keys))
 EOF
 cat "$raw/index"
 
@@ -146,8 +147,14 @@ goals.append(("hash throughput >= 0.95x b3sum", f"{float(h['ratio']):.3f}x", h["
 # ---- chunk
 c = R["chunk"]
 w("## 2. Chunking (`bench/chunk.sh`)\n")
+def kib(b):
+    b = int(b)
+    return f"{b // 1024}K" if b % 1024 == 0 and b >= 1024 else str(b)
 w(f"`stellar chunk --json` reads the whole file into memory, then times the "
-  f"chunker alone on one core (its own `mb_per_s`, over all bytes of the file). "
+  f"chunker alone on one core (its own `mb_per_s`, over all bytes of the file), at "
+  f"the store defaults: image mode avg {kib(c['img_avg'])} (min {kib(c['img_min'])}, "
+  f"max {kib(c['img_max'])}), stream mode avg {kib(c['stream_avg'])} (min "
+  f"{kib(c['stream_min'])}, max {kib(c['stream_max'])}). "
   f"Inputs: {mb(c['bytes_rand'])} MB of pseudo-random data and A.raw "
   f"({mb(c['bytes_a'])} MB apparent, a sparse ext4 Debian root with ~186 MB of data; "
   f"zero blocks count in its bytes, so on A the rate is mostly zero-block detection). "
@@ -167,7 +174,7 @@ w("")
 w("Average chunk size sweep, image mode on A.raw (min 4 KiB, max 4 x avg):\n")
 w("| --avg | chunks | mean chunk (bytes) | mean / nominal | MB/s |")
 w("|---|---:|---:|---:|---:|")
-for k in (8, 16, 32):
+for k in (4, 8, 16, 32):
     w(f"| {k}K | {int(c[f'a_avg{k}k_chunks']):,} | {int(float(c[f'a_avg{k}k_avg'])):,} | "
       f"{float(c[f'a_avg{k}k_avg_vs_nominal']):.3f} | {f(c[f'a_avg{k}k_mb_s'])} |")
 w("")
@@ -177,8 +184,9 @@ im = R["import"]
 w("## 3. Import and export (`bench/import.sh`)\n")
 w(f"Import of a {mb(im['rand_bytes'])} MB pseudo-random file (rand) and of A.raw "
   f"({mb(im['a_bytes'])} MB apparent, sparse) into a fresh store each run: "
-  f"`stellar import` (store from `stellar init` with defaults: image mode, 16K avg, "
-  f"zstd 3; init not timed) against `casync make --store=DIR index.caibx FILE` (blob "
+  f"`stellar import` (store from `stellar init` at its defaults: image mode, avg "
+  f"{kib(im['st_avg'])}, min {kib(im['st_min'])}, max {kib(im['st_max'])}, zstd "
+  f"{im['st_zstd']}; init not timed) against `casync make --store=DIR index.caibx FILE` (blob "
   f"index at casync's defaults: chunk size 16K:64K:256K, SHA512-256 digest, zstd "
   f"compression; casync has no uncompressed mode). Throughput = apparent image bytes "
   f"/ wall seconds of the whole process; CPU = user + sys seconds. Before each timed "
@@ -227,7 +235,7 @@ w(f"A.raw is imported into an empty store, then B.raw (the same Debian root plus
   f"store. stellar: image mode at each `--avg` (min 4K, max 4 x avg); raw growth = "
   f"`new_bytes` of B's import, stored growth = `new_stored_bytes` (after zstd). "
   f"Index: `index_ram_bytes` from `stats` (allocated: a small store is dominated by "
-  f"the first 2.25 MiB entry segment) and chunks x 40, the steady-state estimate "
+  f"its first entry segments, allocated whole) and chunks x 40, the steady-state estimate "
   f"(36-byte entry + 4-byte slot at 3/4 load; bench-index measures the real "
   f"per-chunk cost). casync: `casync make` of A then B into one store; stored "
   f"growth = `du -sb` of the store after minus before (includes new chunk "

@@ -12,7 +12,7 @@
 
 static const char usage[] =
         "Usage: stellar chunk [--mode image|stream] [--avg SIZE] [--list] [--json] FILE\n\n"
-        "Chunk FILE in memory with the given parameters (default: image mode, 16K avg)\n"
+        "Chunk FILE in memory with the given parameters (default: the image-mode store default)\n"
         "and print the number of chunks, holes, sizes and single-core chunking speed.\n"
         "--list prints every piece as 'OFFSET LENGTH data|hole'.\n";
 

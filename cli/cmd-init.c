@@ -14,9 +14,10 @@ static const char usage[] =
         "chunks dedup only against chunks cut the same way.\n\n"
         "  --mode image   cut only at 4 KiB boundaries, zero blocks are holes (default)\n"
         "  --mode stream  cut at any byte (file streams, tar layers)\n"
-        "  --avg SIZE     average chunk size, a power of two (image: 16K, stream: 64K)\n"
+        "  --avg SIZE     normalization point of the chunk size, a power of two\n"
+        "                 (image: 4K, a mean of about 6 KiB; stream: 64K)\n"
         "  --min SIZE     minimum (image: 4K, stream: avg/4)\n"
-        "  --max SIZE     maximum (avg*4)\n"
+        "  --max SIZE     maximum (image: 16K; stream: avg*4)\n"
         "  --zstd-level N zstd level for new chunks (default 3)\n";
 
 int cmd_init(cli *c, int argc, char **argv) {

@@ -57,6 +57,10 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
                 return st_diag_fail(reterr, NULL, 8, "unknown index format version", -EPROTONOSUPPORT);
         if (st_le32_get(buf + 12) != INDEX_FILE_HEADER_LEN)
                 return st_diag_fail(reterr, NULL, 12, "bad index header length", -EBADMSG);
+        for (size_t i = 32; i < INDEX_FILE_HEADER_LEN; i++)
+                if (buf[i] != 0)
+                        return st_diag_fail(reterr, NULL, i, "reserved index header bytes are not zero",
+                                            -EBADMSG);
         uint64_t n_packs = st_le32_get(buf + 16);
         uint32_t next_id = st_le32_get(buf + 20);
         uint64_t n = st_le64_get(buf + 24);
@@ -77,7 +81,7 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
                 return -ENOMEM;
         for (uint64_t i = 0; i < n_packs; i++, p += INDEX_FILE_PACK_LEN) {
                 packs[i] = (store_pack){ .id = st_le32_get(p), .len = st_le64_get(p + 8), .fd = -1 };
-                if ((i > 0 && packs[i].id <= packs[i - 1].id) || packs[i].id >= next_id ||
+                if (st_le32_get(p + 4) != 0 || (i > 0 && packs[i].id <= packs[i - 1].id) || packs[i].id >= next_id ||
                     packs[i].len < PACK_HEADER_LEN || packs[i].len > PACK_MAX_SIZE) {
                         free(packs);
                         return st_diag_fail(reterr, NULL, (uint64_t)(p - buf), "bad pack table entry", -EBADMSG);

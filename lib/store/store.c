@@ -71,6 +71,15 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_d
                 diag(reterr, "format", 8, "unknown store format version");
                 return -EPROTONOSUPPORT;
         }
+        if (st_le32_get(p + 12) != STORE_FORMAT_LEN) {
+                diag(reterr, "format", 12, "bad format header length");
+                return -EBADMSG;
+        }
+        for (size_t i = 36; i < 56; i++)
+                if (p[i] != 0) {
+                        diag(reterr, "format", i, "reserved format bytes are not zero");
+                        return -EBADMSG;
+                }
         st_digest d;
         st_hash(p, 56, &d);
         if (memcmp(d.b, p + 56, 8) != 0) {

@@ -129,7 +129,8 @@ static void test_golden(const uint8_t *d, cut *c) {
                 const char *name;
                 st_chunker_params p;
         } cases[] = {
-                { "image-16k", ST_CHUNKER_IMAGE_DEFAULT },
+                { "image-default", ST_CHUNKER_IMAGE_DEFAULT },
+                { "image-16k", { 4096, 4096, 16384, 65536 } },
                 { "image-8k", { 4096, 4096, 8192, 32768 } },
                 { "image-32k", { 4096, 4096, 32768, 131072 } },
                 { "stream-64k", ST_CHUNKER_STREAM_DEFAULT },
