@@ -24,7 +24,7 @@
 # Runs are interleaved, alternating who goes first; medians.
 # Goals: import >= 10x casync on rand, >= 30x on a.
 #
-# Usage: bench/import.sh [--quick]    (--quick: 256 MiB random, 1 run; full: 1 GiB, 3 runs)
+# Usage: bench/import.sh [--quick]    (--quick: 256 MiB random, 1 run; full: 1 GiB, 5 runs)
 # Summary line (stdout): `import: runs=N rand_bytes=N a_bytes=N st_avg=N
 # st_min=N st_max=N st_zstd=N` then, for
 # P = L_D (L in tmpfs, disk; D in rand, a):
@@ -40,7 +40,7 @@ ensure_images
 need_tool casync casync
 
 mib=$( [ "$QUICK" = 1 ] && echo 256 || echo 1024 )
-n=$(runs 3 1)
+n=$(runs 5 1)
 declare -A file=([rand]=$(random_file "$mib") [a]=$IMG_A) goal=([rand]=10 [a]=30)
 SHM=${STELLAR_BENCH_SHM:-/dev/shm}
 W=

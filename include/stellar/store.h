@@ -26,7 +26,7 @@ typedef struct st_store_config {
         int zstd_level;
 } st_store_config;
 
-#define ST_STORE_CONFIG_DEFAULT ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 3 })
+#define ST_STORE_CONFIG_DEFAULT ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1 })
 
 /* Create a store in dir (made if missing). -EEXIST if one is there already. */
 ST_API int st_store_init(const char *dir, const st_store_config *cfg);

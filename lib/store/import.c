@@ -12,6 +12,9 @@
  * tested path.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +42,14 @@ typedef struct piece {
         bool is_new;
         uint32_t stored_len; /* new pieces: compressed length, or len if raw */
         size_t out_at;       /* new pieces: where the compressed bytes are */
+        uint64_t rec_off;    /* new pieces: where the record goes in the pack */
         st_digest hash;
 } piece;
+
+/* A run of new pieces written with one pwritev by one worker. */
+typedef struct write_group {
+        size_t first, end; /* piece indexes */
+} write_group;
 
 typedef struct import_job {
         st_store *s;
@@ -52,8 +61,16 @@ typedef struct import_job {
         size_t out_cap;
         ZSTD_CCtx **cctx;
         unsigned n_cctx;
-        uint8_t *wbuf;
-        size_t wbuf_cap;
+        /* write stage */
+        int fd_out;
+        write_group *groups;
+        size_t n_groups, cap_groups;
+        _Atomic int write_err;
+        /* read stage */
+        int fd_in;
+        uint64_t read_off;
+        size_t read_at, read_len;
+        _Atomic int read_err;
 } import_job;
 
 static void diag(st_diag *d, const char *file, uint64_t off, const char *what) {
@@ -90,6 +107,152 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
         *p = t;
         *cap = c;
         return 0;
+}
+
+static void write_group_run(void *ctx, size_t g, unsigned worker) {
+        (void)worker;
+        import_job *j = ctx;
+        const write_group *wg = &j->groups[g];
+        /* Headers are encoded into a stack array, payloads are written straight
+         * from the input buffer or the compressed arena: no copy. */
+        enum { BATCH = 256 };
+        uint8_t hdrs[BATCH][PACK_RECORD_HEADER_LEN];
+        struct iovec iov[2 * BATCH];
+        size_t i = wg->first;
+        while (i < wg->end) {
+                size_t n = 0;
+                uint64_t off = 0, len = 0;
+                for (; i < wg->end && n < BATCH; i++) {
+                        const piece *p = &j->pieces[i];
+                        if (!p->is_new)
+                                continue;
+                        bool z = p->stored_len < p->len;
+                        pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0, .raw_len = p->len,
+                                            .stored_len = p->stored_len, .hash = p->hash };
+                        if (n == 0)
+                                off = p->rec_off; /* a group's records are contiguous */
+                        pack_record_encode(hdrs[n], &rec);
+                        iov[2 * n] = (struct iovec){ hdrs[n], PACK_RECORD_HEADER_LEN };
+                        iov[2 * n + 1] = (struct iovec){
+                                z ? j->out + p->out_at : j->buf + p->at, p->stored_len
+                        };
+                        len += PACK_RECORD_HEADER_LEN + p->stored_len;
+                        n++;
+                }
+                if (n == 0)
+                        continue;
+                /* pwritev until all of it is written (short writes are legal) */
+                struct iovec *v = iov;
+                int cnt = (int)(2 * n);
+                while (cnt > 0) {
+                        ssize_t w = pwritev(j->fd_out, v, cnt, (off_t)off);
+                        if (w < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                int expected = 0;
+                                atomic_compare_exchange_strong(&j->write_err, &expected, -errno);
+                                return;
+                        }
+                        off += (uint64_t)w;
+                        while (cnt > 0 && (size_t)w >= v->iov_len) {
+                                w -= (ssize_t)v->iov_len;
+                                v++;
+                                cnt--;
+                        }
+                        if (cnt > 0) {
+                                v->iov_base = (uint8_t *)v->iov_base + w;
+                                v->iov_len -= (size_t)w;
+                        }
+                }
+        }
+}
+
+/* Lay the new pieces out in the pack, update their index entries, then
+ * encode and write them on every core, one pwritev per group. */
+static int write_new(import_job *j, st_import_result *res, st_diag *reterr) {
+        st_store *s = j->s;
+        uint64_t total = 0;
+        size_t n_new = 0;
+        for (size_t i = 0; i < j->n_pieces; i++)
+                if (j->pieces[i].is_new) {
+                        total += PACK_RECORD_HEADER_LEN + (uint64_t)j->pieces[i].stored_len;
+                        n_new++;
+                }
+        store_pack *pk;
+        int r = store_pack_for_append(s, total, &pk);
+        if (r < 0) {
+                diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot create a pack file");
+                return r;
+        }
+        unsigned workers = st_pool_size(store_pool(s));
+        size_t per = (n_new + 4 * workers - 1) / (4 * workers);
+        if (per == 0)
+                per = 1;
+        j->n_groups = 0;
+        uint64_t off = pk->len;
+        size_t in_group = 0;
+        for (size_t i = 0; i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                if (!p->is_new)
+                        continue;
+                if (in_group == 0) {
+                        r = grow((void **)&j->groups, &j->cap_groups, j->n_groups + 1,
+                                 sizeof(write_group));
+                        if (r < 0)
+                                return r;
+                        j->groups[j->n_groups++] = (write_group){ .first = i, .end = i + 1 };
+                }
+                j->groups[j->n_groups - 1].end = i + 1;
+                in_group = (in_group + 1) % per;
+                p->rec_off = off;
+                index_entry *e = index_get(s->idx, p->entry);
+                e->pack = pk->id;
+                e->off = (uint32_t)off;
+                e->stored_len = p->stored_len;
+                off += PACK_RECORD_HEADER_LEN + p->stored_len;
+                res->n_new++;
+                res->new_bytes += p->len;
+                s->unique_bytes += p->len;
+        }
+        j->fd_out = pk->fd;
+        atomic_store(&j->write_err, 0);
+        st_pool_for(store_pool(s), j->n_groups, write_group_run, j);
+        r = atomic_load(&j->write_err);
+        if (r < 0) {
+                char name[40] = "packs/";
+                pack_name(name + 6, pk->id);
+                diag(reterr, name, pk->len, "cannot write to pack");
+                return r;
+        }
+        pk->len = off;
+        pk->unsynced = true;
+        s->stored_bytes += total;
+        res->new_stored += total;
+        return 0;
+}
+
+/* Read [off, off+len) of the input into j->buf + at on every core. */
+#define READ_PART (1u << 20)
+static void read_part(void *ctx, size_t i, unsigned worker) {
+        (void)worker;
+        import_job *j = ctx;
+        size_t a = i * READ_PART;
+        size_t n = ST_MIN((size_t)READ_PART, j->read_len - a);
+        int r = st_pread_full(j->fd_in, j->buf + j->read_at + a, n, j->read_off + a);
+        if (r < 0) {
+                int expected = 0;
+                atomic_compare_exchange_strong(&j->read_err, &expected, r);
+        }
+}
+
+static int read_parallel(import_job *j, int fd, uint64_t off, size_t at, size_t len) {
+        j->fd_in = fd;
+        j->read_off = off;
+        j->read_at = at;
+        j->read_len = len;
+        atomic_store(&j->read_err, 0);
+        st_pool_for(store_pool(j->s), (len + READ_PART - 1) / READ_PART, read_part, j);
+        return atomic_load(&j->read_err);
 }
 
 /* Everything after splitting: hash, dedup, compress, write, record extents. */
@@ -139,47 +302,9 @@ static int process_batch(import_job *j, manifest *m, st_import_result *res, st_d
         st_pool_for(pool, j->n_pieces, compress_piece, j);
 
         if (w_need > 0) {
-                r = grow((void **)&j->wbuf, &j->wbuf_cap, (size_t)w_need, 1);
+                r = write_new(j, res, reterr);
                 if (r < 0)
                         return r;
-                store_pack *pk;
-                r = store_pack_for_append(s, w_need, &pk);
-                if (r < 0) {
-                        diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot create a pack file");
-                        return r;
-                }
-                uint64_t base = pk->len, w = 0;
-                for (size_t i = 0; i < j->n_pieces; i++) {
-                        piece *p = &j->pieces[i];
-                        if (!p->is_new)
-                                continue;
-                        bool z = p->stored_len < p->len;
-                        pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0, .raw_len = p->len,
-                                            .stored_len = p->stored_len, .hash = p->hash };
-                        pack_record_encode(j->wbuf + w, &rec);
-                        memcpy(j->wbuf + w + PACK_RECORD_HEADER_LEN,
-                               z ? j->out + p->out_at : j->buf + p->at, p->stored_len);
-                        index_entry *e = index_get(s->idx, p->entry);
-                        e->pack = pk->id;
-                        e->off = (uint32_t)(base + w);
-                        e->stored_len = p->stored_len;
-                        w += PACK_RECORD_HEADER_LEN + p->stored_len;
-                        res->n_new++;
-                        res->new_bytes += p->len;
-                        s->unique_bytes += p->len;
-                }
-                r = st_pwrite_full(pk->fd, j->wbuf, (size_t)w, base);
-                if (r < 0) {
-                        char name[40];
-                        snprintf(name, sizeof name, "packs/");
-                        pack_name(name + 6, pk->id);
-                        diag(reterr, name, base, "cannot write to pack");
-                        return r;
-                }
-                pk->len += w;
-                pk->unsynced = true;
-                s->stored_bytes += w;
-                res->new_stored += w;
         }
         for (size_t i = 0; i < j->n_pieces; i++) {
                 piece *p = &j->pieces[i];
@@ -201,7 +326,7 @@ static int import_region(import_job *j, int fd, const char *path, uint64_t pos, 
         for (;;) {
                 size_t want = (size_t)ST_MIN((uint64_t)(IMPORT_BUF - have), end - pos - have);
                 if (want > 0) {
-                        int r = st_pread_full(fd, j->buf + have, want, pos + have);
+                        int r = read_parallel(j, fd, pos + have, have, want);
                         if (r < 0) {
                                 diag(reterr, path, pos + have,
                                      r == -EIO ? "image ended early (truncated while reading?)"
@@ -265,7 +390,7 @@ static void job_done(import_job *j) {
         free(j->buf);
         free(j->pieces);
         free(j->out);
-        free(j->wbuf);
+        free(j->groups);
         for (unsigned i = 0; i < j->n_cctx; i++)
                 ZSTD_freeCCtx(j->cctx[i]);
         free(j->cctx);
