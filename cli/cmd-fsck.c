@@ -9,13 +9,20 @@ static const char usage[] =
         "Usage: stellar fsck [--json] [--quiet]\n\n"
         "Read every chunk in every pack and check it against its hash; check every\n"
         "manifest, every reference and every reference count. Changes nothing.\n"
-        "Prints each problem as FILE:OFFSET: message. Exit status 1 if any error\n"
-        "was found (warnings, such as unreferenced chunks, do not count).\n";
+        "Prints each problem as FILE:OFFSET: message (the first 20 warnings; none\n"
+        "with --quiet). Exit status 1 if any error was found (warnings, such as\n"
+        "unreferenced chunks that gc will free, do not count).\n";
 
 static void report(void *userdata, int severity, const char *file, uint64_t off, const char *msg) {
         cli *c = userdata;
-        if (c->json)
+        static unsigned long long n_warnings;
+        if (c->json || (severity == 0 && c->quiet))
                 return;
+        if (severity == 0 && ++n_warnings > 20) {
+                if (n_warnings == 21)
+                        printf("warning: more warnings not shown\n");
+                return;
+        }
         printf("%s: %s:%llu: %s\n", severity ? "error" : "warning", file, (unsigned long long)off,
                msg);
 }

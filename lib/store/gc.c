@@ -179,12 +179,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
                 }
         }
         s->n_packs = w;
-        s->unique_bytes = s->stored_bytes = 0;
-        for (uint32_t id = 0; id < index_count(s->idx); id++) {
-                const index_entry *e = index_get(s->idx, id);
-                s->unique_bytes += e->raw_len;
-                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
-        }
+        store_recount_totals(s);
         r = store_write_index(s);
         for (size_t i = 0; i < k; i++)
                 close(old_fds[i]);

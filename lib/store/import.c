@@ -121,7 +121,7 @@ static void write_group_run(void *ctx, size_t g, unsigned worker) {
         size_t i = wg->first;
         while (i < wg->end) {
                 size_t n = 0;
-                uint64_t off = 0, len = 0;
+                uint64_t off = 0;
                 for (; i < wg->end && n < BATCH; i++) {
                         const piece *p = &j->pieces[i];
                         if (!p->is_new)
@@ -136,7 +136,6 @@ static void write_group_run(void *ctx, size_t g, unsigned worker) {
                         iov[2 * n + 1] = (struct iovec){
                                 z ? j->out + p->out_at : j->buf + p->at, p->stored_len
                         };
-                        len += PACK_RECORD_HEADER_LEN + p->stored_len;
                         n++;
                 }
                 if (n == 0)
@@ -462,12 +461,7 @@ static int import_rollback(st_store *s, uint32_t n_entries, size_t n_packs, uint
                         p->len = last_len;
                 }
         }
-        s->unique_bytes = s->stored_bytes = 0;
-        for (uint32_t id = 0; id < index_count(s->idx); id++) {
-                const index_entry *e = index_get(s->idx, id);
-                s->unique_bytes += e->raw_len;
-                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
-        }
+        store_recount_totals(s);
         r = st_fsync_dir(s->packs_fd);
         return r < 0 ? r : store_clear_dirty(s);
 }

@@ -112,8 +112,7 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
                                       -EBADMSG);
                 if (index_add_prefix(s->idx, &e) == INDEX_NONE)
                         return -ENOMEM;
-                s->unique_bytes += e.raw_len;
-                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e.stored_len;
         }
+        store_recount_totals(s);
         return 0;
 }

@@ -120,6 +120,10 @@ int pack_walk(int fd, uint64_t from, uint64_t file_len, pack_walk_fn fn, void *c
                 r = fn(ctx, off, &rec);
                 if (r < 0)
                         return r;
+                if (r > 0) {
+                        diag_set(reterr, off, "record payload does not match its hash");
+                        break;
+                }
                 off += PACK_RECORD_HEADER_LEN + rec.stored_len;
         }
         *ret_end = off;

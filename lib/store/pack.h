@@ -37,9 +37,10 @@ void pack_record_encode(uint8_t out[PACK_RECORD_HEADER_LEN], const pack_record *
 int pack_record_decode(const uint8_t *p, size_t len, pack_record *ret, st_diag *reterr);
 
 /* Walk the records of an open pack from offset 'from' (>= header) to its end.
- * Calls fn for each intact record; stops at the first damaged or truncated one
- * and returns its offset in *ret_end (the file length if all were intact).
- * Returns 0, or what fn returned if negative, or -errno on I/O errors. */
+ * Calls fn for each record whose header is intact; stops at the first damaged
+ * or truncated one, or where fn returns > 0 (the caller judged the record
+ * bad), and returns that offset in *ret_end (the file length if all were
+ * intact). Returns 0, or what fn returned if negative, or -errno. */
 typedef int (*pack_walk_fn)(void *ctx, uint64_t off, const pack_record *r);
 int pack_walk(int fd, uint64_t from, uint64_t file_len, pack_walk_fn fn, void *ctx,
               uint64_t *ret_end, st_diag *reterr);

@@ -20,12 +20,43 @@
 
 struct scan_ctx {
         st_store *s;
+        int fd;
         uint32_t pack_id;
         uint64_t n_added;
+        uint8_t *buf, *out;
+        size_t buf_cap, out_cap;
 };
+
+static int grow(uint8_t **p, size_t *cap, size_t need) {
+        if (need <= *cap)
+                return 0;
+        uint8_t *t = realloc(*p, need);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = need;
+        return 0;
+}
 
 static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
         struct scan_ctx *c = ctx;
+        /* Pack tails that no clean index covers are verified record by record:
+         * an import writes groups of records in parallel, so a crash can leave
+         * a record whose header landed and whose payload did not, followed by
+         * intact ones. The first bad record ends the pack; everything after it
+         * belongs to the same unfinished operation, which no manifest names. */
+        int k = grow(&c->buf, &c->buf_cap, r->stored_len);
+        if (k == 0)
+                k = grow(&c->out, &c->out_cap, r->raw_len);
+        if (k < 0)
+                return k;
+        k = st_pread_full(c->fd, c->buf, r->stored_len, off + PACK_RECORD_HEADER_LEN);
+        if (k == -EIO)
+                return 1;
+        if (k < 0)
+                return k;
+        if (pack_payload_decode(r, c->buf, c->out, NULL) < 0)
+                return 1;
         if (index_find(c->s->idx, &r->hash) != INDEX_NONE)
                 return 0; /* a duplicate: dead bytes until gc */
         index_entry e = { .pack = c->pack_id, .off = (uint32_t)off, .stored_len = r->stored_len,
@@ -46,10 +77,12 @@ static int scan_pack_tail(st_store *s, store_pack *p, uint64_t from, uint64_t *r
         if (fstat(p->fd, &st) < 0)
                 return -errno;
         uint64_t size = (uint64_t)st.st_size;
-        struct scan_ctx c = { .s = s, .pack_id = p->id };
+        struct scan_ctx c = { .s = s, .fd = p->fd, .pack_id = p->id };
         uint64_t end = from;
         if (size > from) {
                 int r = pack_walk(p->fd, from, size, scan_record, &c, &end, NULL);
+                free(c.buf);
+                free(c.out);
                 if (r < 0)
                         return r;
                 if (end < size && writable(s) && ftruncate(p->fd, (off_t)end) < 0)
@@ -236,13 +269,7 @@ int store_recover(st_store *s, st_diag *reterr) {
                 r = recount_refs(s);
         if (r < 0)
                 return r;
-        s->unique_bytes = s->stored_bytes = 0;
-        uint32_t n = index_count(s->idx);
-        for (uint32_t id = 0; id < n; id++) {
-                const index_entry *e = index_get(s->idx, id);
-                s->unique_bytes += e->raw_len;
-                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
-        }
+        store_recount_totals(s);
         if (!writable(s))
                 return 0;
         remove_temp_files(s->images_fd);

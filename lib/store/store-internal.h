@@ -59,6 +59,8 @@ int store_write_index(st_store *s);
 int store_clear_dirty(st_store *s);
 int store_commit(st_store *s);
 int store_writable(const st_store *s);
+/* Recompute unique_bytes and stored_bytes from the index. */
+void store_recount_totals(st_store *s);
 store_pack *store_pack_find(st_store *s, uint32_t id);
 /* The pack to append 'need' bytes to, creating one if needed. */
 int store_pack_for_append(st_store *s, uint64_t need, store_pack **ret);

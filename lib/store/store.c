@@ -143,6 +143,15 @@ store_pack *store_pack_find(st_store *s, uint32_t id) {
         return NULL;
 }
 
+void store_recount_totals(st_store *s) {
+        s->unique_bytes = s->stored_bytes = 0;
+        for (uint32_t id = 0; id < index_count(s->idx); id++) {
+                const index_entry *e = index_get(s->idx, id);
+                s->unique_bytes += e->raw_len;
+                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+        }
+}
+
 int store_writable(const st_store *s) {
         if (s->flags & ST_STORE_RDONLY)
                 return -EROFS;

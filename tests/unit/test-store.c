@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stellar/hash.h>
 #include <stellar/store.h>
 
 #include "store/store-internal.h"
@@ -150,6 +151,36 @@ static void test_recovery(void) {
         s = reopen(NULL);
         ST_CHECK(s && s->packs[s->n_packs - 1].len == len && fsck_errors(s) == 0);
         ST_CHECK(access(path("store/dirty"), F_OK) < 0);
+
+        /* 2b. parallel record writes interrupted: a record whose header landed
+         * but whose payload did not, then an intact record after it. Recovery
+         * must stop at the damaged one and index neither. */
+        s = reopen(s);
+        p = &s->packs[s->n_packs - 1];
+        len = p->len;
+        {
+                uint8_t payload[5000], hdr[PACK_RECORD_HEADER_LEN];
+                st_test_fill(payload, sizeof payload, 77);
+                pack_record rec = { .flags = 0, .raw_len = sizeof payload, .stored_len = sizeof payload };
+                st_hash(payload, sizeof payload, &rec.hash);
+                pack_record_encode(hdr, &rec);
+                ST_CHECK(st_pwrite_full(p->fd, hdr, sizeof hdr, len) == 0); /* payload left as zeros */
+                st_digest torn = rec.hash;
+                payload[0] ^= 1;
+                st_hash(payload, sizeof payload, &rec.hash);
+                pack_record_encode(hdr, &rec);
+                uint64_t at = len + PACK_RECORD_HEADER_LEN + sizeof payload;
+                ST_CHECK(st_pwrite_full(p->fd, hdr, sizeof hdr, at) == 0);
+                ST_CHECK(st_pwrite_full(p->fd, payload, sizeof payload, at + sizeof hdr) == 0);
+                st_digest later = rec.hash;
+                st_store_close(s);
+                close(open(path("store/dirty"), O_CREAT | O_WRONLY, 0644));
+                s = reopen(NULL);
+                ST_CHECK(s && s->packs[s->n_packs - 1].len == len);
+                ST_CHECK(s && index_find(s->idx, &torn) == INDEX_NONE);
+                ST_CHECK(s && index_find(s->idx, &later) == INDEX_NONE);
+                ST_CHECK(s && fsck_errors(s) == 0);
+        }
 
         /* 3. the index is damaged: rebuilt, not trusted */
         st_store_close(s);
