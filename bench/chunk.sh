@@ -20,6 +20,7 @@
 # b3sum_<data>_mb_s, a_avg<N>k_{chunks,avg,avg_vs_nominal,mb_s}:
 #   chunk: rand_image_mb_s=X ... a_avg16k_chunks=N a_avg16k_avg=N ...
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_stellar

@@ -29,6 +29,7 @@
 #           index_est_bytes,ratio,met} casync<V>_{growth_bytes,chunk_bytes,raw_bytes,chunks,ratio}
 #           best_avg=<K>K|none
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_stellar
@@ -45,7 +46,7 @@ warm "$IMG_A" "$IMG_B"
 log "ideal growth (ideal-growth.py)..."
 ideal_out=$(python3 "$BENCH_DIR/ideal-growth.py" "$IMG_A" "$IMG_B")
 ideal=$(sed -n 's/.*ideal_new_bytes=\([0-9]*\).*/\1/p' <<<"$ideal_out")
-[ -n "$ideal" ] && [ "$ideal" -gt 0 ] || die "ideal-growth.py: $ideal_out"
+if [ -z "$ideal" ] || [ "$ideal" -le 0 ]; then die "ideal-growth.py: $ideal_out"; fi
 line="growth: ideal_new_bytes=$ideal ideal_new_blocks=$(sed -n 's/.*new_blocks=\([0-9]*\).*/\1/p' <<<"$ideal_out")"
 
 best=none

@@ -11,6 +11,7 @@
 # Summary line (stdout):
 #   hash: bytes=N runs=N stellar_mb_s=X b3sum_mb_s=X ratio=X goal=0.95 met=yes|no
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_stellar

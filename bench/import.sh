@@ -33,6 +33,7 @@
 #   P_casync_chunk_file_bytes P_export_{stellar,casync,cp}_mb_s
 #   P_export_vs_casync P_export_vs_cp P_export_{stellar,casync,cp}_cpu_s
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_stellar
@@ -79,7 +80,7 @@ mbs() {  # KEY D -> MB/s from the median wall time
 }
 
 line="import: runs=$n rand_bytes=$(fsize "${file[rand]}") a_bytes=$(fsize "$IMG_A")"
-line+=" $(stellar_defaults | sed 's/\([a-z]*\)=/st_\1=/g')"
+line+=" $(stellar_defaults --mode image | sed 's/\([a-z]*\)=/st_\1=/g')"
 for loc in tmpfs disk; do
     case $loc in
         tmpfs) W=$SHM/stellar-bench-import ;;

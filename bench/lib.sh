@@ -15,6 +15,7 @@
 # interleaved run by run, alternating which goes first, so slow phases of the
 # shared machine hit both sides alike; reported numbers are medians.
 
+# shellcheck disable=SC2034  # variables used by the scripts that source this
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC_DIR=$(dirname "$BENCH_DIR")
 DATA=${STELLAR_BENCH_DATA:-/var/tmp/stellar-bench}
@@ -117,9 +118,6 @@ calc() { awk "BEGIN { printf \"${CALC_FMT:-%.2f}\", $1 }"; }
 json_get() {
     python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
-
-# drop_caches: write back and drop the page cache (only where a script says so).
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # stellar_defaults [--mode M]: the parameters `stellar init` picks, as
 # "avg=N min=N max=N zstd=N" (from its message; a throwaway store).

@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh" "${args[@]}"
 
 if [ -z "$out" ]; then
