@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <stellar/stellar.h>
+#include <stellar/volume.h>
 
 typedef struct cli {
         const char *store_dir;
@@ -49,4 +50,8 @@ int cmd_stats(cli *c, int argc, char **argv);
 int cmd_gc(cli *c, int argc, char **argv);
 int cmd_fsck(cli *c, int argc, char **argv);
 int cmd_hash(cli *c, int argc, char **argv);
+int cmd_create(cli *c, int argc, char **argv);
+int cmd_clone(cli *c, int argc, char **argv);
+int cmd_snapshot(cli *c, int argc, char **argv);
+int cmd_commit(cli *c, int argc, char **argv);
 int cmd_chunk(cli *c, int argc, char **argv);

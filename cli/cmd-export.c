@@ -6,7 +6,8 @@
 
 static const char usage[] =
         "Usage: stellar export [--quiet] NAME FILE\n\n"
-        "Write image NAME to FILE, byte-identical to what was imported. A regular\n"
+        "Write NAME (an image, a snapshot, or a volume with its uncommitted writes)\n"
+        "to FILE, byte-identical to its content. A regular\n"
         "file is sparse where the image has holes; a block device gets zeros.\n"
         "Every chunk is verified against its hash on the way out.\n";
 

@@ -9,15 +9,20 @@ static const char usage[] =
         "Usage: stellar fsck [--json] [--quiet]\n\n"
         "Read every chunk in every pack and check it against its hash; check every\n"
         "manifest, every reference and every reference count. Changes nothing.\n"
-        "Prints each problem as FILE:OFFSET: message (the first 20 warnings; none\n"
-        "with --quiet). Exit status 1 if any error was found (warnings, such as\n"
+        "Prints each problem as FILE:OFFSET: message (the first 50 errors and 20\n"
+        "warnings; no warnings with --quiet). Exit status 1 if any error was found (warnings, such as\n"
         "unreferenced chunks that gc will free, do not count).\n";
 
 static void report(void *userdata, int severity, const char *file, uint64_t off, const char *msg) {
         cli *c = userdata;
-        static unsigned long long n_warnings;
+        static unsigned long long n_warnings, n_errors;
         if (c->json || (severity == 0 && c->quiet))
                 return;
+        if (severity == 1 && ++n_errors > 50) {
+                if (n_errors == 51)
+                        printf("error: more errors not shown (the summary counts them all)\n");
+                return;
+        }
         if (severity == 0 && ++n_warnings > 20) {
                 if (n_warnings == 21)
                         printf("warning: more warnings not shown\n");

@@ -7,9 +7,14 @@
 
 #include "cli.h"
 
-static const char ls_usage[] = "Usage: stellar ls [--json]\n\nList the images in the store.\n";
+static const char ls_usage[] =
+        "Usage: stellar ls [--json]\n\n"
+        "List the images, snapshots and volumes in the store, with the name each\n"
+        "was cloned or snapshotted from (PARENT).\n";
 static const char info_usage[] =
-        "Usage: stellar info [--json] NAME\n\nDescribe image NAME: size, data, extents, manifest id.\n";
+        "Usage: stellar info [--json] NAME\n\n"
+        "Describe NAME: kind, parent, size, data, manifest layers and extents, the\n"
+        "uncommitted delta of a volume, and the id of its top manifest.\n";
 
 static void when(uint64_t ns, char buf[32]) {
         time_t t = (time_t)(ns / 1000000000ull);
@@ -22,10 +27,13 @@ static void print_json(const st_image_info *v) {
         char hex[ST_DIGEST_HEX_LEN + 1], t[32];
         st_digest_to_hex(&v->id, hex);
         when(v->ctime_ns, t);
-        printf("{\"name\":\"%s\",\"kind\":\"image\",\"size\":%llu,\"data_bytes\":%llu,"
-               "\"extents\":%llu,\"created\":\"%s\",\"manifest\":\"%s\"}",
-               v->name, (unsigned long long)v->size, (unsigned long long)v->data_bytes,
-               (unsigned long long)v->n_extents, t, hex);
+        printf("{\"name\":\"%s\",\"kind\":\"%s\",\"parent\":\"%s\",\"size\":%llu,"
+               "\"data_bytes\":%llu,\"delta_bytes\":%llu,\"layers\":%llu,\"extents\":%llu,"
+               "\"created\":\"%s\",\"manifest\":\"%s\"}",
+               v->name, st_kind_name(v->kind), v->parent, (unsigned long long)v->size,
+               (unsigned long long)v->data_bytes, (unsigned long long)v->delta_bytes,
+               (unsigned long long)v->n_layers, (unsigned long long)v->n_extents, t,
+               v->n_layers ? hex : "");
 }
 
 int cmd_ls(cli *c, int argc, char **argv) {
@@ -57,14 +65,15 @@ int cmd_ls(cli *c, int argc, char **argv) {
                 printf("]\n");
         } else {
                 if (n)
-                        printf("%-32s %-6s %12s %12s %10s  %s\n", "NAME", "KIND", "SIZE", "DATA",
-                               "EXTENTS", "CREATED");
+                        printf("%-24s %-8s %-24s %10s %10s %10s  %s\n", "NAME", "KIND", "PARENT",
+                               "SIZE", "DATA", "DELTA", "CREATED");
                 for (size_t k = 0; k < n; k++) {
-                        char a[32], b[32], t[32];
+                        char a[32], b[32], d[32], t[32];
                         when(v[k].ctime_ns, t);
-                        printf("%-32s %-6s %12s %12s %10llu  %s\n", v[k].name, "image",
+                        printf("%-24s %-8s %-24s %10s %10s %10s  %s\n", v[k].name,
+                               st_kind_name(v[k].kind), v[k].parent[0] ? v[k].parent : "-",
                                cli_size(v[k].size, a), cli_size(v[k].data_bytes, b),
-                               (unsigned long long)v[k].n_extents, t);
+                               v[k].kind == ST_KIND_VOLUME ? cli_size(v[k].delta_bytes, d) : "-", t);
                 }
         }
         free(v);
@@ -94,15 +103,17 @@ int cmd_info(cli *c, int argc, char **argv) {
                 print_json(&v);
                 printf("\n");
         } else {
-                char a[32], b[32], t[32], hex[ST_DIGEST_HEX_LEN + 1];
+                char a[32], b[32], dl[32], t[32], hex[ST_DIGEST_HEX_LEN + 1];
                 st_digest_to_hex(&v.id, hex);
                 when(v.ctime_ns, t);
-                printf("name:     %s\nkind:     image\nsize:     %s (%llu bytes)\n"
-                       "data:     %s (%llu bytes; the rest are holes)\nextents:  %llu\n"
-                       "created:  %s\nmanifest: %s\n",
-                       v.name, cli_size(v.size, a), (unsigned long long)v.size,
-                       cli_size(v.data_bytes, b), (unsigned long long)v.data_bytes,
-                       (unsigned long long)v.n_extents, t, hex);
+                printf("name:     %s\nkind:     %s\nparent:   %s\nsize:     %s (%llu bytes)\n"
+                       "data:     %s in %llu extents over %llu manifest layers\n",
+                       v.name, st_kind_name(v.kind), v.parent[0] ? v.parent : "-",
+                       cli_size(v.size, a), (unsigned long long)v.size, cli_size(v.data_bytes, b),
+                       (unsigned long long)v.n_extents, (unsigned long long)v.n_layers);
+                if (v.kind == ST_KIND_VOLUME)
+                        printf("delta:    %s uncommitted\n", cli_size(v.delta_bytes, dl));
+                printf("created:  %s\nmanifest: %s\n", t, v.n_layers ? hex : "- (empty)");
         }
         return 0;
 }

@@ -8,8 +8,9 @@
 
 static const char usage[] =
         "Usage: stellar rm NAME...\n\n"
-        "Remove images. Their chunks lose a reference; 'stellar gc' frees the ones\n"
-        "no other image uses.\n";
+        "Remove images, snapshots or volumes (with their uncommitted writes). Data\n"
+        "that clones or snapshots share stays; 'stellar gc' frees the chunks nothing\n"
+        "uses any more.\n";
 
 int cmd_rm(cli *c, int argc, char **argv) {
         int i = cli_common_flags(c, argc, argv, usage);
@@ -27,7 +28,9 @@ int cmd_rm(cli *c, int argc, char **argv) {
                 int r = st_store_remove(s, argv[i]);
                 if (r < 0) {
                         cli_error("cannot remove '%s': %s", argv[i],
-                                  r == -ENOENT ? "no such image" : strerror(-r));
+                                  r == -ENOENT   ? "no such image, snapshot or volume"
+                                  : r == -EBUSY ? "the volume is open"
+                                                : strerror(-r));
                         ret = 1;
                 }
         }

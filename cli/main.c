@@ -15,9 +15,13 @@ static const struct {
         { "init", cmd_init, "create a store (chunking parameters are fixed here)" },
         { "import", cmd_import, "IMAGE NAME: store a raw image file or block device" },
         { "export", cmd_export, "NAME FILE: write an image back out, byte-identical and sparse" },
-        { "ls", cmd_ls, "list images" },
-        { "info", cmd_info, "NAME: describe one image" },
-        { "rm", cmd_rm, "NAME: remove an image (gc frees its unshared chunks)" },
+        { "create", cmd_create, "NAME --size SIZE: an empty writable volume" },
+        { "clone", cmd_clone, "SRC DST: a writable clone of an image, snapshot or volume" },
+        { "snapshot", cmd_snapshot, "VOLUME SNAP: a read-only point-in-time copy" },
+        { "commit", cmd_commit, "VOLUME: fold a volume's writes into dedup'd chunks" },
+        { "ls", cmd_ls, "list images, snapshots and volumes" },
+        { "info", cmd_info, "NAME: describe one of them" },
+        { "rm", cmd_rm, "NAME...: remove (shared data stays; gc frees the rest)" },
         { "stats", cmd_stats, "store totals: chunks, bytes, dedup ratio" },
         { "gc", cmd_gc, "free unreferenced chunks and compact packs" },
         { "fsck", cmd_fsck, "re-hash every chunk and check every reference" },
@@ -27,10 +31,11 @@ static const struct {
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: stellar [--store DIR] COMMAND [ARGS]\n\n"
-                   "Stellarium stores disk images as deduplicated, compressed chunks.\n\n"
+                   "Stellarium stores disk images as deduplicated, compressed chunks, and\n"
+                   "serves writable volumes, clones and snapshots over them.\n\n"
                    "Commands:\n");
         for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-                fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+                fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
         fprintf(f, "\nGlobal options:\n"
                    "  --store DIR   the store (default: $STELLAR_STORE, else\n"
                    "                $XDG_DATA_HOME/stellar, else ~/.local/share/stellar)\n"

@@ -16,7 +16,7 @@ static st_store *store_new_bare(void) {
         st_store *s = calloc(1, sizeof *s);
         if (!s || !(s->idx = index_new()))
                 abort();
-        s->dirfd = s->packs_fd = s->images_fd = s->lock_fd = -1;
+        s->dirfd = s->packs_fd = s->manifests_fd = s->refs_fd = s->deltas_fd = s->lock_fd = -1;
         return s;
 }
 

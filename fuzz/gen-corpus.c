@@ -142,7 +142,7 @@ static void gen_pack(void) {
 }
 
 static manifest *manifest_sample(size_t n_ext, const st_chunker_params *cp) {
-        manifest *m = manifest_new(MANIFEST_KIND_IMAGE, 64ull << 20, cp);
+        manifest *m = manifest_new(64ull << 20, cp, NULL);
         if (!m)
                 exit(1);
         m->ctime_ns = 1700000000123456789ull;

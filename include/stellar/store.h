@@ -11,6 +11,8 @@
  */
 #pragma once
 
+#include <errno.h>
+
 #include <stellar/chunker.h>
 #include <stellar/common.h>
 
@@ -64,24 +66,40 @@ ST_API int st_store_import(st_store *s, const char *path, const char *name,
 ST_API int st_store_export(st_store *s, const char *name, const char *path,
                            const st_import_opts *opts, st_diag *reterr);
 
+/* What a name in the store is. Values are stored on disk. */
+typedef enum st_kind {
+        ST_KIND_IMAGE = 1,    /* imported; read-only */
+        ST_KIND_SNAPSHOT = 2, /* point in time of a volume; read-only */
+        ST_KIND_VOLUME = 3,   /* writable, with a delta layer */
+        _ST_KIND_MAX,
+        _ST_KIND_INVALID = -EINVAL,
+} st_kind;
+
+ST_API const char *st_kind_name(st_kind k);
+
 typedef struct st_image_info {
         char name[256];
-        uint32_t kind; /* 1 = image */
+        st_kind kind;
+        char parent[256]; /* the name it was cloned or snapshotted from, or "" */
         uint64_t size;
-        uint64_t n_extents;
-        uint64_t data_bytes; /* bytes covered by chunks */
+        uint64_t n_layers;   /* manifests in its chain (0: empty volume) */
+        uint64_t n_extents;  /* extents over all layers */
+        uint64_t data_bytes; /* bytes covered by chunks over all layers */
+        uint64_t delta_bytes; /* volumes: bytes in the uncommitted delta */
         uint64_t ctime_ns;
-        st_digest id; /* BLAKE3 of the manifest's bytes */
+        st_digest id; /* the top manifest's id (BLAKE3 of its bytes); zero if none */
 } st_image_info;
 
-/* All images, sorted by name. Caller frees *ret with free(). */
+/* Everything in the store, sorted by name. Caller frees *ret with free(). */
 ST_API int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n);
 ST_API int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr);
-/* Remove an image; its chunks lose a reference (gc frees them). */
+/* Remove an image, snapshot or volume. Data that clones or snapshots share
+ * stays (their manifests hold it); chunks nothing uses lose their last
+ * reference and gc frees them. A volume's uncommitted delta is deleted. */
 ST_API int st_store_remove(st_store *s, const char *name);
 
 typedef struct st_store_stats {
-        uint64_t n_images;
+        uint64_t n_images; /* names of every kind */
         uint64_t n_chunks;       /* chunks in the index */
         uint64_t n_unreferenced; /* chunks no manifest uses (gc frees them) */
         uint64_t logical_bytes;  /* sum of image sizes */

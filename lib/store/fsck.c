@@ -166,43 +166,88 @@ static int check_pack(fsck_ctx *c, store_pack *p) {
         return 0;
 }
 
+static int check_manifest(fsck_ctx *c, const st_digest *mid, const manifest *m, uint32_t *counts) {
+        char hex[ST_DIGEST_HEX_LEN + 1], file[80];
+        st_digest_to_hex(mid, hex);
+        snprintf(file, sizeof file, "manifests/%s", hex);
+        c->res->manifests_checked++;
+        for (size_t k = 0; k < m->n; k++) {
+                if (manifest_hash_is_hole(&m->ext[k].hash))
+                        continue;
+                uint32_t id = index_find(c->s->idx, &m->ext[k].hash);
+                uint64_t at = MANIFEST_HEADER_LEN + k * MANIFEST_EXTENT_LEN;
+                if (id == INDEX_NONE) {
+                        problem(c, 1, file, at, "extent at offset %llu: chunk missing",
+                                (unsigned long long)m->ext[k].off);
+                        continue;
+                }
+                if (index_get(c->s->idx, id)->raw_len != m->ext[k].len)
+                        problem(c, 1, file, at, "extent at offset %llu: length differs from its chunk",
+                                (unsigned long long)m->ext[k].off);
+                if (counts[id] < UINT32_MAX)
+                        counts[id]++;
+        }
+        return 0;
+}
+
+/* Every ref must parse and reach a complete chain of sound manifests; each
+ * reachable manifest is checked and counted once. */
 static int check_manifests(fsck_ctx *c, uint32_t *counts) {
         char **names;
         size_t n;
         int r = store_list_names(c->s, &names, &n);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n; i++) {
-                manifest *m;
+        st_digest *seen = NULL;
+        size_t n_seen = 0;
+        for (size_t i = 0; r == 0 && i < n; i++) {
                 st_diag d = { 0 };
+                store_ref ref;
                 char file[300];
-                snprintf(file, sizeof file, "images/%s", names[i]);
-                r = store_load_manifest(c->s, names[i], &m, &d);
-                if (r < 0) {
-                        if (r == -ENOMEM)
-                                break;
-                        problem(c, 1, file, d.offset, "%s", d.what ? d.what : strerror(-r));
-                        r = 0;
+                snprintf(file, sizeof file, "refs/%s", names[i]);
+                if (store_ref_load(c->s, names[i], &ref, &d) < 0) {
+                        problem(c, 1, d.file[0] ? d.file : file,
+                                d.offset == ST_DIAG_NO_OFFSET ? 0 : d.offset, "%s", d.what);
                         continue;
                 }
-                c->res->manifests_checked++;
-                for (size_t k = 0; k < m->n; k++) {
-                        uint32_t id = index_find(c->s->idx, &m->ext[k].hash);
-                        uint64_t at = MANIFEST_HEADER_LEN + k * MANIFEST_EXTENT_LEN;
-                        if (id == INDEX_NONE) {
-                                problem(c, 1, file, at, "extent at image offset %llu: chunk missing",
-                                        (unsigned long long)m->ext[k].off);
-                                continue;
+                st_digest id = ref.manifest;
+                for (int depth = 0; !manifest_hash_is_hole(&id); depth++) {
+                        bool dup = false;
+                        for (size_t k = 0; k < n_seen && !dup; k++)
+                                dup = memcmp(&seen[k], &id, sizeof id) == 0;
+                        if (dup)
+                                break;
+                        if (depth > MANIFEST_DEPTH_MAX) {
+                                problem(c, 1, file, 0, "manifest chain too deep");
+                                break;
                         }
-                        if (index_get(c->s->idx, id)->raw_len != m->ext[k].len)
-                                problem(c, 1, file, at,
-                                        "extent at image offset %llu: length differs from its chunk",
-                                        (unsigned long long)m->ext[k].off);
-                        if (counts[id] < UINT32_MAX)
-                                counts[id]++;
+                        manifest *m;
+                        d = (st_diag){ 0 };
+                        r = store_manifest_load(c->s, &id, &m, &d);
+                        if (r < 0) {
+                                if (r == -ENOMEM)
+                                        break;
+                                problem(c, 1, d.file, d.offset == ST_DIAG_NO_OFFSET ? 0 : d.offset,
+                                        "%s (needed by %s)", d.what, names[i]);
+                                r = 0;
+                                break;
+                        }
+                        st_digest *t = realloc(seen, (n_seen + 1) * sizeof *t);
+                        if (!t) {
+                                manifest_free(m);
+                                r = -ENOMEM;
+                                break;
+                        }
+                        seen = t;
+                        seen[n_seen++] = id;
+                        if (m->size != ref.size)
+                                problem(c, 1, file, 24, "size differs from its manifest's");
+                        check_manifest(c, &id, m, counts);
+                        id = m->parent;
+                        manifest_free(m);
                 }
-                manifest_free(m);
         }
+        free(seen);
         store_free_names(names, n);
         return r;
 }
@@ -234,6 +279,8 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
                   st_fsck_result *ret) {
         st_fsck_result res = { 0 };
         fsck_ctx c = { .s = s, .report = report, .userdata = userdata, .res = &res };
+        /* Nothing changes the store while fsck reads it. */
+        pthread_mutex_lock(&s->write_lock);
         st_pool *pool = store_pool(s);
         if (!pool)
                 return -ENOMEM;
@@ -276,6 +323,7 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
         }
         free(c.seen);
         free(c.recs);
+        pthread_mutex_unlock(&s->write_lock);
         if (r < 0)
                 return r;
         if (ret)

@@ -9,6 +9,7 @@
  * holds only duplicates. gc never frees a chunk a manifest refers to.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,7 +205,11 @@ int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret) {
         if (r < 0)
                 return r;
         st_gc_result res = { 0 };
+        pthread_mutex_lock(&s->write_lock);
+        pthread_rwlock_wrlock(&s->lock);
         r = gc_run(s, o, &res);
+        pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->write_lock);
         if (r < 0) {
                 s->broken = true;
                 return r;

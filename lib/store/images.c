@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Listing, describing and removing images; store-wide statistics. */
+/* Listing, describing and removing names of every kind; store statistics. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,38 +16,39 @@
 #include "../util/fs.h"
 #include "store-internal.h"
 
-static void fill_info(const char *name, const manifest *m, st_image_info *ret) {
-        memset(ret, 0, sizeof *ret);
-        snprintf(ret->name, sizeof ret->name, "%s", name);
-        ret->kind = m->kind;
-        ret->size = m->size;
-        ret->n_extents = m->n;
-        ret->ctime_ns = m->ctime_ns;
-        for (size_t i = 0; i < m->n; i++)
-                ret->data_bytes += m->ext[i].len;
+uint64_t store_delta_bytes(st_store *s, const char *name) {
+        char file[REF_NAME_MAX + 16];
+        snprintf(file, sizeof file, "%s.data", name);
+        struct stat st;
+        if (fstatat(s->deltas_fd, file, &st, 0) < 0)
+                return 0;
+        return (uint64_t)st.st_blocks * 512;
 }
 
 int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr) {
-        if (!st_name_valid(name))
-                return -EINVAL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t len;
-        int r = st_read_file(s->images_fd, name, SIZE_MAX, &buf, &len);
-        if (r < 0) {
-                return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
-                                    r == -ENOENT ? "no such image" : "cannot read manifest", r);
+        store_ref ref;
+        int r = store_ref_load(s, name, &ref, reterr);
+        if (r < 0)
+                return r;
+        store_chain c;
+        r = store_chain_get(s, &ref.manifest, &c, reterr);
+        if (r < 0)
+                return r;
+        st_image_info v = { .kind = (st_kind)ref.kind, .size = ref.size, .ctime_ns = ref.ctime_ns,
+                            .id = ref.manifest, .n_layers = c.n };
+        snprintf(v.name, sizeof v.name, "%s", name);
+        snprintf(v.parent, sizeof v.parent, "%s", ref.parent);
+        for (size_t l = 0; l < c.n; l++) {
+                const manifest *m = c.layers[l];
+                v.n_extents += m->n;
+                for (size_t i = 0; i < m->n; i++)
+                        if (!manifest_hash_is_hole(&m->ext[i].hash))
+                                v.data_bytes += m->ext[i].len;
         }
-        manifest *m;
-        st_diag d = { 0 };
-        r = manifest_parse(buf, len, &m, &d);
-        if (r < 0) {
-                char file[300];
-                snprintf(file, sizeof file, "images/%s", name);
-                return st_diag_fail(reterr, file, d.offset, d.what, r);
-        }
-        fill_info(name, m, ret);
-        st_hash(buf, len, &ret->id);
-        manifest_free(m);
+        store_chain_put(s, &c);
+        if (ref.kind == ST_KIND_VOLUME)
+                v.delta_bytes = store_delta_bytes(s, name);
+        *ret = v;
         return 0;
 }
 
@@ -65,46 +66,51 @@ int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
                 if (st_store_info(s, names[i], &v[k], NULL) == 0)
-                        k++; /* damaged manifests are fsck's to report */
+                        k++; /* damaged entries are fsck's to report */
         store_free_names(names, n);
         *ret = v;
         *ret_n = k;
         return 0;
 }
 
+int store_remove_delta(st_store *s, const char *name) {
+        static const char *const ext[] = { "data", "map" };
+        for (size_t i = 0; i < 2; i++) {
+                char file[REF_NAME_MAX + 16];
+                snprintf(file, sizeof file, "%s.%s", name, ext[i]);
+                if (unlinkat(s->deltas_fd, file, 0) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        return st_fsync_dir(s->deltas_fd);
+}
+
 int st_store_remove(st_store *s, const char *name) {
         int r = store_writable(s);
         if (r < 0)
                 return r;
-        manifest *m;
-        r = store_load_manifest(s, name, &m, NULL);
-        if (r == -EBADMSG || r == -EPROTONOSUPPORT) {
-                /* A damaged manifest can still be removed; recovery recounts. */
-                r = store_mark_dirty(s);
-                if (r == 0)
-                        r = ST_ERRNO(unlinkat(s->images_fd, name, 0));
-                if (r == 0)
-                        r = st_fsync_dir(s->images_fd);
-                return r;
-        }
-        if (r < 0)
-                return r;
+        if (!st_name_valid(name))
+                return -EINVAL;
+        if (!store_ref_exists(s, name))
+                return -ENOENT;
+        if (store_volume_is_open(s, name))
+                return -EBUSY;
+        pthread_rwlock_wrlock(&s->lock);
         r = store_mark_dirty(s);
+        /* The ref goes first: once it is gone the name is gone, whatever
+         * happens to the cleanup after it (recovery finishes that). */
         if (r == 0)
-                r = ST_ERRNO(unlinkat(s->images_fd, name, 0));
+                r = ST_ERRNO(unlinkat(s->refs_fd, name, 0));
         if (r == 0)
-                r = st_fsync_dir(s->images_fd);
-        if (r == 0) {
-                for (size_t i = 0; i < m->n; i++) {
-                        uint32_t id = index_find(s->idx, &m->ext[i].hash);
-                        if (id != INDEX_NONE && index_get(s->idx, id)->refs > 0)
-                                index_get(s->idx, id)->refs--;
-                }
+                r = st_fsync_dir(s->refs_fd);
+        if (r == 0)
+                r = store_remove_delta(s, name);
+        if (r == 0)
+                r = store_prune_manifests(s, false, NULL);
+        if (r == 0)
                 r = store_commit(s);
-        }
-        manifest_free(m);
         if (r < 0)
                 s->broken = true;
+        pthread_rwlock_unlock(&s->lock);
         return r;
 }
 
@@ -121,6 +127,7 @@ int st_store_stats_get(st_store *s, st_store_stats *ret) {
                 st.referenced_bytes += v[i].data_bytes;
         }
         free(v);
+        pthread_rwlock_rdlock(&s->lock);
         uint32_t nc = index_count(s->idx);
         st.n_chunks = nc;
         for (uint32_t id = 0; id < nc; id++)
@@ -132,6 +139,7 @@ int st_store_stats_get(st_store *s, st_store_stats *ret) {
                 st.pack_bytes += s->packs[i].len;
         st.n_packs = s->n_packs;
         st.index_ram_bytes = index_ram_bytes(s->idx);
+        pthread_rwlock_unlock(&s->lock);
         *ret = st;
         return 0;
 }

@@ -6,18 +6,32 @@
 
 #include <stellar/hash.h>
 
+#include "../util/cleanup.h"
 #include "../util/diag.h"
 #include "../util/le.h"
 #include "manifest.h"
 
-manifest *manifest_new(uint32_t kind, uint64_t size, const st_chunker_params *chunker) {
+manifest *manifest_new(uint64_t size, const st_chunker_params *chunker, const st_digest *parent) {
         manifest *m = calloc(1, sizeof *m);
         if (!m)
                 return NULL;
-        m->kind = kind;
         m->size = size;
         m->chunker = *chunker;
+        if (parent)
+                m->parent = *parent;
         return m;
+}
+
+size_t manifest_find(const manifest *m, uint64_t off) {
+        size_t lo = 0, hi = m->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (m->ext[mid].off + m->ext[mid].len <= off)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
 }
 
 manifest *manifest_free(manifest *m) {
@@ -30,6 +44,8 @@ manifest *manifest_free(manifest *m) {
 
 int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *hash) {
         if (len == 0 || off + len > m->size || off + len < off)
+                return -EINVAL;
+        if (manifest_hash_is_hole(hash) && !manifest_has_parent(m))
                 return -EINVAL;
         if (m->n > 0 && m->ext[m->n - 1].off + m->ext[m->n - 1].len > off)
                 return -EINVAL;
@@ -47,6 +63,30 @@ int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *ha
         return 0;
 }
 
+int manifest_append_hole(manifest *m, uint64_t off, uint64_t len) {
+        static const st_digest zero;
+        while (len > 0) {
+                manifest_extent *last = m->n ? &m->ext[m->n - 1] : NULL;
+                if (last && manifest_hash_is_hole(&last->hash) && last->off + last->len == off &&
+                    last->len < ST_CHUNK_MAX_LIMIT) {
+                        uint32_t add = (uint32_t)ST_MIN(len, (uint64_t)(ST_CHUNK_MAX_LIMIT - last->len));
+                        if (off + add > m->size)
+                                return -EINVAL;
+                        last->len += add;
+                        off += add;
+                        len -= add;
+                        continue;
+                }
+                uint32_t n = (uint32_t)ST_MIN(len, (uint64_t)ST_CHUNK_MAX_LIMIT);
+                int r = manifest_append(m, off, n, &zero);
+                if (r < 0)
+                        return r;
+                off += n;
+                len -= n;
+        }
+        return 0;
+}
+
 int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *reterr) {
         if (len < MANIFEST_HEADER_LEN + MANIFEST_TRAILER_LEN)
                 return st_diag_fail(reterr, NULL, len, "manifest truncated", -EBADMSG);
@@ -59,22 +99,17 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
         uint64_t n = st_le64_get(buf + 32);
         if (n > MANIFEST_EXTENTS_MAX)
                 return st_diag_fail(reterr, NULL, 32, "extent count out of range", -EBADMSG);
-        if (len != MANIFEST_HEADER_LEN + n * MANIFEST_EXTENT_LEN + MANIFEST_TRAILER_LEN)
-                return st_diag_fail(reterr, NULL, len < MANIFEST_HEADER_LEN + n * MANIFEST_EXTENT_LEN
-                                              ? len
-                                              : MANIFEST_HEADER_LEN + n * MANIFEST_EXTENT_LEN,
-                              "manifest length does not match its extent count", -EBADMSG);
+        uint64_t want = MANIFEST_HEADER_LEN + n * MANIFEST_EXTENT_LEN + MANIFEST_TRAILER_LEN;
+        if (len != want)
+                return st_diag_fail(reterr, NULL, ST_MIN(len, want - MANIFEST_TRAILER_LEN),
+                                    "manifest length does not match its extent count", -EBADMSG);
         st_digest sum;
         st_hash(buf, len - MANIFEST_TRAILER_LEN, &sum);
         if (memcmp(sum.b, buf + len - MANIFEST_TRAILER_LEN, 32) != 0)
-                return st_diag_fail(reterr, NULL, len - MANIFEST_TRAILER_LEN, "manifest checksum mismatch",
-                              -EBADMSG);
-
-        uint32_t kind = st_le32_get(buf + 16);
-        if (kind != MANIFEST_KIND_IMAGE)
-                return st_diag_fail(reterr, NULL, 16, "unknown manifest kind", -EBADMSG);
-        if (st_le32_get(buf + 20) != 0)
-                return st_diag_fail(reterr, NULL, 20, "unknown manifest flags", -EBADMSG);
+                return st_diag_fail(reterr, NULL, len - MANIFEST_TRAILER_LEN,
+                                    "manifest checksum mismatch", -EBADMSG);
+        if (st_le32_get(buf + 16) != 0 || st_le32_get(buf + 20) != 0)
+                return st_diag_fail(reterr, NULL, 16, "unknown manifest flags", -EBADMSG);
         uint64_t size = st_le64_get(buf + 24);
         if (size > MANIFEST_SIZE_MAX)
                 return st_diag_fail(reterr, NULL, 24, "image size out of range", -EBADMSG);
@@ -86,8 +121,10 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
         };
         if (st_chunker_params_check(&cp) < 0)
                 return st_diag_fail(reterr, NULL, 40, "bad chunker parameters", -EBADMSG);
+        st_digest parent;
+        memcpy(parent.b, buf + 64, 32);
 
-        manifest *m = manifest_new(kind, size, &cp);
+        manifest *m = manifest_new(size, &cp, &parent);
         if (!m)
                 return -ENOMEM;
         m->ctime_ns = st_le64_get(buf + 56);
@@ -104,6 +141,8 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
                 uint64_t off = st_le64_get(p);
                 uint32_t l = st_le32_get(p + 8);
                 uint64_t at = MANIFEST_HEADER_LEN + i * MANIFEST_EXTENT_LEN;
+                st_digest h;
+                memcpy(h.b, p + 12, 32);
                 const char *bad = NULL;
                 if (l == 0 || l > ST_CHUNK_MAX_LIMIT)
                         bad = "extent length out of range";
@@ -111,13 +150,15 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
                         bad = "extent past the end of the image";
                 else if (i > 0 && m->ext[i - 1].off + m->ext[i - 1].len > off)
                         bad = "extents overlap or are not sorted";
+                else if (!manifest_has_parent(m) && manifest_hash_is_hole(&h))
+                        bad = "hole extent in a manifest without a parent";
                 if (bad) {
                         manifest_free(m);
                         return st_diag_fail(reterr, NULL, at, bad, -EBADMSG);
                 }
                 m->ext[i].off = off;
                 m->ext[i].len = l;
-                memcpy(m->ext[i].hash.b, p + 12, 32);
+                m->ext[i].hash = h;
         }
         m->n = (size_t)n;
         *ret = m;
@@ -132,7 +173,6 @@ int manifest_encode(const manifest *m, uint8_t **ret, size_t *ret_len) {
         memcpy(buf, MANIFEST_MAGIC, 8);
         st_le32_put(buf + 8, MANIFEST_VERSION);
         st_le32_put(buf + 12, MANIFEST_HEADER_LEN);
-        st_le32_put(buf + 16, m->kind);
         st_le64_put(buf + 24, m->size);
         st_le64_put(buf + 32, m->n);
         st_le32_put(buf + 40, m->chunker.align);
@@ -140,6 +180,7 @@ int manifest_encode(const manifest *m, uint8_t **ret, size_t *ret_len) {
         st_le32_put(buf + 48, m->chunker.avg_size);
         st_le32_put(buf + 52, m->chunker.max_size);
         st_le64_put(buf + 56, m->ctime_ns);
+        memcpy(buf + 64, m->parent.b, 32);
         uint8_t *p = buf + MANIFEST_HEADER_LEN;
         for (size_t i = 0; i < m->n; i++, p += MANIFEST_EXTENT_LEN) {
                 st_le64_put(p, m->ext[i].off);

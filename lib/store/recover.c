@@ -217,28 +217,33 @@ static int recover_unlisted(st_store *s) {
         return r;
 }
 
-static int recount_refs(st_store *s) {
-        uint32_t n = index_count(s->idx);
-        for (uint32_t id = 0; id < n; id++)
-                index_get(s->idx, id)->refs = 0;
-        char **names;
-        size_t n_names;
-        int r = store_list_names(s, &names, &n_names);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n_names; i++) {
-                manifest *m;
-                if (store_load_manifest(s, names[i], &m, NULL) < 0)
-                        continue; /* fsck reports it */
-                for (size_t k = 0; k < m->n; k++) {
-                        uint32_t id = index_find(s->idx, &m->ext[k].hash);
-                        if (id != INDEX_NONE && index_get(s->idx, id)->refs < UINT32_MAX)
-                                index_get(s->idx, id)->refs++;
-                }
-                manifest_free(m);
+/* Delta files of names that are not volumes any more (a crash during rm). */
+static void remove_orphan_deltas(st_store *s) {
+        int fd = dup(s->deltas_fd);
+        if (fd < 0)
+                return;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
         }
-        store_free_names(names, n_names);
-        return 0;
+        rewinddir(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char name[REF_NAME_MAX + 8];
+                const char *dot = strrchr(de->d_name, '.');
+                if (de->d_name[0] == '.' || !dot || (size_t)(dot - de->d_name) >= sizeof name)
+                        continue;
+                memcpy(name, de->d_name, (size_t)(dot - de->d_name));
+                name[dot - de->d_name] = 0;
+                store_ref ref;
+                if (!st_name_valid(name) ||
+                    (store_ref_load(s, name, &ref, NULL) == 0 && ref.kind == ST_KIND_VOLUME) ||
+                    store_ref_exists(s, name))
+                        continue;
+                (void)unlinkat(s->deltas_fd, de->d_name, 0);
+        }
+        closedir(d);
 }
 
 static void remove_temp_files(int dirfd) {
@@ -266,14 +271,17 @@ int store_recover(st_store *s, st_diag *reterr) {
         if (r == 0)
                 r = recover_unlisted(s);
         if (r == 0)
-                r = recount_refs(s);
+                r = store_prune_manifests(s, true, NULL);
         if (r < 0)
                 return r;
         store_recount_totals(s);
         if (!writable(s))
                 return 0;
-        remove_temp_files(s->images_fd);
+        remove_temp_files(s->refs_fd);
+        remove_temp_files(s->manifests_fd);
+        remove_temp_files(s->deltas_fd);
         remove_temp_files(s->dirfd);
+        remove_orphan_deltas(s);
         /* The state in memory is right even if it cannot be saved (a full
          * disk): stay dirty and carry on, so rm and gc can make room. */
         (void)store_commit(s);

@@ -7,10 +7,13 @@
  *   dirty           present while an operation may have left the index stale
  *   lock            flock()ed: exclusive by writers, shared by readers
  *   packs/NNNNNNNN.pack
- *   images/NAME     manifests
+ *   manifests/ID    manifests by the BLAKE3 of their bytes (immutable)
+ *   refs/NAME       images, snapshots, volumes: what each name points at
+ *   deltas/NAME.*   the uncommitted writes of a volume
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +23,15 @@
 #include "index.h"
 #include "manifest.h"
 #include "pack.h"
+#include "ref.h"
+
+/* A manifest and its ancestors, top first, borrowed from the store's cache. */
+typedef struct store_chain {
+        manifest **layers;
+        size_t n;
+} store_chain;
+
+struct cached_manifest;
 
 typedef struct store_pack {
         uint32_t id;
@@ -29,7 +41,7 @@ typedef struct store_pack {
 } store_pack;
 
 struct st_store {
-        int dirfd, packs_fd, images_fd, lock_fd;
+        int dirfd, packs_fd, manifests_fd, refs_fd, deltas_fd, lock_fd;
         unsigned flags;
         st_store_config cfg;
         chunk_index *idx;
@@ -40,10 +52,17 @@ struct st_store {
         bool broken;       /* a write failed midway: refuse further writes */
         uint64_t unique_bytes, stored_bytes;
         st_pool *pool;
+        /* Readers of chunks (volume I/O) take it shared; anything that changes
+         * the index or the pack table takes it exclusive. */
+        pthread_rwlock_t lock;
+        /* Serialises operations that change the store (import, commit, rm, gc). */
+        pthread_mutex_t write_lock;
+        pthread_mutex_t cache_lock;
+        struct cached_manifest *cache;
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
-#define STORE_FORMAT_VERSION 1u
+#define STORE_FORMAT_VERSION 2u
 #define STORE_FORMAT_LEN 64u
 #define INDEX_FILE_MAGIC "STINDEX\0"
 #define INDEX_FILE_VERSION 1u
@@ -66,15 +85,48 @@ store_pack *store_pack_find(st_store *s, uint32_t id);
 int store_pack_for_append(st_store *s, uint64_t need, store_pack **ret);
 int store_pack_create(st_store *s, store_pack **ret);
 st_pool *store_pool(st_store *s);
-int store_load_manifest(st_store *s, const char *name, manifest **ret, st_diag *reterr);
-int store_save_manifest(st_store *s, const char *name, const manifest *m);
-/* Names of all images (sorted); caller frees each and the array. */
+/* objects.c: refs, manifests, the chain cache */
+int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reterr);
+int store_ref_save(st_store *s, const char *name, const store_ref *r);
+bool store_ref_exists(st_store *s, const char *name);
+/* Names of all refs (sorted); caller frees with store_free_names. */
 int store_list_names(st_store *s, char ***ret, size_t *ret_n);
 void store_free_names(char **names, size_t n);
+int store_manifest_load(st_store *s, const st_digest *id, manifest **ret, st_diag *reterr);
+/* Write m as manifests/<id> unless that file exists. */
+int store_manifest_save(st_store *s, const manifest *m, st_digest *ret_id, bool *ret_new);
+/* Add delta (+1/-1) to the count of every chunk m's extents name. */
+void store_manifest_count_refs(st_store *s, const manifest *m, int delta);
+/* Delete manifest files no ref reaches, taking their chunk references away;
+ * with recount, set every chunk count from the reachable manifests instead. */
+int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned);
+int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag *reterr);
+void store_chain_put(st_store *s, store_chain *c);
+void store_cache_free(st_store *s);
+
+/* import.c */
+uint64_t store_now_ns(void);
+
+/* images.c */
+uint64_t store_delta_bytes(st_store *s, const char *name);
+int store_remove_delta(st_store *s, const char *name);
+
+/* volume code (lib/volume): is a volume of this name open in this process? */
+bool store_volume_is_open(st_store *s, const char *name);
 /* Read the chunk an entry points to into out (raw_len bytes); scratch must
  * hold PACK_RECORD_HEADER_LEN + stored_len. Verifies the full hash. */
 int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
                      uint8_t *scratch, void *dctx);
+/* Buffers for reading chunks, reused across calls by one thread. */
+typedef struct store_chunk_buf {
+        uint8_t *scratch, *out;
+        size_t scratch_cap, out_cap;
+        void *dctx; /* ZSTD_DCtx */
+} store_chunk_buf;
+/* Read and verify chunk id into b->out; returns its length. Thread-safe
+ * (takes the store lock shared). */
+int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b);
+void store_chunk_buf_done(store_chunk_buf *b);
 /* Does the record at e carry exactly this hash? (the full-hash check behind a
  * 16-byte prefix match). 1 yes, 0 no, negative errno. */
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash);

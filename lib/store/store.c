@@ -112,8 +112,10 @@ int st_store_init(const char *dir, const st_store_config *cfg) {
                 return -EEXIST;
         if (mkdirat(dfd, "packs", 0755) < 0 && errno != EEXIST)
                 return -errno;
-        if (mkdirat(dfd, "images", 0755) < 0 && errno != EEXIST)
-                return -errno;
+        static const char *const dirs[] = { "manifests", "refs", "deltas" };
+        for (size_t i = 0; i < 3; i++)
+                if (mkdirat(dfd, dirs[i], 0755) < 0 && errno != EEXIST)
+                        return -errno;
         _cleanup_close_ int lfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (lfd < 0)
                 return -errno;
@@ -276,7 +278,10 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         st_store *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
-        s->dirfd = s->packs_fd = s->images_fd = s->lock_fd = -EBADF;
+        s->dirfd = s->packs_fd = s->manifests_fd = s->refs_fd = s->deltas_fd = s->lock_fd = -EBADF;
+        pthread_rwlock_init(&s->lock, NULL);
+        pthread_mutex_init(&s->write_lock, NULL);
+        pthread_mutex_init(&s->cache_lock, NULL);
         s->flags = flags & ST_STORE_RDONLY;
         s->next_pack_id = 1;
 
@@ -303,12 +308,15 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 diag(reterr, "lock", ST_DIAG_NO_OFFSET, "cannot lock the store");
                 goto fail;
         }
-        s->packs_fd = openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        s->images_fd = openat(s->dirfd, "images", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (s->packs_fd < 0 || s->images_fd < 0) {
-                r = -errno;
-                diag(reterr, s->packs_fd < 0 ? "packs" : "images", ST_DIAG_NO_OFFSET, "cannot open directory");
-                goto fail;
+        static const char *const dirs[] = { "packs", "manifests", "refs", "deltas" };
+        int *fds[] = { &s->packs_fd, &s->manifests_fd, &s->refs_fd, &s->deltas_fd };
+        for (size_t i = 0; i < 4; i++) {
+                *fds[i] = openat(s->dirfd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (*fds[i] < 0) {
+                        r = -errno;
+                        diag(reterr, dirs[i], ST_DIAG_NO_OFFSET, "cannot open directory");
+                        goto fail;
+                }
         }
         s->idx = index_new();
         if (!s->idx) {
@@ -373,106 +381,24 @@ st_store *st_store_close(st_store *s) {
         free(s->packs);
         index_free(s->idx);
         st_pool_free(s->pool);
-        if (s->images_fd >= 0)
-                close(s->images_fd);
-        if (s->packs_fd >= 0)
-                close(s->packs_fd);
+        store_cache_free(s);
+        int fds[] = { s->packs_fd, s->manifests_fd, s->refs_fd, s->deltas_fd };
+        for (size_t i = 0; i < 4; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dirfd >= 0)
                 close(s->dirfd);
+        pthread_rwlock_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_lock);
+        pthread_mutex_destroy(&s->cache_lock);
         free(s);
         return NULL;
 }
 
 const st_store_config *st_store_get_config(const st_store *s) {
         return &s->cfg;
-}
-
-int store_load_manifest(st_store *s, const char *name, manifest **ret, st_diag *reterr) {
-        if (!st_name_valid(name))
-                return -EINVAL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t len;
-        int r = st_read_file(s->images_fd, name, MANIFEST_HEADER_LEN + MANIFEST_TRAILER_LEN +
-                                                         (size_t)MANIFEST_EXTENTS_MAX * MANIFEST_EXTENT_LEN,
-                             &buf, &len);
-        if (r < 0) {
-                diag(reterr, name, ST_DIAG_NO_OFFSET, r == -ENOENT ? "no such image" : "cannot read manifest");
-                return r;
-        }
-        st_diag d = { 0 };
-        r = manifest_parse(buf, len, ret, &d);
-        if (r < 0) {
-                char path[300];
-                snprintf(path, sizeof path, "images/%s", name);
-                diag(reterr, path, d.offset, d.what);
-        }
-        return r;
-}
-
-int store_save_manifest(st_store *s, const char *name, const manifest *m) {
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t len;
-        int r = manifest_encode(m, &buf, &len);
-        if (r < 0)
-                return r;
-        return st_write_atomic(s->images_fd, name, buf, len);
-}
-
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void store_free_names(char **names, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-}
-
-int store_list_names(st_store *s, char ***ret, size_t *ret_n) {
-        int fd = dup(s->images_fd);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        rewinddir(d);
-        char **names = NULL;
-        size_t n = 0, cap = 0;
-        int r = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (!st_name_valid(de->d_name))
-                        continue; /* ".", "..", temp files */
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 16;
-                        char **nn = realloc(names, cap * sizeof *nn);
-                        if (!nn) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        names = nn;
-                }
-                names[n] = strdup(de->d_name);
-                if (!names[n]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        closedir(d);
-        if (r < 0) {
-                store_free_names(names, n);
-                return r;
-        }
-        if (n)
-                qsort(names, n, sizeof *names, cmp_str);
-        *ret = names;
-        *ret_n = n;
-        return 0;
 }
 
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash) {
@@ -507,17 +433,49 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, v
 }
 
 int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
-        uint32_t i = index_find(s->idx, id);
-        if (i == INDEX_NONE)
-                return -ENOENT;
-        index_entry e = *index_get(s->idx, i);
-        if (e.pack == INDEX_PACK_PENDING)
-                return -ENOENT;
-        if (buf_len < e.raw_len)
-                return -ENOBUFS;
-        _cleanup_free_ uint8_t *scratch = malloc(PACK_RECORD_HEADER_LEN + e.stored_len);
-        if (!scratch)
+        store_chunk_buf cb = { 0 };
+        int64_t r = store_read_chunk(s, id, &cb);
+        if (r >= 0) {
+                if ((size_t)r > buf_len)
+                        r = -ENOBUFS;
+                else
+                        memcpy(buf, cb.out, (size_t)r);
+        }
+        store_chunk_buf_done(&cb);
+        return r;
+}
+
+void store_chunk_buf_done(store_chunk_buf *b) {
+        free(b->scratch);
+        free(b->out);
+        ZSTD_freeDCtx(b->dctx);
+        *b = (store_chunk_buf){ 0 };
+}
+
+static int grow_buf(uint8_t **p, size_t *cap, size_t need) {
+        if (need <= *cap)
+                return 0;
+        uint8_t *t = realloc(*p, need);
+        if (!t)
                 return -ENOMEM;
-        int r = store_read_entry(s, &e, id, buf, scratch, NULL);
+        *p = t;
+        *cap = need;
+        return 0;
+}
+
+int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
+        if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
+                return -ENOMEM;
+        pthread_rwlock_rdlock(&s->lock);
+        int r;
+        uint32_t i = index_find(s->idx, id);
+        index_entry e = { 0 };
+        if (i == INDEX_NONE || (e = *index_get(s->idx, i)).pack == INDEX_PACK_PENDING)
+                r = -ENOENT;
+        else if ((r = grow_buf(&b->scratch, &b->scratch_cap,
+                               PACK_RECORD_HEADER_LEN + (size_t)e.stored_len)) == 0 &&
+                 (r = grow_buf(&b->out, &b->out_cap, e.raw_len)) == 0)
+                r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
+        pthread_rwlock_unlock(&s->lock);
         return r < 0 ? r : (int64_t)e.raw_len;
 }

@@ -69,21 +69,29 @@ restore
 truncate -s 100000 "$pack"
 expect_fail "pack is shorter than the index says" st fsck
 
-# a truncated and a bit-flipped manifest
+# a truncated and a bit-flipped manifest; a damaged ref
+man_a() { echo "$STELLAR_STORE/manifests/$(json_field "$(st --store "$TMP/good" info --json a)" manifest)"; }
 restore
-truncate -s 100 "$STELLAR_STORE/images/a"
-expect_fail "images/a" st fsck
-expect_fail "images/a at offset 100: manifest length does not match" st info a
+truncate -s 100 "$(man_a)"
+expect_fail "manifests/[0-9a-f]*:0: manifest bytes do not match its name (needed by a)" st fsck
+expect_fail "manifests/[0-9a-f]*: manifest bytes do not match its name" st info a
 expect_fail "manifest" st export a "$TMP/o"
 st export b "$TMP/o" && cmp "$TMP/o" "$TMP/b.img" || fail "undamaged image b unreadable"
 restore
-printf 'Z' | dd of="$STELLAR_STORE/images/a" bs=1 seek=80 conv=notrunc status=none
-expect_fail "manifest checksum mismatch" st info a
+printf 'Z' | dd of="$(man_a)" bs=1 seek=80 conv=notrunc status=none
+expect_fail "do not match its name" st info a
+restore
+printf 'Z' | dd of="$STELLAR_STORE/refs/a" bs=1 seek=30 conv=notrunc status=none
+expect_fail "refs/a at offset 104: ref checksum mismatch" st info a
+expect_fail "refs/a:104: ref checksum mismatch" st fsck
+restore
+truncate -s 50 "$STELLAR_STORE/refs/a"
+expect_fail "refs/a at offset 50: ref truncated" st export a "$TMP/o"
 
 # unknown versions: manifest, pack, index, store format
 restore
-printf '\x07' | dd of="$STELLAR_STORE/images/a" bs=1 seek=8 conv=notrunc status=none
-expect_fail "unknown manifest format version" st info a
+printf '\x07' | dd of="$STELLAR_STORE/refs/a" bs=1 seek=8 conv=notrunc status=none
+expect_fail "unknown ref format version" st info a
 restore
 printf '\x07' | dd of="$pack" bs=1 seek=8 conv=notrunc status=none
 expect_fail "unknown pack format version" st fsck

@@ -18,7 +18,8 @@ st import --quiet "$TMP/xy.img" xy
 s0=$(st stats --json)
 st rm x y
 out=$(st gc --json)
-[ "$(json_field "$out" chunks_freed)" -le 2 ] || fail "gc freed chunks xy still uses: $out"
+# only the few chunks around the x|y seam differ between x, y and xy
+[ "$(json_field "$out" chunks_freed)" -le 10 ] || fail "gc freed chunks xy still uses: $out"
 st export xy "$TMP/out" && cmp "$TMP/out" "$TMP/xy.img" || fail "xy damaged by gc"
 fsck_clean
 st rm xy

@@ -23,7 +23,7 @@ head -c 10000001 /dev/urandom >"$TMP/odd.img"
 images="a b disk odd"
 if command -v mkfs.vfat >/dev/null; then
         truncate -s 64M "$TMP/fat.img"
-        mkfs.vfat -q "$TMP/fat.img" && command -v mcopy >/dev/null &&
+        mkfs.vfat "$TMP/fat.img" >/dev/null && command -v mcopy >/dev/null &&
                 mcopy -s -i "$TMP/fat.img" /etc/ssl ::/ 2>/dev/null || true
         images="$images fat"
 fi

@@ -18,7 +18,7 @@ static void reseal(uint8_t *buf, size_t len) {
 
 int main(void) {
         st_chunker_params cp = ST_CHUNKER_IMAGE_DEFAULT;
-        manifest *m = manifest_new(MANIFEST_KIND_IMAGE, 1 << 20, &cp);
+        manifest *m = manifest_new(1 << 20, &cp, NULL);
         for (int i = 0; i < 10; i++) {
                 st_digest h;
                 st_test_fill(h.b, 32, (uint64_t)i + 1);

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Volumes: writable disks over shared, deduplicated data.
+ *
+ * A volume is a ref whose manifest chain (possibly empty) is its committed
+ * content, plus a delta layer that takes guest writes at 4 KiB granularity
+ * without hashing anything. A write is durable once st_volume_flush() (or a
+ * write with ST_WRITE_FUA) returns. Committing folds the delta into chunks
+ * through the same path as import, so identical data written by many clones
+ * is stored once. Clones and snapshots copy no extents: a new ref points at
+ * an existing manifest.
+ *
+ * Images and snapshots open read-only; volumes open read-write unless
+ * ST_VOLUME_RDONLY is given. Any number of volumes may be open in one process.
+ * On one handle, reads may run concurrently with each other; writes,
+ * flushes and commits serialise with everything else on that handle. A
+ * volume is open at most once per process for writing.
+ */
+#pragma once
+
+#include <stellar/store.h>
+
+typedef struct st_volume st_volume;
+
+enum {
+        ST_VOLUME_RDONLY = 1u << 0,
+};
+
+enum {
+        ST_WRITE_FUA = 1u << 0,     /* durable when the call returns */
+        ST_WRITE_NO_HOLE = 1u << 1, /* write_zeroes: allocate rather than punch a hole */
+};
+
+#define ST_VOLUME_BLOCK 4096u
+
+/* Create an empty volume of size bytes (reads as zeros; costs one small ref). */
+ST_API int st_volume_create(st_store *s, const char *name, uint64_t size);
+/* A writable clone of an image, snapshot or volume (a volume's uncommitted
+ * writes are committed first). O(1): no extent is copied. */
+ST_API int st_volume_clone(st_store *s, const char *src, const char *dst);
+/* A read-only snapshot of a volume as it is now (its delta is committed
+ * first). */
+ST_API int st_volume_snapshot(st_store *s, const char *vol, const char *snap);
+
+ST_API int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **ret,
+                          st_diag *reterr);
+/* Flushes a writable volume, then closes. NULL-safe; returns NULL. */
+ST_API st_volume *st_volume_close(st_volume *v);
+
+ST_API uint64_t st_volume_size(const st_volume *v);
+ST_API st_kind st_volume_kind(const st_volume *v);
+ST_API bool st_volume_writable(const st_volume *v);
+
+/* Read len bytes at off. Returns 0, -EINVAL past the end, -EBADMSG for a
+ * damaged chunk, or another negative errno. */
+ST_API int st_volume_read(st_volume *v, void *buf, size_t len, uint64_t off);
+ST_API int st_volume_write(st_volume *v, const void *buf, size_t len, uint64_t off,
+                           unsigned flags);
+/* Zeros: whole 4 KiB blocks become holes (unless ST_WRITE_NO_HOLE). */
+ST_API int st_volume_write_zeroes(st_volume *v, uint64_t off, uint64_t len, unsigned flags);
+/* Trim: the range reads as zeros afterwards. */
+ST_API int st_volume_discard(st_volume *v, uint64_t off, uint64_t len);
+ST_API int st_volume_flush(st_volume *v);
+
+typedef struct st_commit_result {
+        uint64_t blocks;     /* delta blocks folded */
+        uint64_t new_chunks; /* chunks the store did not have */
+        uint64_t new_bytes;  /* their raw bytes */
+        uint64_t new_stored; /* bytes appended to packs */
+        bool flattened;      /* the chain was rewritten as one manifest */
+} st_commit_result;
+
+/* Fold the delta into chunks and a new manifest layer; afterwards the delta
+ * is empty. Atomic: after a crash the volume is as before or as after. */
+ST_API int st_volume_commit(st_volume *v, st_commit_result *ret);

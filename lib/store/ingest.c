@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The write path every chunk takes: bytes -> pieces -> BLAKE3 -> index lookup
+ * -> zstd (new chunks only) -> pack append -> manifest extents. Import feeds
+ * it regions of an image file, a volume commit the changed blocks of a
+ * volume. Works a buffer (16 MiB) at a time: split on this thread, hash on
+ * every core, look up and reserve new chunks under the store lock (the only
+ * serial step), compress on every core, lay the records out, and write them
+ * with one pwritev per group on every core.
+ *
+ * An ingest that fails or is abandoned before its manifest is saved is rolled
+ * back: its chunks are forgotten, packs cut back, new packs deleted, and the
+ * store is exactly as before. If even that fails the store stays dirty and
+ * the next open recovers, as after a crash.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/hash.h>
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "ingest.h"
+#include "store-internal.h"
+
+#define INGEST_BUF (16u << 20)
+
+typedef struct piece {
+        uint64_t off;   /* in the image */
+        uint32_t len;
+        uint32_t at;    /* in the buffer */
+        uint32_t entry;
+        bool is_new;
+        uint32_t stored_len; /* new pieces: compressed length, or len if raw */
+        size_t out_at;       /* new pieces: where the compressed bytes are */
+        uint64_t rec_off;    /* new pieces: where the record goes in the pack */
+        bool hole;           /* zeros: a hole extent (layers only), nothing stored */
+        st_digest hash;
+} piece;
+
+/* A run of new pieces written with one pwritev by one worker. */
+typedef struct write_group {
+        size_t first, end; /* piece indexes */
+} write_group;
+
+struct ingest {
+        st_store *s;
+        st_chunker_params cp;
+        manifest *m;
+        bool record_holes;
+        st_import_result res;
+        uint8_t *buf;
+        piece *pieces;
+        size_t n_pieces, cap_pieces;
+        uint8_t *out; /* compressed payloads */
+        size_t out_cap;
+        ZSTD_CCtx **cctx;
+        unsigned n_cctx;
+        /* write stage */
+        int fd_out;
+        write_group *groups;
+        size_t n_groups, cap_groups;
+        _Atomic int write_err;
+        /* input buffer: [0, split_end) split into pieces, [split_end, have) not yet */
+        size_t have, split_end;
+        /* read stage */
+        ingest_read_fn read_fn;
+        void *read_ctx;
+        uint64_t read_off;
+        size_t read_at, read_len;
+        _Atomic int read_err;
+        st_progress_fn progress;
+        void *progress_ctx;
+        uint64_t progress_total;
+        /* rollback point */
+        uint32_t n_entries;
+        size_t n_packs;
+        uint64_t last_len;
+};
+
+static void diag(st_diag *d, const char *file, uint64_t off, const char *what) {
+        (void)st_diag_fail(d, file, off, what, 0);
+}
+
+static void hash_piece(void *ctx, size_t i, unsigned worker) {
+        (void)worker;
+        ingest *j = ctx;
+        piece *p = &j->pieces[i];
+        if (!p->hole)
+                st_hash(j->buf + p->at, p->len, &p->hash);
+}
+
+/* Whether zstd is worth trying: a byte histogram of 512 bytes sampled in
+ * 32 runs of 16 across the chunk. For uniformly random bytes (already
+ * compressed or encrypted data) the sum of squared counts is about
+ * n + n(n-1)/256 = 1534; text, code, tables and zero-rich blocks land far
+ * above. Skipping zstd on random-looking chunks saves most of an import's CPU
+ * on such data; the cost is a missed gain on data that is random-looking yet
+ * repetitive, which disk images rarely hold. */
+static bool looks_incompressible(const uint8_t *d, size_t len) {
+        enum { RUNS = 32, RUN = 16 };
+        if (len < RUNS * RUN * 2)
+                return false;
+        uint16_t hist[256] = { 0 };
+        size_t stride = (len - RUN) / (RUNS - 1);
+        for (size_t r = 0; r < RUNS; r++)
+                for (size_t k = 0; k < RUN; k++)
+                        hist[d[r * stride + k]]++;
+        uint32_t sq = 0;
+        for (int b = 0; b < 256; b++)
+                sq += (uint32_t)hist[b] * hist[b];
+        return sq < 1900;
+}
+
+static void compress_piece(void *ctx, size_t i, unsigned worker) {
+        ingest *j = ctx;
+        piece *p = &j->pieces[i];
+        if (!p->is_new)
+                return;
+        if (looks_incompressible(j->buf + p->at, p->len)) {
+                p->stored_len = p->len;
+                return;
+        }
+        size_t bound = ZSTD_compressBound(p->len);
+        size_t n = ZSTD_compressCCtx(j->cctx[worker], j->out + p->out_at, bound, j->buf + p->at,
+                                     p->len, j->s->cfg.zstd_level);
+        p->stored_len = (!ZSTD_isError(n) && n < p->len) ? (uint32_t)n : p->len;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+        if (need <= *cap)
+                return 0;
+        size_t c = *cap ? *cap : 64;
+        while (c < need)
+                c *= 2;
+        void *t = realloc(*p, c * elem);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = c;
+        return 0;
+}
+
+static void write_group_run(void *ctx, size_t g, unsigned worker) {
+        (void)worker;
+        ingest *j = ctx;
+        const write_group *wg = &j->groups[g];
+        /* Headers are encoded into a stack array, payloads are written straight
+         * from the input buffer or the compressed arena: no copy. */
+        enum { BATCH = 256 };
+        uint8_t hdrs[BATCH][PACK_RECORD_HEADER_LEN];
+        struct iovec iov[2 * BATCH];
+        size_t i = wg->first;
+        while (i < wg->end) {
+                size_t n = 0;
+                uint64_t off = 0;
+                for (; i < wg->end && n < BATCH; i++) {
+                        const piece *p = &j->pieces[i];
+                        if (!p->is_new)
+                                continue;
+                        bool z = p->stored_len < p->len;
+                        pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0, .raw_len = p->len,
+                                            .stored_len = p->stored_len, .hash = p->hash };
+                        if (n == 0)
+                                off = p->rec_off; /* a group's records are contiguous */
+                        pack_record_encode(hdrs[n], &rec);
+                        iov[2 * n] = (struct iovec){ hdrs[n], PACK_RECORD_HEADER_LEN };
+                        iov[2 * n + 1] = (struct iovec){
+                                z ? j->out + p->out_at : j->buf + p->at, p->stored_len
+                        };
+                        n++;
+                }
+                if (n == 0)
+                        continue;
+                /* pwritev until all of it is written (short writes are legal) */
+                struct iovec *v = iov;
+                int cnt = (int)(2 * n);
+                while (cnt > 0) {
+                        ssize_t w = pwritev(j->fd_out, v, cnt, (off_t)off);
+                        if (w < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                int expected = 0;
+                                atomic_compare_exchange_strong(&j->write_err, &expected, -errno);
+                                return;
+                        }
+                        off += (uint64_t)w;
+                        while (cnt > 0 && (size_t)w >= v->iov_len) {
+                                w -= (ssize_t)v->iov_len;
+                                v++;
+                                cnt--;
+                        }
+                        if (cnt > 0) {
+                                v->iov_base = (uint8_t *)v->iov_base + w;
+                                v->iov_len -= (size_t)w;
+                        }
+                }
+        }
+}
+
+/* Lay the new pieces out in the pack, update their index entries, then
+ * encode and write them on every core, one pwritev per group. */
+static int write_new(ingest *j, st_diag *reterr) {
+        st_store *s = j->s;
+        st_import_result *res = &j->res;
+        uint64_t total = 0;
+        size_t n_new = 0;
+        for (size_t i = 0; i < j->n_pieces; i++)
+                if (j->pieces[i].is_new) {
+                        total += PACK_RECORD_HEADER_LEN + (uint64_t)j->pieces[i].stored_len;
+                        n_new++;
+                }
+        /* Groups first (may allocate), then the layout under the store lock:
+         * creating a pack moves the pack table that readers look at. */
+        unsigned workers = st_pool_size(store_pool(s));
+        size_t per = (n_new + 4 * workers - 1) / (4 * workers);
+        if (per == 0)
+                per = 1;
+        int r = grow((void **)&j->groups, &j->cap_groups, (n_new + per - 1) / per + 1,
+                     sizeof(write_group));
+        if (r < 0)
+                return r;
+        pthread_rwlock_wrlock(&s->lock);
+        store_pack *pk;
+        r = store_pack_for_append(s, total, &pk);
+        if (r < 0) {
+                pthread_rwlock_unlock(&s->lock);
+                diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot create a pack file");
+                return r;
+        }
+        j->n_groups = 0;
+        uint64_t off = pk->len;
+        size_t in_group = 0;
+        for (size_t i = 0; i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                if (!p->is_new)
+                        continue;
+                if (in_group == 0)
+                        j->groups[j->n_groups++] = (write_group){ .first = i, .end = i + 1 };
+                j->groups[j->n_groups - 1].end = i + 1;
+                in_group = (in_group + 1) % per;
+                p->rec_off = off;
+                index_entry *e = index_get(s->idx, p->entry);
+                e->pack = pk->id;
+                e->off = (uint32_t)off;
+                e->stored_len = p->stored_len;
+                off += PACK_RECORD_HEADER_LEN + p->stored_len;
+                res->n_new++;
+                res->new_bytes += p->len;
+                s->unique_bytes += p->len;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        j->fd_out = pk->fd;
+        atomic_store(&j->write_err, 0);
+        st_pool_for(store_pool(s), j->n_groups, write_group_run, j);
+        r = atomic_load(&j->write_err);
+        if (r < 0) {
+                char name[40] = "packs/";
+                pack_name(name + 6, pk->id);
+                diag(reterr, name, pk->len, "cannot write to pack");
+                return r;
+        }
+        pthread_rwlock_wrlock(&s->lock);
+        pk->len = off;
+        pk->unsynced = true;
+        s->stored_bytes += total;
+        pthread_rwlock_unlock(&s->lock);
+        res->new_stored += total;
+        return 0;
+}
+
+/* Read [off, off+len) of the input into j->buf + at on every core. */
+#define READ_PART (1u << 20)
+static void read_part(void *ctx, size_t i, unsigned worker) {
+        (void)worker;
+        ingest *j = ctx;
+        size_t a = i * READ_PART;
+        size_t n = ST_MIN((size_t)READ_PART, j->read_len - a);
+        int r = j->read_fn(j->read_ctx, j->read_off + a, j->buf + j->read_at + a, n);
+        if (r < 0) {
+                int expected = 0;
+                atomic_compare_exchange_strong(&j->read_err, &expected, r);
+        }
+}
+
+static int read_parallel(ingest *j, uint64_t off, size_t at, size_t len) {
+        j->read_off = off;
+        j->read_at = at;
+        j->read_len = len;
+        atomic_store(&j->read_err, 0);
+        st_pool_for(store_pool(j->s), (len + READ_PART - 1) / READ_PART, read_part, j);
+        return atomic_load(&j->read_err);
+}
+
+/* Everything after splitting: hash, dedup, compress, write, record extents. */
+static int process_batch(ingest *j, st_diag *reterr) {
+        st_store *s = j->s;
+        st_import_result *res = &j->res;
+        st_pool *pool = store_pool(s);
+        if (!pool)
+                return -ENOMEM;
+        st_pool_for(pool, j->n_pieces, hash_piece, j);
+
+        size_t out_need = 0;
+        uint64_t w_need = 0;
+        int r = 0;
+        /* The only serial step, and the only one readers must not overlap:
+         * index_add can rebuild the slot table. */
+        pthread_rwlock_wrlock(&s->lock);
+        for (size_t i = 0; r == 0 && i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                p->is_new = false;
+                if (p->hole)
+                        continue;
+                uint32_t id = index_find(s->idx, &p->hash);
+                if (id == INDEX_NONE) {
+                        index_entry e = { .pack = INDEX_PACK_PENDING, .raw_len = p->len };
+                        id = index_add(s->idx, &p->hash, &e);
+                        if (id == INDEX_NONE) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        p->is_new = true;
+                        p->out_at = out_need;
+                        out_need += ZSTD_compressBound(p->len);
+                        w_need += PACK_RECORD_HEADER_LEN + (uint64_t)p->len;
+                } else {
+                        const index_entry *e = index_get(s->idx, id);
+                        if (e->pack != INDEX_PACK_PENDING) {
+                                int k = store_entry_matches(s, e, &p->hash);
+                                if (k < 0) {
+                                        diag(reterr, "packs", e->off,
+                                             "cannot read the record a dedup hit points to");
+                                        r = k;
+                                } else if (k == 0) {
+                                        diag(reterr, "index", p->off,
+                                             "two chunks share a 128-bit hash prefix");
+                                        r = -EEXIST;
+                                }
+                        }
+                }
+                p->entry = id;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        r = grow((void **)&j->out, &j->out_cap, out_need ? out_need : 1, 1);
+        if (r < 0)
+                return r;
+        st_pool_for(pool, j->n_pieces, compress_piece, j);
+
+        if (w_need > 0) {
+                r = write_new(j, reterr);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < j->n_pieces; i++) {
+                piece *p = &j->pieces[i];
+                if (p->hole) {
+                        r = manifest_append_hole(j->m, p->off, p->len);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                r = manifest_append(j->m, p->off, p->len, &p->hash);
+                if (r < 0)
+                        return r;
+                res->data_bytes += p->len;
+                res->n_chunks++;
+        }
+        j->n_pieces = 0;
+        return 0;
+}
+
+/* Read [pos, end) of the image in buffers and feed the pieces to batches. */
+/* Process the pieces split so far and move unsplit bytes to the front. */
+static int ingest_flush(ingest *j, st_diag *reterr) {
+        int r = process_batch(j, reterr);
+        if (r < 0)
+                return r;
+        memmove(j->buf, j->buf + j->split_end, j->have - j->split_end);
+        j->have -= j->split_end;
+        j->split_end = 0;
+        return 0;
+}
+
+/* Read [pos, end) of the source and split it into pieces. The buffer holds
+ * the data of several regions at once (an ext4 image is many small ones), and
+ * a batch is processed only when the buffer is full or the ingest ends, so
+ * the parallel stages always get enough work. */
+int ingest_region(ingest *j, uint64_t pos, uint64_t end, ingest_read_fn fn, void *ctx,
+                  st_diag *reterr) {
+        j->read_fn = fn;
+        j->read_ctx = ctx;
+        /* j->buf[j->split_end .. j->have) holds unsplit bytes of this region,
+         * starting at source offset pos. */
+        for (;;) {
+                size_t room = INGEST_BUF - j->have;
+                size_t want = (size_t)ST_MIN((uint64_t)room, end - pos - (j->have - j->split_end));
+                if (want > 0) {
+                        uint64_t at = pos + (j->have - j->split_end);
+                        int r = read_parallel(j, at, j->have, want);
+                        if (r < 0)
+                                return st_diag_fail(reterr, NULL, at, "cannot read the source", r);
+                        j->have += want;
+                }
+                bool eof = pos + (j->have - j->split_end) == end;
+                for (;;) {
+                        st_piece pc;
+                        size_t at = j->split_end;
+                        int r = st_split_next(&j->cp, pos, j->buf + at, j->have - at, eof, &pc);
+                        if (r < 0)
+                                break;
+                        if (!pc.hole || j->record_holes) {
+                                r = grow((void **)&j->pieces, &j->cap_pieces, j->n_pieces + 1,
+                                         sizeof(piece));
+                                if (r < 0)
+                                        return r;
+                                j->pieces[j->n_pieces++] = (piece){ .off = pos,
+                                                                    .len = (uint32_t)pc.len,
+                                                                    .at = (uint32_t)at,
+                                                                    .hole = pc.hole };
+                        }
+                        j->split_end += (size_t)pc.len;
+                        pos += pc.len;
+                }
+                if (eof && j->split_end == j->have)
+                        return 0; /* region done; its pieces wait for the next batch */
+                /* The buffer is full: process what is split, keep the rest. */
+                int r = ingest_flush(j, reterr);
+                if (r < 0)
+                        return r;
+                if (j->progress)
+                        j->progress(j->progress_ctx, pos, j->progress_total);
+        }
+}
+
+static void job_done(ingest *j) {
+        free(j->buf);
+        free(j->pieces);
+        free(j->out);
+        free(j->groups);
+        if (j->cctx)
+                for (unsigned i = 0; i < j->n_cctx; i++)
+                        ZSTD_freeCCtx(j->cctx[i]);
+        free(j->cctx);
+}
+
+int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_opts *o,
+                 uint64_t progress_total, ingest **ret) {
+        int r = store_writable(s);
+        if (r < 0)
+                return r;
+        st_pool *pool = store_pool(s);
+        if (!pool)
+                return -ENOMEM;
+        ingest *j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        *j = (ingest){ .s = s, .cp = s->cfg.chunker, .m = m, .record_holes = record_holes,
+                       .progress = o ? o->progress : NULL, .progress_ctx = o ? o->userdata : NULL,
+                       .progress_total = progress_total };
+        j->buf = malloc(INGEST_BUF);
+        j->n_cctx = st_pool_size(pool);
+        j->cctx = calloc(j->n_cctx, sizeof *j->cctx);
+        r = (j->buf && j->cctx) ? 0 : -ENOMEM;
+        for (unsigned i = 0; r == 0 && i < j->n_cctx; i++)
+                if (!(j->cctx[i] = ZSTD_createCCtx()))
+                        r = -ENOMEM;
+        if (r == 0) {
+                pthread_rwlock_rdlock(&s->lock);
+                j->n_entries = index_count(s->idx);
+                j->n_packs = s->n_packs;
+                j->last_len = s->n_packs ? s->packs[s->n_packs - 1].len : 0;
+                pthread_rwlock_unlock(&s->lock);
+                r = store_mark_dirty(s);
+        }
+        if (r < 0) {
+                job_done(j);
+                free(j);
+                return r;
+        }
+        *ret = j;
+        return 0;
+}
+
+int ingest_finish(ingest *j, st_import_result *ret, st_diag *reterr) {
+        int r = ingest_flush(j, reterr);
+        if (r < 0)
+                return r;
+        st_store *s = j->s;
+        /* Chunks are durable before any manifest names them. */
+        for (size_t i = 0; i < s->n_packs; i++)
+                if (s->packs[i].unsynced) {
+                        if (fsync(s->packs[i].fd) < 0)
+                                return -errno;
+                        s->packs[i].unsynced = false;
+                }
+        if (j->progress)
+                j->progress(j->progress_ctx, j->progress_total, j->progress_total);
+        if (ret)
+                *ret = j->res;
+        return 0;
+}
+
+/* Undo everything the ingest added. The index on disk never saw any of it,
+ * so afterwards the store is exactly as before and clean. */
+static int ingest_rollback(ingest *j) {
+        st_store *s = j->s;
+        pthread_rwlock_wrlock(&s->lock);
+        int r = index_truncate(s->idx, j->n_entries);
+        while (r == 0 && s->n_packs > j->n_packs) {
+                store_pack *p = &s->packs[--s->n_packs];
+                char name[32];
+                pack_name(name, p->id);
+                (void)close(p->fd);
+                if (unlinkat(s->packs_fd, name, 0) < 0)
+                        r = -errno;
+        }
+        if (r == 0 && j->n_packs > 0) {
+                store_pack *p = &s->packs[j->n_packs - 1];
+                if (p->len != j->last_len) {
+                        if (ftruncate(p->fd, (off_t)j->last_len) < 0 || fsync(p->fd) < 0)
+                                r = -errno;
+                        else
+                                p->len = j->last_len;
+                }
+        }
+        if (r == 0)
+                store_recount_totals(s);
+        pthread_rwlock_unlock(&s->lock);
+        if (r == 0)
+                r = st_fsync_dir(s->packs_fd);
+        return r < 0 ? r : store_clear_dirty(s);
+}
+
+ingest *ingest_free(ingest *j, bool rollback) {
+        if (!j)
+                return NULL;
+        if (rollback && ingest_rollback(j) < 0)
+                j->s->broken = true;
+        job_done(j);
+        free(j);
+        return NULL;
+}

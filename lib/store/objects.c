@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Refs and manifests on disk: loading and saving refs (refs/NAME), manifests
+ * stored by content (manifests/<hex id>), the chunk reference counts each
+ * manifest contributes, pruning manifests no ref reaches, and the shared
+ * in-memory cache of manifest chains that open volumes read through.
+ *
+ * Reference counting rule: a chunk's count is the number of extents that name
+ * it, over all manifest files reachable from a ref. A manifest file is counted
+ * once however many refs and child layers share it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stellar/hash.h>
+#include <stellar/store.h>
+
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "store-internal.h"
+
+const char *st_kind_name(st_kind k) {
+        switch (k) {
+        case ST_KIND_IMAGE: return "image";
+        case ST_KIND_SNAPSHOT: return "snapshot";
+        case ST_KIND_VOLUME: return "volume";
+        default: return "unknown";
+        }
+}
+
+int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reterr) {
+        if (!st_name_valid(name))
+                return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, "invalid name", -EINVAL);
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = st_read_file(s->refs_fd, name, REF_FIXED_LEN + REF_NAME_MAX, &buf, &len);
+        if (r < 0)
+                return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
+                                    r == -ENOENT ? "no such image, snapshot or volume"
+                                    : r == -EFBIG ? "ref file too large"
+                                                  : "cannot read ref",
+                                    r == -EFBIG ? -EBADMSG : r);
+        st_diag d = { 0 };
+        r = ref_parse(buf, len, ret, &d);
+        if (r < 0) {
+                char file[300];
+                snprintf(file, sizeof file, "refs/%s", name);
+                return st_diag_fail(reterr, file, d.offset, d.what, r);
+        }
+        return 0;
+}
+
+int store_ref_save(st_store *s, const char *name, const store_ref *r) {
+        uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
+        size_t len = ref_encode(r, buf);
+        return st_write_atomic(s->refs_fd, name, buf, len);
+}
+
+bool store_ref_exists(st_store *s, const char *name) {
+        return faccessat(s->refs_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void store_free_names(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+/* Names in a directory that pass 'valid', sorted. */
+static int list_dir(int dirfd, bool (*valid)(const char *), char ***ret, size_t *ret_n) {
+        int fd = dup(dirfd);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        rewinddir(d);
+        char **names = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!valid(de->d_name))
+                        continue;
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        char **nn = realloc(names, cap * sizeof *nn);
+                        if (!nn) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        names = nn;
+                }
+                if (!(names[n] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                store_free_names(names, n);
+                return r;
+        }
+        if (n)
+                qsort(names, n, sizeof *names, cmp_str);
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
+int store_list_names(st_store *s, char ***ret, size_t *ret_n) {
+        return list_dir(s->refs_fd, st_name_valid, ret, ret_n);
+}
+
+static bool manifest_name_valid(const char *name) {
+        st_digest d;
+        return st_digest_from_hex(name, &d) == 0;
+}
+
+int store_manifest_load(st_store *s, const st_digest *id, manifest **ret, st_diag *reterr) {
+        char hex[ST_DIGEST_HEX_LEN + 1], file[80];
+        st_digest_to_hex(id, hex);
+        snprintf(file, sizeof file, "manifests/%s", hex);
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = st_read_file(s->manifests_fd, hex,
+                             MANIFEST_HEADER_LEN + MANIFEST_TRAILER_LEN +
+                                     (size_t)MANIFEST_EXTENTS_MAX * MANIFEST_EXTENT_LEN,
+                             &buf, &len);
+        if (r < 0)
+                return st_diag_fail(reterr, file, ST_DIAG_NO_OFFSET,
+                                    r == -ENOENT ? "manifest missing" : "cannot read manifest", r);
+        st_digest sum;
+        st_hash(buf, len, &sum);
+        if (memcmp(&sum, id, sizeof sum) != 0)
+                return st_diag_fail(reterr, file, ST_DIAG_NO_OFFSET,
+                                    "manifest bytes do not match its name", -EBADMSG);
+        st_diag d = { 0 };
+        r = manifest_parse(buf, len, ret, &d);
+        if (r < 0)
+                return st_diag_fail(reterr, file, d.offset, d.what, r);
+        return 0;
+}
+
+int store_manifest_save(st_store *s, const manifest *m, st_digest *ret_id, bool *ret_new) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = manifest_encode(m, &buf, &len);
+        if (r < 0)
+                return r;
+        st_digest id;
+        st_hash(buf, len, &id);
+        char hex[ST_DIGEST_HEX_LEN + 1];
+        st_digest_to_hex(&id, hex);
+        bool is_new = faccessat(s->manifests_fd, hex, F_OK, 0) < 0;
+        if (is_new) {
+                r = st_write_atomic(s->manifests_fd, hex, buf, len);
+                if (r < 0)
+                        return r;
+        }
+        *ret_id = id;
+        if (ret_new)
+                *ret_new = is_new;
+        return 0;
+}
+
+void store_manifest_count_refs(st_store *s, const manifest *m, int delta) {
+        for (size_t i = 0; i < m->n; i++) {
+                if (manifest_hash_is_hole(&m->ext[i].hash))
+                        continue;
+                uint32_t id = index_find(s->idx, &m->ext[i].hash);
+                if (id == INDEX_NONE)
+                        continue; /* fsck reports it */
+                index_entry *e = index_get(s->idx, id);
+                if (delta > 0 && e->refs < UINT32_MAX)
+                        e->refs++;
+                else if (delta < 0 && e->refs > 0)
+                        e->refs--;
+        }
+}
+
+/* A sorted set of manifest ids. */
+typedef struct id_set {
+        st_digest *v;
+        size_t n, cap;
+} id_set;
+
+static int cmp_digest(const void *a, const void *b) {
+        return memcmp(a, b, sizeof(st_digest));
+}
+
+static bool id_set_has(const id_set *set, const st_digest *id) {
+        return set->n && bsearch(id, set->v, set->n, sizeof *id, cmp_digest);
+}
+
+static int id_set_add(id_set *set, const st_digest *id) {
+        if (id_set_has(set, id))
+                return 0;
+        if (set->n == set->cap) {
+                size_t cap = set->cap ? set->cap * 2 : 64;
+                st_digest *v = realloc(set->v, cap * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                set->v = v;
+                set->cap = cap;
+        }
+        size_t i = set->n++;
+        while (i > 0 && cmp_digest(&set->v[i - 1], id) > 0) {
+                set->v[i] = set->v[i - 1];
+                i--;
+        }
+        set->v[i] = *id;
+        return 1;
+}
+
+int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned) {
+        /* Mark: every manifest a ref reaches, following parents. */
+        id_set live = { 0 };
+        char **names = NULL, **files = NULL;
+        size_t n_names = 0, n_files = 0;
+        uint64_t pruned = 0;
+        int r = store_list_names(s, &names, &n_names);
+        if (r < 0)
+                return r;
+        if (recount)
+                for (uint32_t id = 0; id < index_count(s->idx); id++)
+                        index_get(s->idx, id)->refs = 0;
+        for (size_t i = 0; r >= 0 && i < n_names; i++) {
+                store_ref ref;
+                if (store_ref_load(s, names[i], &ref, NULL) < 0)
+                        continue; /* a damaged ref holds nothing; fsck reports it */
+                st_digest id = ref.manifest;
+                for (int depth = 0; !manifest_hash_is_hole(&id) && depth <= MANIFEST_DEPTH_MAX;
+                     depth++) {
+                        r = id_set_add(&live, &id);
+                        if (r <= 0)
+                                break; /* seen already (or ENOMEM) */
+                        manifest *m;
+                        if (store_manifest_load(s, &id, &m, NULL) < 0)
+                                break;
+                        if (recount)
+                                store_manifest_count_refs(s, m, +1);
+                        id = m->parent;
+                        manifest_free(m);
+                }
+        }
+        store_free_names(names, n_names);
+        if (r < 0)
+                goto done;
+        /* Sweep: manifest files nothing reaches. */
+        r = list_dir(s->manifests_fd, manifest_name_valid, &files, &n_files);
+        for (size_t i = 0; r >= 0 && i < n_files; i++) {
+                st_digest id;
+                (void)st_digest_from_hex(files[i], &id);
+                if (id_set_has(&live, &id))
+                        continue;
+                if (!recount) {
+                        manifest *m;
+                        if (store_manifest_load(s, &id, &m, NULL) == 0) {
+                                store_manifest_count_refs(s, m, -1);
+                                manifest_free(m);
+                        }
+                }
+                pruned++;
+                if (!(s->flags & ST_STORE_RDONLY) && unlinkat(s->manifests_fd, files[i], 0) < 0)
+                        r = -errno;
+        }
+        store_free_names(files, n_files);
+        if (r >= 0 && pruned && !(s->flags & ST_STORE_RDONLY))
+                r = st_fsync_dir(s->manifests_fd);
+done:
+        free(live.v);
+        if (r >= 0 && ret_pruned)
+                *ret_pruned = pruned;
+        return r < 0 ? r : 0;
+}
+
+/* The chain cache: loaded manifests shared by every open volume. */
+struct cached_manifest {
+        st_digest id;
+        manifest *m;
+        unsigned users;
+        struct cached_manifest *next;
+};
+
+static manifest *cache_get(st_store *s, const st_digest *id, st_diag *reterr, int *ret_r) {
+        pthread_mutex_lock(&s->cache_lock);
+        for (struct cached_manifest *c = s->cache; c; c = c->next)
+                if (memcmp(&c->id, id, sizeof *id) == 0) {
+                        c->users++;
+                        pthread_mutex_unlock(&s->cache_lock);
+                        return c->m;
+                }
+        pthread_mutex_unlock(&s->cache_lock);
+        manifest *m;
+        int r = store_manifest_load(s, id, &m, reterr);
+        if (r < 0) {
+                *ret_r = r;
+                return NULL;
+        }
+        struct cached_manifest *c = calloc(1, sizeof *c);
+        if (!c) {
+                manifest_free(m);
+                *ret_r = -ENOMEM;
+                return NULL;
+        }
+        pthread_mutex_lock(&s->cache_lock);
+        for (struct cached_manifest *o = s->cache; o; o = o->next)
+                if (memcmp(&o->id, id, sizeof *id) == 0) { /* lost a race: use theirs */
+                        o->users++;
+                        pthread_mutex_unlock(&s->cache_lock);
+                        manifest_free(m);
+                        free(c);
+                        return o->m;
+                }
+        *c = (struct cached_manifest){ .id = *id, .m = m, .users = 1, .next = s->cache };
+        s->cache = c;
+        pthread_mutex_unlock(&s->cache_lock);
+        return m;
+}
+
+static void cache_put(st_store *s, const manifest *m) {
+        pthread_mutex_lock(&s->cache_lock);
+        for (struct cached_manifest **pc = &s->cache; *pc; pc = &(*pc)->next) {
+                struct cached_manifest *c = *pc;
+                if (c->m != m)
+                        continue;
+                if (--c->users == 0) {
+                        *pc = c->next;
+                        manifest_free(c->m);
+                        free(c);
+                }
+                break;
+        }
+        pthread_mutex_unlock(&s->cache_lock);
+}
+
+void store_chain_put(st_store *s, store_chain *c) {
+        for (size_t i = 0; i < c->n; i++)
+                cache_put(s, c->layers[i]);
+        free(c->layers);
+        *c = (store_chain){ 0 };
+}
+
+int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag *reterr) {
+        store_chain c = { 0 };
+        st_digest id = *top;
+        int r = 0;
+        while (!manifest_hash_is_hole(&id)) {
+                if (c.n > MANIFEST_DEPTH_MAX) {
+                        r = st_diag_fail(reterr, "manifests", ST_DIAG_NO_OFFSET,
+                                         "manifest chain too deep (a loop?)", -ELOOP);
+                        break;
+                }
+                manifest **l = realloc(c.layers, (c.n + 1) * sizeof *l);
+                if (!l) {
+                        r = -ENOMEM;
+                        break;
+                }
+                c.layers = l;
+                manifest *m = cache_get(s, &id, reterr, &r);
+                if (!m)
+                        break;
+                c.layers[c.n++] = m;
+                id = m->parent;
+        }
+        if (r < 0) {
+                store_chain_put(s, &c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+void store_cache_free(st_store *s) {
+        while (s->cache) {
+                struct cached_manifest *c = s->cache;
+                s->cache = c->next;
+                manifest_free(c->m);
+                free(c);
+        }
+}

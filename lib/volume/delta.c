@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The delta layer; see delta.h for the durability rules. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stellar/hash.h>
+
+#include "../util/cleanup.h"
+#include "../util/fs.h"
+#include "../util/le.h"
+#include "delta.h"
+
+#define MAP_MAGIC "STDELTA\0"
+#define MAP_VERSION 1u
+#define MAP_HEADER_LEN 32u
+#define MAP_RECORD_LEN 32u
+#define UNFLUSHED (1ull << 63)
+#define EMPTY UINT64_MAX
+
+static uint64_t mix(uint64_t x) {
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdull;
+        x ^= x >> 33;
+        return x;
+}
+
+static int map_grow(delta *d) {
+        size_t cap = d->cap ? d->cap * 2 : 1024;
+        uint64_t *k = malloc(cap * sizeof *k), *v = malloc(cap * sizeof *v);
+        if (!k || !v) {
+                free(k);
+                free(v);
+                return -ENOMEM;
+        }
+        memset(k, 0xff, cap * sizeof *k);
+        for (size_t i = 0; i < d->cap; i++) {
+                if (d->keys[i] == EMPTY)
+                        continue;
+                size_t j = mix(d->keys[i]) & (cap - 1);
+                while (k[j] != EMPTY)
+                        j = (j + 1) & (cap - 1);
+                k[j] = d->keys[i];
+                v[j] = d->vals[i];
+        }
+        free(d->keys);
+        free(d->vals);
+        d->keys = k;
+        d->vals = v;
+        d->cap = cap;
+        return 0;
+}
+
+static uint64_t *map_slot(const delta *d, uint64_t block) {
+        if (!d->cap)
+                return NULL;
+        for (size_t i = mix(block) & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+                if (d->keys[i] == block)
+                        return &d->vals[i];
+                if (d->keys[i] == EMPTY)
+                        return NULL;
+        }
+}
+
+static int map_put(delta *d, uint64_t block, uint64_t val) {
+        uint64_t *v = map_slot(d, block);
+        if (v) {
+                *v = val;
+                return 0;
+        }
+        if ((d->count + 1) * 10 > d->cap * 7) {
+                int r = map_grow(d);
+                if (r < 0)
+                        return r;
+        }
+        size_t i = mix(block) & (d->cap - 1);
+        while (d->keys[i] != EMPTY)
+                i = (i + 1) & (d->cap - 1);
+        d->keys[i] = block;
+        d->vals[i] = val;
+        d->count++;
+        return 0;
+}
+
+static int push(uint64_t **v, size_t *n, size_t *cap, uint64_t x) {
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 64;
+                uint64_t *t = realloc(*v, c * sizeof *t);
+                if (!t)
+                        return -ENOMEM;
+                *v = t;
+                *cap = c;
+        }
+        (*v)[(*n)++] = x;
+        return 0;
+}
+
+static uint64_t record_check(const uint8_t *rec, uint64_t tag) {
+        uint8_t b[32];
+        memcpy(b, rec, 24);
+        st_le64_put(b + 24, tag);
+        st_digest h;
+        st_hash(b, sizeof b, &h);
+        return st_le64_get(h.b);
+}
+
+static void file_name(const delta *d, const char *ext, char out[300]) {
+        snprintf(out, 300, "%s.%s", d->name, ext);
+}
+
+static void header_encode(uint8_t out[MAP_HEADER_LEN], uint64_t tag) {
+        memset(out, 0, MAP_HEADER_LEN);
+        memcpy(out, MAP_MAGIC, 8);
+        st_le32_put(out + 8, MAP_VERSION);
+        st_le32_put(out + 12, MAP_HEADER_LEN);
+        st_le64_put(out + 16, tag);
+}
+
+/* Create (or replace) the two files, empty. */
+static int delta_create(delta *d) {
+        char dn[300], mn[300];
+        file_name(d, "data", dn);
+        file_name(d, "map", mn);
+        int dfd = openat(d->dirfd, dn, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (dfd < 0)
+                return -errno;
+        uint8_t hdr[MAP_HEADER_LEN];
+        header_encode(hdr, d->tag);
+        /* The journal appears complete or not at all. */
+        int r = st_write_atomic(d->dirfd, mn, hdr, sizeof hdr);
+        int mfd = r < 0 ? -1 : openat(d->dirfd, mn, O_RDWR | O_CLOEXEC);
+        if (mfd < 0) {
+                r = r < 0 ? r : -errno;
+                close(dfd);
+                return r;
+        }
+        if (d->data_fd >= 0)
+                close(d->data_fd);
+        if (d->map_fd >= 0)
+                close(d->map_fd);
+        d->data_fd = dfd;
+        d->map_fd = mfd;
+        d->n_slots = 0;
+        d->map_len = MAP_HEADER_LEN;
+        d->seq = 0;
+        return st_fsync_dir(d->dirfd);
+}
+
+static int replay(delta *d, bool rdonly) {
+        struct stat st;
+        if (fstat(d->map_fd, &st) < 0)
+                return -errno;
+        uint64_t len = (uint64_t)st.st_size;
+        uint8_t hdr[MAP_HEADER_LEN];
+        if (len < MAP_HEADER_LEN || st_pread_full(d->map_fd, hdr, sizeof hdr, 0) < 0 ||
+            memcmp(hdr, MAP_MAGIC, 8) != 0 || st_le64_get(hdr + 16) != d->tag)
+                return 1; /* not ours, or torn at creation: empty */
+        if (st_le32_get(hdr + 8) != MAP_VERSION)
+                return -EPROTONOSUPPORT;
+        if (fstat(d->data_fd, &st) < 0)
+                return -errno;
+        d->n_slots = (uint64_t)st.st_size / DELTA_BLOCK;
+        uint64_t off = MAP_HEADER_LEN;
+        uint8_t buf[MAP_RECORD_LEN * 256];
+        while (off + MAP_RECORD_LEN <= len) {
+                size_t n = (size_t)ST_MIN((uint64_t)sizeof buf, (len - off) / MAP_RECORD_LEN * MAP_RECORD_LEN);
+                int r = st_pread_full(d->map_fd, buf, n, off);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n; i += MAP_RECORD_LEN) {
+                        const uint8_t *rec = buf + i;
+                        uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
+                        if (st_le64_get(rec + 16) != d->seq ||
+                            st_le64_get(rec + 24) != record_check(rec, d->tag) ||
+                            (val != DELTA_ZERO && val >= d->n_slots))
+                                goto torn;
+                        uint64_t *old = map_slot(d, block);
+                        if (old && *old != DELTA_ZERO)
+                                if ((r = push(&d->free_slots, &d->n_free, &d->cap_free, *old)) < 0)
+                                        return r;
+                        if ((r = map_put(d, block, val)) < 0)
+                                return r;
+                        d->seq++;
+                        off += MAP_RECORD_LEN;
+                }
+        }
+torn:
+        /* A torn tail is the unfinished flush of a crashed writer: drop it. */
+        if (off < len && !rdonly && ftruncate(d->map_fd, (off_t)off) < 0)
+                return -errno;
+        d->map_len = off;
+        /* Slots no record names (written, never journalled) are free too. */
+        uint8_t *used = calloc(d->n_slots ? d->n_slots : 1, 1);
+        if (!used)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->cap; i++)
+                if (d->keys[i] != EMPTY && d->vals[i] != DELTA_ZERO)
+                        used[d->vals[i]] = 1;
+        d->n_free = 0;
+        int r = 0;
+        for (uint64_t sl = 0; r == 0 && sl < d->n_slots; sl++)
+                if (!used[sl])
+                        r = push(&d->free_slots, &d->n_free, &d->cap_free, sl);
+        free(used);
+        return r;
+}
+
+int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *ret) {
+        delta d = { .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+        snprintf(d.name, sizeof d.name, "%s", name);
+        char dn[300], mn[300];
+        file_name(&d, "data", dn);
+        file_name(&d, "map", mn);
+        int flags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+        d.map_fd = openat(dirfd, mn, flags);
+        d.data_fd = openat(dirfd, dn, flags);
+        int r = 0;
+        if (d.map_fd >= 0 && d.data_fd >= 0) {
+                r = replay(&d, rdonly);
+                if (r == 1) { /* foreign or torn at birth: start over on first write */
+                        delta_close(&d);
+                        d = (delta){ .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+                        snprintf(d.name, sizeof d.name, "%s", name);
+                        r = 0;
+                }
+        } else if ((d.map_fd < 0 && errno != ENOENT) || (d.data_fd < 0 && errno != ENOENT))
+                r = -errno;
+        else {
+                if (d.map_fd >= 0)
+                        close(d.map_fd);
+                if (d.data_fd >= 0)
+                        close(d.data_fd);
+                d.map_fd = d.data_fd = -1;
+        }
+        if (r < 0) {
+                delta_close(&d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+void delta_close(delta *d) {
+        if (d->data_fd >= 0)
+                close(d->data_fd);
+        if (d->map_fd >= 0)
+                close(d->map_fd);
+        free(d->keys);
+        free(d->vals);
+        free(d->jbuf);
+        free(d->touched);
+        free(d->pending_free);
+        free(d->free_slots);
+        *d = (delta){ .data_fd = -1, .map_fd = -1 };
+}
+
+int delta_lookup(const delta *d, uint64_t block, uint64_t *ret_slot) {
+        const uint64_t *v = map_slot(d, block);
+        if (!v)
+                return 0;
+        uint64_t s = *v & ~UNFLUSHED;
+        if (s == (DELTA_ZERO & ~UNFLUSHED))
+                return 2;
+        *ret_slot = s;
+        return 1;
+}
+
+int delta_read_slot(const delta *d, uint64_t slot, void *buf) {
+        return st_pread_full(d->data_fd, buf, DELTA_BLOCK, slot * DELTA_BLOCK);
+}
+
+static int journal(delta *d, uint64_t block, uint64_t val) {
+        if (d->jlen + MAP_RECORD_LEN > d->jcap) {
+                size_t c = d->jcap ? d->jcap * 2 : 4096;
+                uint8_t *t = realloc(d->jbuf, c);
+                if (!t)
+                        return -ENOMEM;
+                d->jbuf = t;
+                d->jcap = c;
+        }
+        uint8_t *rec = d->jbuf + d->jlen;
+        st_le64_put(rec, block);
+        st_le64_put(rec + 8, val);
+        st_le64_put(rec + 16, d->seq + d->jlen / MAP_RECORD_LEN);
+        st_le64_put(rec + 24, record_check(rec, d->tag));
+        d->jlen += MAP_RECORD_LEN;
+        return 0;
+}
+
+/* Point block at val (a slot or ZERO) in memory and in the pending journal. */
+static int remap(delta *d, uint64_t block, uint64_t val) {
+        uint64_t *old = map_slot(d, block);
+        int r;
+        if (old && !(*old & UNFLUSHED) && *old != DELTA_ZERO)
+                if ((r = push(&d->pending_free, &d->n_pending, &d->cap_pending, *old)) < 0)
+                        return r;
+        if (!old || !(*old & UNFLUSHED))
+                if ((r = push(&d->touched, &d->n_touched, &d->cap_touched, block)) < 0)
+                        return r;
+        if (old && (*old & UNFLUSHED) && (*old & ~UNFLUSHED) != (DELTA_ZERO & ~UNFLUSHED) &&
+            val == DELTA_ZERO) {
+                /* An unflushed slot nothing durable names: free now. */
+                if ((r = push(&d->free_slots, &d->n_free, &d->cap_free, *old & ~UNFLUSHED)) < 0)
+                        return r;
+        }
+        if ((r = map_put(d, block, val | UNFLUSHED)) < 0)
+                return r;
+        return journal(d, block, val);
+}
+
+static int ensure_files(delta *d) {
+        return d->map_fd >= 0 ? 0 : delta_create(d);
+}
+
+int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
+        int r = ensure_files(d);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n;) {
+                uint64_t *cur = map_slot(d, block + i);
+                if (cur && (*cur & UNFLUSHED) && *cur != (DELTA_ZERO | UNFLUSHED)) {
+                        /* Written since the last flush: no durable record names
+                         * this slot, so overwrite it in place. */
+                        r = st_pwrite_full(d->data_fd, data + i * DELTA_BLOCK, DELTA_BLOCK,
+                                           (*cur & ~UNFLUSHED) * DELTA_BLOCK);
+                        if (r < 0)
+                                return r;
+                        d->data_dirty = true;
+                        i++;
+                        continue;
+                }
+                /* A fresh slot: a freed one, else a run appended at the end. */
+                uint64_t slot;
+                size_t run = 1;
+                if (d->n_free > 0)
+                        slot = d->free_slots[--d->n_free];
+                else {
+                        slot = d->n_slots;
+                        while (i + run < n) {
+                                const uint64_t *c = map_slot(d, block + i + run);
+                                if (c && (*c & UNFLUSHED) && *c != (DELTA_ZERO | UNFLUSHED))
+                                        break;
+                                run++;
+                        }
+                        d->n_slots += run;
+                }
+                r = st_pwrite_full(d->data_fd, data + i * DELTA_BLOCK, run * DELTA_BLOCK,
+                                   slot * DELTA_BLOCK);
+                if (r < 0)
+                        return r;
+                d->data_dirty = true;
+                for (size_t k = 0; k < run; k++)
+                        if ((r = remap(d, block + i + k, slot + k)) < 0)
+                                return r;
+                i += run;
+        }
+        return 0;
+}
+
+int delta_zero(delta *d, uint64_t block, size_t n) {
+        int r = ensure_files(d);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                uint64_t *cur = map_slot(d, block + i);
+                if (cur && (*cur & ~UNFLUSHED) == (DELTA_ZERO & ~UNFLUSHED))
+                        continue;
+                r = remap(d, block + i, DELTA_ZERO);
+        }
+        return r;
+}
+
+int delta_flush(delta *d) {
+        if (d->map_fd < 0 || (d->jlen == 0 && !d->data_dirty))
+                return 0;
+        if (d->data_dirty && fdatasync(d->data_fd) < 0)
+                return -errno;
+        d->data_dirty = false;
+        if (d->jlen > 0) {
+                int r = st_pwrite_full(d->map_fd, d->jbuf, d->jlen, d->map_len);
+                if (r < 0)
+                        return r;
+                if (fdatasync(d->map_fd) < 0)
+                        return -errno;
+                d->map_len += d->jlen;
+                d->seq += d->jlen / MAP_RECORD_LEN;
+                d->jlen = 0;
+        }
+        for (size_t i = 0; i < d->n_touched; i++) {
+                uint64_t *v = map_slot(d, d->touched[i]);
+                if (v)
+                        *v &= ~UNFLUSHED;
+        }
+        d->n_touched = 0;
+        for (size_t i = 0; i < d->n_pending; i++)
+                if (push(&d->free_slots, &d->n_free, &d->cap_free, d->pending_free[i]) < 0)
+                        break; /* a slot leaked until the next commit; harmless */
+        d->n_pending = 0;
+        return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+int delta_blocks(const delta *d, uint64_t **ret, size_t *ret_n) {
+        uint64_t *v = malloc((d->count ? d->count : 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        size_t n = 0;
+        for (size_t i = 0; i < d->cap; i++)
+                if (d->keys[i] != EMPTY)
+                        v[n++] = d->keys[i];
+        qsort(v, n, sizeof *v, cmp_u64);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int delta_reset(delta *d) {
+        int dirfd = d->dirfd;
+        uint64_t tag = d->tag;
+        char name[256];
+        snprintf(name, sizeof name, "%s", d->name);
+        bool had_files = d->map_fd >= 0;
+        delta_close(d);
+        *d = (delta){ .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+        snprintf(d->name, sizeof d->name, "%s", name);
+        if (!had_files)
+                return 0;
+        /* The journal is replaced atomically by an empty one, then the data
+         * file is emptied: a crash between leaves an empty delta. */
+        return delta_create(d);
+}

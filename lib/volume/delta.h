@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The delta layer of a volume (the seed's DeltaVol): guest writes since the
+ * last commit, in 4 KiB blocks, with no hashing on the write path.
+ *
+ *   deltas/NAME.data   4 KiB slots
+ *   deltas/NAME.map    a journal: 32-byte header, then 32-byte records
+ *                      (block, slot or ZERO, sequence, checksum)
+ *
+ * Durability: a flush fdatasyncs the data, then appends the journal records
+ * written since the last flush and fdatasyncs the journal. A record never
+ * names data that is not durable. A slot that a durable record names is never
+ * overwritten: a rewrite of such a block goes to a fresh (or freed) slot, and
+ * the old slot is freed only after the new record is durable. Replay at open
+ * stops at the first torn or foreign record. Byte layout: docs/formats/delta.md.
+ * Not thread-safe: the volume serialises access.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DELTA_BLOCK 4096u
+#define DELTA_ZERO (UINT64_MAX - 1) /* the block reads as zeros */
+
+typedef struct delta {
+        int dirfd;
+        char name[256];
+        uint64_t tag; /* the volume's creation time: a delta of another volume is ignored */
+        int data_fd, map_fd; /* -1 until the first write */
+        uint64_t n_slots;    /* slots in the data file */
+        uint64_t map_len;    /* durable journal bytes */
+        uint64_t seq;        /* next record's sequence number */
+        /* block -> slot (or DELTA_ZERO); top bit: written since the last flush */
+        uint64_t *keys, *vals;
+        size_t cap, count;
+        /* since the last flush */
+        uint8_t *jbuf;
+        size_t jlen, jcap;
+        uint64_t *touched, *pending_free, *free_slots;
+        size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
+        bool data_dirty;
+} delta;
+
+/* Open (replaying the journal) the delta of volume 'name' in dirfd. Missing
+ * files are an empty delta; files are created on the first write unless
+ * rdonly. A journal with another tag is treated as empty (and replaced on
+ * the first write). */
+int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *ret);
+void delta_close(delta *d);
+
+/* 0: not in the delta; 1: *ret_slot holds the data; 2: zeros. */
+int delta_lookup(const delta *d, uint64_t block, uint64_t *ret_slot);
+int delta_read_slot(const delta *d, uint64_t slot, void *buf);
+/* Write n whole blocks starting at 'block' from data (n * 4 KiB bytes). */
+int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data);
+/* Make n blocks read as zeros. */
+int delta_zero(delta *d, uint64_t block, size_t n);
+int delta_flush(delta *d);
+/* Blocks in the delta, sorted. Caller frees. */
+int delta_blocks(const delta *d, uint64_t **ret, size_t *ret_n);
+/* Empty the delta (after a commit made its content part of the manifest). */
+int delta_reset(delta *d);

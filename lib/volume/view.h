@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The committed content of a volume: a manifest chain read as one address
+ * space, run by run. */
+#pragma once
+
+#include <stdint.h>
+
+#include "../store/store-internal.h"
+#include "../util/cleanup.h"
+
+typedef enum view_run_kind {
+        RUN_ZERO,
+        RUN_CHUNK,
+} view_run_kind;
+
+typedef struct view_run {
+        uint64_t off, len;
+        view_run_kind kind;
+        const manifest_extent *ext; /* RUN_CHUNK: bytes [off - ext->off, + len) of this chunk */
+} view_run;
+
+/* The run that starts at off and ends at the first change of source, or at
+ * limit. Top layers win; a hole extent reads as zeros; where no layer has an
+ * extent, zeros. O(layers x log extents). */
+void view_run_at(const store_chain *c, uint64_t off, uint64_t limit, view_run *ret);

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What export needs from an open volume: its content as runs. */
+#pragma once
+
+#include <stellar/volume.h>
+
+#include "../store/store-internal.h"
+
+typedef enum volume_run_kind {
+        VRUN_ZERO,
+        VRUN_CHUNK, /* bytes [off - ext->off, + len) of chunk ext->hash */
+        VRUN_DELTA, /* bytes [off % 4096, + len) of delta slot 'slot' (within one block) */
+} volume_run_kind;
+
+typedef struct volume_run {
+        uint64_t off, len;
+        volume_run_kind kind;
+        const manifest_extent *ext;
+        uint64_t slot;
+} volume_run;
+
+/* The run at off, ending at the first change of source or at limit. The
+ * caller keeps the volume from changing meanwhile (read-only handle). */
+void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret);
+int volume_read_slot(st_volume *v, uint64_t slot, void *buf);
+st_store *volume_store(st_volume *v);

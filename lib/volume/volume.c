@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Volumes: the read path (delta over a manifest chain), the write path (into
+ * the delta), and the operations that make or change refs: create, clone,
+ * snapshot, commit.
+ *
+ * Locking: each volume has a rwlock (reads shared; writes, flushes, commits
+ * exclusive). Chunk reads take the store lock shared inside
+ * store_read_chunk. Operations that change the store take its write mutex.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stellar/volume.h>
+
+#include "../store/ingest.h"
+#include "../store/store-internal.h"
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "delta.h"
+#include "view.h"
+
+#include "volume-internal.h"
+
+struct st_volume {
+        st_store *s;
+        char name[REF_NAME_MAX + 1];
+        store_ref ref;
+        store_chain chain;
+        delta d;
+        bool writable;
+        pthread_rwlock_t lock;
+        struct st_volume *next_open; /* the store's list of open writable volumes */
+};
+
+#define FLATTEN_DEPTH 32 /* a commit that would make the chain deeper rewrites it whole */
+
+/* Open writable volumes, so that a second writer in this process is refused
+ * and rm refuses an open volume. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static st_volume *open_list;
+
+bool store_volume_is_open(st_store *s, const char *name) {
+        pthread_mutex_lock(&open_lock);
+        bool found = false;
+        for (st_volume *v = open_list; v && !found; v = v->next_open)
+                found = v->s == s && strcmp(v->name, name) == 0;
+        pthread_mutex_unlock(&open_lock);
+        return found;
+}
+
+static void open_list_remove(st_volume *v) {
+        pthread_mutex_lock(&open_lock);
+        for (st_volume **p = &open_list; *p; p = &(*p)->next_open)
+                if (*p == v) {
+                        *p = v->next_open;
+                        break;
+                }
+        pthread_mutex_unlock(&open_lock);
+}
+
+uint64_t st_volume_size(const st_volume *v) {
+        return v->ref.size;
+}
+
+st_kind st_volume_kind(const st_volume *v) {
+        return (st_kind)v->ref.kind;
+}
+
+bool st_volume_writable(const st_volume *v) {
+        return v->writable;
+}
+
+int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **ret,
+                   st_diag *reterr) {
+        st_volume *v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        v->s = s;
+        v->d = (delta){ .data_fd = -1, .map_fd = -1 };
+        snprintf(v->name, sizeof v->name, "%s", name);
+        int r = store_ref_load(s, name, &v->ref, reterr);
+        if (r < 0) {
+                free(v);
+                return r;
+        }
+        v->writable = v->ref.kind == ST_KIND_VOLUME && !(flags & ST_VOLUME_RDONLY) &&
+                      !(s->flags & ST_STORE_RDONLY);
+        if (v->writable) {
+                pthread_mutex_lock(&open_lock);
+                for (st_volume *o = open_list; o; o = o->next_open)
+                        if (o->s == s && strcmp(o->name, name) == 0)
+                                r = -EBUSY;
+                if (r == 0) {
+                        v->next_open = open_list;
+                        open_list = v;
+                }
+                pthread_mutex_unlock(&open_lock);
+                if (r < 0) {
+                        free(v);
+                        return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
+                                            "volume already open for writing", r);
+                }
+        }
+        r = store_chain_get(s, &v->ref.manifest, &v->chain, reterr);
+        if (r == 0 && v->ref.kind == ST_KIND_VOLUME) {
+                r = delta_open(s->deltas_fd, name, v->ref.ctime_ns, !v->writable, &v->d);
+                if (r < 0)
+                        (void)st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
+                                           "cannot open the volume's delta", r);
+        }
+        if (r < 0) {
+                if (v->writable)
+                        open_list_remove(v);
+                store_chain_put(s, &v->chain);
+                free(v);
+                return r;
+        }
+        pthread_rwlock_init(&v->lock, NULL);
+        *ret = v;
+        return 0;
+}
+
+st_volume *st_volume_close(st_volume *v) {
+        if (!v)
+                return NULL;
+        if (v->writable) {
+                (void)delta_flush(&v->d);
+                open_list_remove(v);
+        }
+        delta_close(&v->d);
+        store_chain_put(v->s, &v->chain);
+        pthread_rwlock_destroy(&v->lock);
+        free(v);
+        return NULL;
+}
+
+/* Committed content: [off, off + len) from the manifest chain. */
+static int read_view(st_volume *v, uint8_t *buf, size_t len, uint64_t off, store_chunk_buf *cb) {
+        while (len > 0) {
+                view_run run;
+                view_run_at(&v->chain, off, off + len, &run);
+                if (run.kind == RUN_ZERO)
+                        memset(buf, 0, (size_t)run.len);
+                else {
+                        int64_t n = store_read_chunk(v->s, &run.ext->hash, cb);
+                        if (n < 0)
+                                return (int)n;
+                        if ((uint64_t)n != run.ext->len)
+                                return -EBADMSG;
+                        memcpy(buf, cb->out + (off - run.ext->off), (size_t)run.len);
+                }
+                buf += run.len;
+                off += run.len;
+                len -= (size_t)run.len;
+        }
+        return 0;
+}
+
+void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) {
+        uint64_t block = off / DELTA_BLOCK, slot;
+        int k = delta_lookup(&v->d, block, &slot);
+        uint64_t bend = ST_MIN((block + 1) * DELTA_BLOCK, limit);
+        if (k == 1) {
+                *ret = (volume_run){ .off = off, .len = bend - off, .kind = VRUN_DELTA,
+                                     .slot = slot };
+                return;
+        }
+        if (k == 2) {
+                *ret = (volume_run){ .off = off, .len = bend - off, .kind = VRUN_ZERO };
+                return;
+        }
+        /* Up to the next block the delta has. */
+        uint64_t end = bend;
+        while (end < limit && delta_lookup(&v->d, end / DELTA_BLOCK, &slot) == 0)
+                end = ST_MIN(end + DELTA_BLOCK, limit);
+        view_run vr;
+        view_run_at(&v->chain, off, end, &vr);
+        *ret = (volume_run){ .off = off, .len = vr.len,
+                             .kind = vr.kind == RUN_ZERO ? VRUN_ZERO : VRUN_CHUNK, .ext = vr.ext };
+}
+
+int volume_read_slot(st_volume *v, uint64_t slot, void *buf) {
+        return delta_read_slot(&v->d, slot, buf);
+}
+
+st_store *volume_store(st_volume *v) {
+        return v->s;
+}
+
+/* Reads with the volume lock held (shared or exclusive). */
+static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
+        store_chunk_buf cb = { 0 };
+        int r = 0;
+        while (r == 0 && len > 0) {
+                uint64_t block = off / DELTA_BLOCK, slot;
+                size_t in = (size_t)(off % DELTA_BLOCK);
+                size_t n = ST_MIN(len, (size_t)DELTA_BLOCK - in);
+                int k = delta_lookup(&v->d, block, &slot);
+                if (k == 1) {
+                        uint8_t tmp[DELTA_BLOCK];
+                        r = delta_read_slot(&v->d, slot, tmp);
+                        memcpy(buf, tmp + in, n);
+                } else if (k == 2)
+                        memset(buf, 0, n);
+                else {
+                        /* Extend over the following blocks the delta lacks. */
+                        while (n < len && delta_lookup(&v->d, (off + n) / DELTA_BLOCK, &slot) == 0)
+                                n = ST_MIN(len, n + DELTA_BLOCK);
+                        r = read_view(v, buf, n, off, &cb);
+                }
+                buf += n;
+                off += n;
+                len -= n;
+        }
+        store_chunk_buf_done(&cb);
+        return r;
+}
+
+static int check_range(const st_volume *v, uint64_t off, uint64_t len) {
+        if (off > v->ref.size || len > v->ref.size - off)
+                return -EINVAL;
+        return 0;
+}
+
+int st_volume_read(st_volume *v, void *buf, size_t len, uint64_t off) {
+        int r = check_range(v, off, len);
+        if (r < 0)
+                return r;
+        pthread_rwlock_rdlock(&v->lock);
+        r = read_locked(v, buf, len, off);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+/* The last block of a volume whose size is not a multiple of 4 KiB is kept
+ * whole in the delta; bytes past the end read back as zeros. */
+static int write_locked(st_volume *v, const uint8_t *buf, size_t len, uint64_t off) {
+        while (len > 0) {
+                uint64_t block = off / DELTA_BLOCK;
+                size_t in = (size_t)(off % DELTA_BLOCK);
+                int r;
+                if (in == 0 && len >= DELTA_BLOCK) {
+                        size_t n = len / DELTA_BLOCK;
+                        r = delta_write(&v->d, block, n, buf);
+                        if (r < 0)
+                                return r;
+                        buf += n * DELTA_BLOCK;
+                        off += n * DELTA_BLOCK;
+                        len -= n * DELTA_BLOCK;
+                        continue;
+                }
+                /* A partial block: read, modify, write. */
+                uint8_t tmp[DELTA_BLOCK];
+                uint64_t bstart = block * DELTA_BLOCK;
+                size_t have = (size_t)ST_MIN((uint64_t)DELTA_BLOCK, v->ref.size - bstart);
+                memset(tmp, 0, sizeof tmp);
+                r = read_locked(v, tmp, have, bstart);
+                if (r < 0)
+                        return r;
+                size_t n = ST_MIN(len, (size_t)DELTA_BLOCK - in);
+                memcpy(tmp + in, buf, n);
+                r = delta_write(&v->d, block, 1, tmp);
+                if (r < 0)
+                        return r;
+                buf += n;
+                off += n;
+                len -= n;
+        }
+        return 0;
+}
+
+int st_volume_write(st_volume *v, const void *buf, size_t len, uint64_t off, unsigned flags) {
+        if (!v->writable)
+                return -EROFS;
+        int r = check_range(v, off, len);
+        if (r < 0)
+                return r;
+        pthread_rwlock_wrlock(&v->lock);
+        r = write_locked(v, buf, len, off);
+        if (r == 0 && (flags & ST_WRITE_FUA))
+                r = delta_flush(&v->d);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+/* Whole blocks in [off, off+len) become zeros in the delta; partial blocks at
+ * the edges are written with zeros. */
+static int zero_locked(st_volume *v, uint64_t off, uint64_t len, bool no_hole) {
+        static const uint8_t zero[DELTA_BLOCK];
+        while (len > 0) {
+                uint64_t block = off / DELTA_BLOCK;
+                size_t in = (size_t)(off % DELTA_BLOCK);
+                int r;
+                if (in == 0 && len >= DELTA_BLOCK && !no_hole) {
+                        uint64_t n = len / DELTA_BLOCK;
+                        r = delta_zero(&v->d, block, (size_t)n);
+                        if (r < 0)
+                                return r;
+                        off += n * DELTA_BLOCK;
+                        len -= n * DELTA_BLOCK;
+                        continue;
+                }
+                size_t n = (size_t)ST_MIN(len, (uint64_t)(DELTA_BLOCK - in));
+                r = write_locked(v, zero, n, off);
+                if (r < 0)
+                        return r;
+                off += n;
+                len -= n;
+        }
+        return 0;
+}
+
+int st_volume_write_zeroes(st_volume *v, uint64_t off, uint64_t len, unsigned flags) {
+        if (!v->writable)
+                return -EROFS;
+        int r = check_range(v, off, len);
+        if (r < 0)
+                return r;
+        pthread_rwlock_wrlock(&v->lock);
+        r = zero_locked(v, off, len, flags & ST_WRITE_NO_HOLE);
+        if (r == 0 && (flags & ST_WRITE_FUA))
+                r = delta_flush(&v->d);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+int st_volume_discard(st_volume *v, uint64_t off, uint64_t len) {
+        return st_volume_write_zeroes(v, off, len, 0);
+}
+
+int st_volume_flush(st_volume *v) {
+        if (!v->writable)
+                return 0;
+        pthread_rwlock_wrlock(&v->lock);
+        int r = delta_flush(&v->d);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+/* Source for ingest during commit: the volume as it reads now. Called from
+ * several threads for disjoint ranges while the commit holds the volume lock
+ * exclusively, so it must not take that lock. */
+static int commit_read(void *ctx, uint64_t off, void *buf, size_t len) {
+        return read_locked(ctx, buf, len, off);
+}
+
+static int commit_locked(st_volume *v, st_commit_result *ret) {
+        st_store *s = v->s;
+        st_commit_result res = { 0 };
+        int r = delta_flush(&v->d);
+        if (r < 0)
+                return r;
+        _cleanup_free_ uint64_t *blocks = NULL;
+        size_t n_blocks = 0;
+        r = delta_blocks(&v->d, &blocks, &n_blocks);
+        if (r < 0)
+                return r;
+        bool flatten = v->chain.n >= FLATTEN_DEPTH && n_blocks > 0;
+        if (n_blocks == 0) {
+                if (ret)
+                        *ret = res;
+                return 0;
+        }
+        /* A layer over the current top; or, when the chain is deep, one whole
+         * manifest of the volume's content (chunks dedup, so only the index
+         * and the manifest are new). */
+        manifest *m = manifest_new(v->ref.size, &s->cfg.chunker, flatten ? NULL : &v->ref.manifest);
+        if (!m)
+                return -ENOMEM;
+        pthread_mutex_lock(&s->write_lock);
+        ingest *g = NULL;
+        st_import_result ir = { 0 };
+        bool saved = false;
+        r = ingest_begin(s, m, manifest_has_parent(m), NULL, 0, &g);
+        if (r == 0 && flatten)
+                r = ingest_region(g, 0, v->ref.size, commit_read, v, NULL);
+        for (size_t i = 0; r == 0 && !flatten && i < n_blocks;) {
+                size_t k = i + 1;
+                while (k < n_blocks && blocks[k] == blocks[k - 1] + 1)
+                        k++;
+                uint64_t a = blocks[i] * DELTA_BLOCK;
+                uint64_t b = ST_MIN((blocks[k - 1] + 1) * DELTA_BLOCK, v->ref.size);
+                r = ingest_region(g, a, b, commit_read, v, NULL);
+                i = k;
+        }
+        if (r == 0)
+                r = ingest_finish(g, &ir, NULL);
+        st_digest id;
+        bool is_new = false;
+        if (r == 0) {
+                m->ctime_ns = store_now_ns();
+                r = store_manifest_save(s, m, &id, &is_new);
+        }
+        store_ref nref = v->ref;
+        if (r == 0) {
+                nref.manifest = id;
+                r = store_ref_save(s, v->name, &nref); /* the commit point */
+                saved = r == 0;
+        }
+        if (r == 0) {
+                pthread_rwlock_wrlock(&s->lock);
+                if (is_new)
+                        store_manifest_count_refs(s, m, +1);
+                r = flatten ? store_prune_manifests(s, false, NULL) : 0;
+                if (r == 0)
+                        r = store_commit(s);
+                pthread_rwlock_unlock(&s->lock);
+        }
+        if (r < 0 && saved)
+                s->broken = true;
+        ingest_free(g, r < 0 && !saved);
+        pthread_mutex_unlock(&s->write_lock);
+        manifest_free(m);
+        if (r < 0)
+                return r;
+        /* The ref now names the new manifest: read through it, and empty the
+         * delta. A crash before the delta is emptied only replays writes the
+         * manifest already holds. */
+        store_chain nc;
+        r = store_chain_get(s, &id, &nc, NULL);
+        if (r < 0)
+                return r;
+        store_chain_put(s, &v->chain);
+        v->chain = nc;
+        v->ref = nref;
+        r = delta_reset(&v->d);
+        res.blocks = n_blocks;
+        res.new_chunks = ir.n_new;
+        res.new_bytes = ir.new_bytes;
+        res.new_stored = ir.new_stored;
+        res.flattened = flatten;
+        if (r == 0 && ret)
+                *ret = res;
+        return r;
+}
+
+int st_volume_commit(st_volume *v, st_commit_result *ret) {
+        if (!v->writable)
+                return -EROFS;
+        pthread_rwlock_wrlock(&v->lock);
+        int r = commit_locked(v, ret);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+static int new_ref(st_store *s, const char *name, const store_ref *r) {
+        if (!st_name_valid(name))
+                return -EINVAL;
+        if (store_ref_exists(s, name))
+                return -EEXIST;
+        /* A stale delta of an earlier volume of this name must not come back. */
+        int k = store_remove_delta(s, name);
+        return k < 0 ? k : store_ref_save(s, name, r);
+}
+
+int st_volume_create(st_store *s, const char *name, uint64_t size) {
+        int r = store_writable(s);
+        if (r < 0)
+                return r;
+        if (size == 0 || size > MANIFEST_SIZE_MAX)
+                return -EINVAL;
+        store_ref ref = { .kind = ST_KIND_VOLUME, .size = size, .ctime_ns = store_now_ns() };
+        pthread_mutex_lock(&s->write_lock);
+        r = new_ref(s, name, &ref);
+        pthread_mutex_unlock(&s->write_lock);
+        return r;
+}
+
+/* The manifest that stands for src's content now: a volume's delta is
+ * committed first (through its open handle if this process has one). */
+static int settle(st_store *s, const char *src, store_ref *ret) {
+        int r = store_ref_load(s, src, ret, NULL);
+        if (r < 0 || ret->kind != ST_KIND_VOLUME)
+                return r;
+        pthread_mutex_lock(&open_lock);
+        st_volume *open = NULL;
+        for (st_volume *o = open_list; o; o = o->next_open)
+                if (o->s == s && strcmp(o->name, src) == 0)
+                        open = o;
+        pthread_mutex_unlock(&open_lock);
+        if (open)
+                r = st_volume_commit(open, NULL);
+        else {
+                st_volume *v;
+                r = st_volume_open(s, src, 0, &v, NULL);
+                if (r == 0) {
+                        r = st_volume_commit(v, NULL);
+                        st_volume_close(v);
+                }
+        }
+        return r < 0 ? r : store_ref_load(s, src, ret, NULL);
+}
+
+static int derive(st_store *s, const char *src, const char *dst, st_kind kind) {
+        int r = store_writable(s);
+        if (r < 0)
+                return r;
+        if (!st_name_valid(dst))
+                return -EINVAL;
+        store_ref from;
+        r = settle(s, src, &from);
+        if (r < 0)
+                return r;
+        if (kind == ST_KIND_SNAPSHOT && from.kind != ST_KIND_VOLUME)
+                return -EINVAL;
+        store_ref ref = { .kind = (uint32_t)kind, .size = from.size, .ctime_ns = store_now_ns(),
+                          .manifest = from.manifest };
+        snprintf(ref.parent, sizeof ref.parent, "%s", src);
+        /* The new ref shares from's manifest; manifests count chunk references
+         * once however many refs name them, so nothing else changes. */
+        pthread_mutex_lock(&s->write_lock);
+        r = new_ref(s, dst, &ref);
+        pthread_mutex_unlock(&s->write_lock);
+        return r;
+}
+
+int st_volume_clone(st_store *s, const char *src, const char *dst) {
+        return derive(s, src, dst, ST_KIND_VOLUME);
+}
+
+int st_volume_snapshot(st_store *s, const char *vol, const char *snap) {
+        return derive(s, vol, snap, ST_KIND_SNAPSHOT);
+}
