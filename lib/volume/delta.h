@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define DELTA_BLOCK 4096u
-#define DELTA_ZERO (UINT64_MAX - 1) /* the block reads as zeros */
+#define DELTA_ZERO (1ull << 62) /* the block reads as zeros (above any slot; bit 63 is a flag in memory) */
 
 typedef struct delta {
         int dirfd;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int st_test_failures;
+static int st_test_failures __attribute__((unused));
 
 #define ST_CHECK(cond)                                                                             \
         do {                                                                                       \

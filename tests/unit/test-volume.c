@@ -34,7 +34,7 @@ static st_store *s;
 static vmodel vols[MAXVOL];
 static int n_vols;
 static uint64_t rng;
-static long ops_done;
+static long ops_done, n_commits, n_flattened;
 
 static uint64_t rnd(uint64_t n) {
         return n ? st_test_rand(&rng) % n : 0;
@@ -136,6 +136,8 @@ static void op(void) {
         } else if (k < 84) {
                 st_commit_result cr;
                 ST_CHECK_ERR(st_volume_commit(v, &cr), 0);
+                n_commits++;
+                n_flattened += cr.flattened;
                 verify_range(m, off, len);
         } else if (k < 88 && n_vols < MAXVOL) {
                 vmodel *n = &vols[n_vols];
@@ -187,6 +189,30 @@ static void verify_all(const char *when) {
                 fail_at(when);
 }
 
+/* 40 commits of small writes: the chain passes the flatten depth, and the
+ * flattened volume still reads as its model. */
+static void test_deep_chain(void) {
+        vmodel m = { .name = "deep", .bytes = calloc(1, SIZE) };
+        ST_CHECK_ERR(st_volume_create(s, "deep", SIZE), 0);
+        st_volume *v = handle(&m);
+        int flattened = 0;
+        for (int i = 0; v && i < 40; i++) {
+                uint8_t buf[5000];
+                uint64_t off = rnd(SIZE - sizeof buf);
+                st_test_fill(buf, sizeof buf, (uint64_t)i);
+                ST_CHECK_ERR(st_volume_write(v, buf, sizeof buf, off, 0), 0);
+                memcpy(m.bytes + off, buf, sizeof buf);
+                st_commit_result cr;
+                ST_CHECK_ERR(st_volume_commit(v, &cr), 0);
+                flattened += cr.flattened;
+        }
+        ST_CHECK(flattened >= 1);
+        verify_range(&m, 0, SIZE);
+        st_volume_close(m.v);
+        ST_CHECK_ERR(st_store_remove(s, "deep"), 0);
+        free(m.bytes);
+}
+
 int main(int argc, char **argv) {
         uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0)
                         : getenv("ST_TEST_SEED") ? strtoull(getenv("ST_TEST_SEED"), NULL, 0)
@@ -227,6 +253,7 @@ int main(int argc, char **argv) {
         ST_CHECK_ERR(st_volume_read(ro, base, 10, SIZE - 5), -EINVAL);
         st_volume_close(ro);
 
+        test_deep_chain();
         for (ops_done = 0; ops_done < n_ops && st_test_failures < 5; ops_done++) {
                 op();
                 if (ops_done % 1000 == 999)
@@ -246,7 +273,9 @@ int main(int argc, char **argv) {
         st_fsck_result fr;
         ST_CHECK_ERR(st_store_fsck(s, NULL, NULL, NULL, &fr), 0);
         ST_CHECK(fr.n_errors == 0);
-        printf("%ld operations, %d names\n", ops_done, n_vols);
+        printf("%ld operations, %d names, %ld commits (%ld flattened the chain)\n", ops_done,
+               n_vols, n_commits, n_flattened);
+
         st_store_close(s);
         for (int i = 0; i < n_vols; i++)
                 free(vols[i].bytes);
