@@ -9,21 +9,28 @@
 #   chunk.sh     chunking throughput and chunk sizes
 #   import.sh    import/export vs casync (and cp)
 #   growth.sh    store growth B after A vs ideal and casync
+#   volume.sh    volumes: clone cost, density of 1000 committed clones, 4 KiB
+#                random I/O, against qcow2 overlays (qemu-img, qemu-io)
 # Builds the release binary first (meson setup + ninja in $STELLAR_BENCH_BUILD,
 # default /tmp/bench-build) and the benchmark images if missing.
 #
-# Usage: bench/run.sh [--quick] [--out FILE]
+# Usage: bench/run.sh [--quick] [--out FILE] [--only LIST]
 #   --quick   small inputs and few runs, to check that everything works;
 #             writes $STELLAR_BENCH_DATA/RESULTS-quick.md unless --out is given
 #   --out F   where to write the report (default bench/RESULTS.md)
+#   --only L  run only these benchmarks (comma-separated: index, hash, chunk,
+#             import, growth, volume); the others' numbers and the machine
+#             header are kept from the report already at the --out path (its
+#             raw summary lines), and the header says what was rerun when
 # Summary line (stdout): run: report=FILE seconds=N goals_met=N/M
 set -euo pipefail
 
-args=() out=
+args=() out= only=
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) args+=(--quick) ;;
         --out) out=$2; shift ;;
+        --only) only=$2; shift ;;
         -h|--help) sed -n '3,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -36,6 +43,13 @@ if [ -z "$out" ]; then
     if [ "$QUICK" = 1 ]; then out=$DATA/RESULTS-quick.md; else out=$BENCH_DIR/RESULTS.md; fi
 fi
 start=$EPOCHREALTIME
+all_benches="index hash chunk import growth volume"
+# want NAME: whether this run measures NAME (all, unless --only)
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+for b in ${only//,/ }; do
+    [[ " $all_benches " == *" $b "* ]] || die "--only: unknown benchmark $b"
+done
+if [ -n "$only" ] && [ ! -f "$out" ]; then die "--only needs an earlier report at $out"; fi
 
 # Build the current tree (release). Others may be editing it: record the revision.
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC_DIR" -Dbuildtype=release >&2
@@ -44,13 +58,25 @@ ensure_images
 need_tool b3sum b3sum
 need_tool casync casync
 need_tool zstd zstd
+need_tool qemu-img qemu-utils
 
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT
+# With --only, the summary lines of the benchmarks not rerun come from the
+# earlier report, and so does its header.
+if [ -n "$only" ]; then
+    sed -n '/^## Raw summary lines/,$p' "$out" | grep -E '^[a-z-]+: ' >"$raw/previous" || true
+    for b in $all_benches; do
+        key=$b; [ "$b" = index ] && key=bench-index
+        want "$b" || grep "^$key: " "$raw/previous" >"$raw/$b" || true
+    done
+    cp "$out" "$raw/previous.md"
+fi
 
 # bench-index: slow (~10 s), 3 runs, medians per key.
 n_idx=$(runs 3 1)
 idx_n=$( [ "$QUICK" = 1 ] && echo 1000000 || echo 10000000 )
+if want index; then
 log "== bench-index ($n_idx x $idx_n entries)"
 for ((i = 0; i < n_idx; i++)); do
     BENCH_INDEX_N=$idx_n "$BUILD/bench/bench-index" | grep '^bench-index:' >>"$raw/index.runs"
@@ -65,8 +91,10 @@ def med(k):
 print("bench-index: runs=%d " % len(runs) + " ".join("%s=%s" % (k, med(k)) for k in keys))
 EOF
 cat "$raw/index"
+fi
 
-for b in hash chunk import growth; do
+for b in hash chunk import growth volume; do
+    want "$b" || continue
     log "== $b.sh ${args[*]}"
     "$BENCH_DIR/$b.sh" "${args[@]}" | tail -n 1 | tee "$raw/$b"
 done
@@ -74,7 +102,7 @@ done
 secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 mem_kib=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
 export BENCH_MODEL BENCH_CPUS BENCH_MEM BENCH_KERNEL BENCH_DATE BENCH_REV BENCH_QUICK BENCH_SECS \
-       BENCH_VERSIONS
+       BENCH_VERSIONS BENCH_ONLY
 BENCH_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 BENCH_CPUS="$(nproc) online ($(lscpu | sed -n 's/^Core(s) per socket: *//p') cores/socket, $(lscpu | sed -n 's/^Thread(s) per core: *//p') thread/core, $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest)"
 BENCH_MEM="$(awk -v k="$mem_kib" 'BEGIN { printf "%.1f GiB", k / 1048576 }')"
@@ -83,7 +111,8 @@ BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 BENCH_REV=$(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo unknown)
 BENCH_QUICK=$QUICK
 BENCH_SECS=$secs
-BENCH_VERSIONS="$(b3sum --version), casync $(casync --version 2>&1 | awk '{ print $2 }'), $(zstd --version | sed 's/^\*\** //; s/ \*\**$//; s/, by.*//'), $(cc --version | head -n 1)"
+BENCH_ONLY=$only
+BENCH_VERSIONS="$(b3sum --version), qemu-img $(qemu-img --version | awk 'NR == 1 { print $3 }'), casync $(casync --version 2>&1 | awk '{ print $2 }'), $(zstd --version | sed 's/^\*\** //; s/ \*\**$//; s/, by.*//'), $(cc --version | head -n 1)"
 
 goals=$(python3 - "$raw" "$out" <<'EOF'
 import os, sys
@@ -91,8 +120,14 @@ import os, sys
 raw, out = sys.argv[1], sys.argv[2]
 E = os.environ
 R, lines = {}, {}
-for name in ("index", "hash", "chunk", "import", "growth"):
-    line = open(os.path.join(raw, name)).read().strip()
+NAMES = ("index", "hash", "chunk", "import", "growth", "volume")
+for name in NAMES:
+    path = os.path.join(raw, name)
+    line = open(path).read().strip() if os.path.exists(path) else ""
+    if not line:
+        if name == "volume":
+            continue
+        sys.exit(f"no summary line for {name}")
     lines[name] = line
     R[name] = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
 
@@ -107,19 +142,30 @@ goals = []
 o = []
 w = o.append
 quick = E["BENCH_QUICK"] == "1"
+H = {"CPU": E["BENCH_MODEL"], "Cores": E["BENCH_CPUS"], "RAM": E["BENCH_MEM"],
+     "Kernel": E["BENCH_KERNEL"], "Date": E["BENCH_DATE"],
+     "Stellarium": f"`{E['BENCH_REV']}` (release build)", "Peers": E["BENCH_VERSIONS"]}
+gen_line = f"Generated by `bench/run.sh{' --quick' if E['BENCH_QUICK'] == '1' else ''}` in {E['BENCH_SECS']} s.\n"
+if E.get("BENCH_ONLY"):
+    import re
+    prev = open(os.path.join(raw, "previous.md")).read().split("\n")
+    for l in prev:
+        m = re.match(r"^\| (CPU|Cores|RAM|Kernel|Date|Stellarium|Peers) \| (.*) \|$", l)
+        if m:
+            H[m.group(1)] = m.group(2)
+        if l.startswith("Generated by `bench/run.sh"):
+            gen_line = l + "\n"
+    H["Rerun"] = (f"{E['BENCH_ONLY'].replace(',', ', ')} on {E['BENCH_DATE']} at `{E['BENCH_REV']}` "
+                  f"(`bench/run.sh --only {E['BENCH_ONLY']}`, {E['BENCH_SECS']} s); the other "
+                  f"sections are from the run above")
 w("# Stellarium benchmark results\n")
 if quick:
     w("> **Quick run** (`bench/run.sh --quick`): small inputs, single runs. "
       "Not for judging goals.\n")
-w(f"Generated by `bench/run.sh{' --quick' if quick else ''}` in {E['BENCH_SECS']} s.\n")
+w(gen_line)
 w("| | |\n|---|---|")
-w(f"| CPU | {E['BENCH_MODEL']} |")
-w(f"| Cores | {E['BENCH_CPUS']} |")
-w(f"| RAM | {E['BENCH_MEM']} |")
-w(f"| Kernel | {E['BENCH_KERNEL']} |")
-w(f"| Date | {E['BENCH_DATE']} |")
-w(f"| Stellarium | `{E['BENCH_REV']}` (release build) |")
-w(f"| Peers | {E['BENCH_VERSIONS']} |")
+for k, v in H.items():
+    w(f"| {k} | {v} |")
 w("")
 w("The machine is shared and noisy: every benchmark runs stellar and its peer in the "
   "same run on the same data, interleaved run by run (alternating who goes first), "
@@ -298,6 +344,121 @@ w("")
 goals.append(("index <= 48 bytes/chunk (RAM and RSS)", f"{ram_pc:.2f} / {rss_pc:.2f}",
               ram_pc <= 48 and rss_pc <= 48))
 
+# ---- volumes
+if "volume" in lines:
+    V = R["volume"]
+    def v(k):
+        return float(V[k])
+    def us(k):
+        return f"{v(k):,.0f}"
+    def r3(a, b):
+        return f"{a / b:.3f}" if b else ""
+    w("## 6. Volumes (`bench/volume.sh`)\n")
+    w(f"Run {V['date'].replace('T', ' ').replace('Z', ' UTC')} at `{V['rev']}` (release build) on "
+      f"{V['host_cpu'].replace('_', ' ')}, {V['host_cpus']} CPUs, {V['host_mem_gib']} GiB RAM, "
+      f"Linux {V['host_kernel']}. Peer: qcow2 overlays over A.raw made and driven by qemu-img / "
+      f"qemu-io {V['qemu']}, at qcow2's defaults (64 KiB clusters). Stores, overlays and scratch "
+      f"files are on the VM's disk (ext4 on virtio), where clone, commit, flush and FUA cost "
+      f"fsyncs on both sides.\n")
+
+    w("### 6.1 Clone and snapshot\n")
+    w(f"Library: `bench/bench-volume.c` opens a store holding A and times {V['lib_clone_n']} "
+      f"calls of `st_volume_clone(s, \"A\", \"cN\")` (each writes one ref: temp file, fsync, "
+      f"rename, fsync of the directory), then {V['lib_snap_closed_n']} `st_volume_snapshot()` of a "
+      f"clone with an empty delta, first with the volume closed (the call opens it, finds nothing "
+      f"to commit, closes it), then while the process holds it open. {V['lib_runs']} runs, a fresh "
+      f"store each; medians over the runs of each run's median and p99. CLI: `stellar clone A vmN` "
+      f"against `qemu-img create -f qcow2 -b A.raw -F raw ovlN.qcow2`, wall time of the whole "
+      f"process, {V['cli_runs']} interleaved pairs (alternating who goes first), medians; the issue "
+      f"quotes 69 ms and 196,640 bytes per empty qcow2 clone. Bytes on disk per empty clone: the "
+      f"ref file against the overlay, apparent (`stat %s`) and allocated (blocks x 512); a clone "
+      f"has no delta files until its first write ({V['delta_files']} found).\n")
+    w("| | stellar | qcow2 (`qemu-img create`) | stellar / qcow2 |")
+    w("|---|---:|---:|---:|")
+    w(f"| clone, library call, µs: median / p99 | {us('lib_clone_median_us')} / {us('lib_clone_p99_us')} | | |")
+    w(f"| snapshot, volume closed, µs: median / p99 | {us('lib_snap_closed_median_us')} / {us('lib_snap_closed_p99_us')} | | |")
+    w(f"| snapshot, volume open, µs: median / p99 | {us('lib_snap_open_median_us')} / {us('lib_snap_open_p99_us')} | | |")
+    w(f"| clone, CLI process, ms (median) | {v('cli_stellar_ms'):.2f} | {v('cli_qemu_ms'):.2f} | {v('cli_ratio'):.3f} |")
+    w(f"| bytes per empty clone, apparent | {int(v('ref_bytes')):,} | {int(v('ovl_bytes')):,} | {v('ref_bytes') / v('ovl_bytes'):.5f} |")
+    w(f"| bytes per empty clone, allocated | {int(v('ref_alloc')):,} | {int(v('ovl_alloc')):,} | {v('ref_alloc') / v('ovl_alloc'):.4f} |")
+    w("")
+
+    n = int(v("dens_n"))
+    dpk, dm, dr, di, dd = (int(v(k)) for k in ("dens_st_packs", "dens_st_manifests", "dens_st_refs",
+                                                "dens_st_index", "dens_st_deltas"))
+    meta = dm + dr + di + dd
+    du, da, qb, qa = (int(v(k)) for k in ("dens_st_du", "dens_st_alloc", "dens_q_bytes", "dens_q_alloc"))
+    w("### 6.2 Density: many clones, committed\n")
+    w(f"{n:,} clones of A, each given 10 MiB of writes: the same 5 MiB at 512 MiB in every clone "
+      f"(a package update: same bytes, same offsets) and 5 MiB of its own at 768 MiB + (i mod 200) "
+      f"x 5 MiB (`bench-volume gen i`: a seeded splitmix64 stream, so incompressible; generated "
+      f"once per clone and fed to both sides). stellar, through the library (`bench-volume "
+      f"density`): clone, open, two `st_volume_write()` of 5 MiB, `st_volume_commit()`, close; "
+      f"growth of the store by part before and after (packs = data; manifests + refs + index + "
+      f"deltas = metadata) and as `du -sb` / allocated bytes. qcow2: per clone `qemu-img create` "
+      f"and `qemu-io -c \"write -s FILE OFF LEN\"` of the same two files; sum of the overlays' "
+      f"sizes, apparent and allocated (each deleted once measured). The first and last clone of "
+      f"each side are checked byte-equal (`stellar export` vs the overlay, `qemu-img compare`): "
+      f"{'**equal**' if V['dens_same'] == 'yes' else '**they differ**'}. Deterministic: one run. "
+      f"Goals: stellar's growth <= 0.55x the qcow2 bytes; metadata under 1% of the data.\n")
+    w("| | stellar | qcow2 overlays | stellar / qcow2 |")
+    w("|---|---:|---:|---:|")
+    w(f"| data: pack growth, MB | {mb(dpk)} | | |")
+    w(f"| metadata: manifests / refs / index / deltas, MB | {mb(dm)} / {mb(dr)} / {mb(di)} / {mb(dd)} | | |")
+    w(f"| metadata / data | {100 * meta / dpk:.2f}% | | |")
+    w(f"| growth, apparent (`du -sb`; overlay sizes), MB | {mb(du)} | {mb(qb)} | {du / qb:.3f} |")
+    w(f"| growth, allocated, MB | {mb(da)} | {mb(qa)} | {da / qa:.3f} |")
+    w(f"| per clone, apparent, bytes | {du // n:,} | {qb // n:,} | |")
+    w(f"| time per clone, ms (stellar: clone + writes + commit; qcow2: create + qemu-io) | "
+      f"{v('dens_st_per_clone_ms'):.1f} (mean) | {v('dens_q_per_clone_ms'):.1f} (median) | |")
+    w(f"| stellar commit, ms: median / first 10% of clones / last 10% | "
+      f"{v('dens_st_commit_median_ms'):.1f} / {v('dens_st_commit_first10pct_mean_ms'):.1f} / "
+      f"{v('dens_st_commit_last10pct_mean_ms'):.1f} | | |")
+    w("")
+    w(f"The commits added {int(v('dens_st_new_chunks')):,} chunks ({mb(v('dens_st_new_bytes'))} MB "
+      f"raw, {mb(v('dens_st_new_stored'))} MB stored); the store holds {int(v('dens_st_chunks')):,}. "
+      f"Ideal for stellar: one copy of the shared 5 MiB plus {n:,} x 5 MiB = "
+      f"{mb((n + 1) * 5 * 2**20)} MB.\n")
+    goals.append((f"volume density: growth <= 0.55x qcow2 ({n:,} clones)", f"{du / qb:.3f}x",
+                  du / qb <= 0.55))
+    goals.append(("volume metadata < 1% of data", f"{100 * meta / dpk:.2f}%", meta < 0.01 * dpk))
+
+    w("### 6.3 4 KiB random I/O on one volume\n")
+    w(f"`bench-volume io` on clones of A against `qemu-img bench` on fresh qcow2 overlays of "
+      f"A.raw (one per write phase). Offsets are a stride permutation of the range's 4 KiB "
+      f"blocks: request k goes to block k x stride mod nblocks, stride = floor(0.618 x "
+      f"nblocks) | 1, every request a distinct block, consecutive ones ~0.38 of the range "
+      f"apart: the pattern `qemu-img bench -S` makes, so both sides hit the same offsets in "
+      f"the same order (qemu's range is cut out of the overlay with a raw offset/size node). "
+      f"Writes: {int(v('io_st_nw')):,} over [1 GiB, 2 GiB) with a flush after every 64 "
+      f"(qemu `--flush-interval=64`), and {int(v('io_st_nf')):,} on another fresh volume with "
+      f"FUA on every write (qemu: cache modes directsync and writethrough, which make every "
+      f"write durable). Reads: the {int(v('io_st_nw')):,} blocks just written (in the delta; qcow2: "
+      f"in the overlay) and {int(v('io_st_nrb')):,} over [0, 256 MiB), which nothing wrote "
+      f"(stellar: A's shared chunks; qcow2: the backing file; 69% of those blocks hold data, "
+      f"the rest are holes), with 1 and 2 threads (qemu: `-d 1` / `-d 2`, its thread pool). "
+      f"stellar writes through the page cache and fdatasyncs on flush; it reads from the page "
+      f"cache. qemu runs in cache=none (O_DIRECT, its usual production mode) and "
+      f"cache=writeback, the latter reading after the overlay was read into the page cache, "
+      f"as stellar's delta and packs are. All stellar delta reads are checked against the "
+      f"block number written into them. {V['io_runs']} interleaved runs, medians. Ratio = "
+      f"stellar IOPS / qemu IOPS.\n")
+    w("| pattern | stellar IOPS | stellar MB/s | qemu cache=none IOPS | stellar / none | "
+      "qemu cache=writeback IOPS | stellar / writeback |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    rows = (("write, flush every 64", "w64", "w64_none", "w64_wb"),
+            ("write, FUA every write (qemu: directsync / writethrough)", "wfua", "wfua_ds", "wfua_wt"),
+            ("read, delta (written blocks), 1 thread", "rd1", "rd1_none", "rd1_wb"),
+            ("read, delta (written blocks), 2 threads", "rd2", "rd2_none", "rd2_wb"),
+            ("read, shared chunks (unwritten), 1 thread", "rb1", "rb1_none", "rb1_wb"),
+            ("read, shared chunks (unwritten), 2 threads", "rb2", "rb2_none", "rb2_wb"))
+    for label, k, qn, qw in rows:
+        st_ = v(f"io_st_{k}_iops")
+        a, b = v(f"io_q_{qn}_iops"), v(f"io_q_{qw}_iops")
+        w(f"| {label} | {st_:,.0f} | {st_ * 4096 / 1e6:,.1f} | {a:,.0f} | {st_ / a:.2f} | "
+          f"{b:,.0f} | {st_ / b:.2f} |")
+    w("")
+
 # ---- goals table
 gt = ["## Goals\n", "| goal | result | met |", "|---|---|---|"]
 gt += [f"| {a} | {b} | {ok(m)} |" for a, b, m in goals]
@@ -306,8 +467,9 @@ o[goal_at:goal_at] = gt
 
 w("## Raw summary lines\n")
 w("```")
-for name in ("index", "hash", "chunk", "import", "growth"):
-    w(lines[name])
+for name in NAMES:
+    if name in lines:
+        w(lines[name])
 w("```")
 open(out, "w").write("\n".join(o) + "\n")
 met = sum(1 for g_ in goals if g_[2])

@@ -2,7 +2,8 @@
 /*
  * Fuzz target for manifest_parse. The format is canonical, so whatever parses
  * must re-encode with manifest_encode to exactly the input bytes; any
- * difference aborts. Does not look up the extents' chunks.
+ * difference aborts. Hole extents (all-zero hash) only in a layer (a manifest
+ * with a parent). Does not look up the extents' chunks or the parent.
  */
 #include <errno.h>
 
@@ -28,6 +29,8 @@ static void fuzz_one(const uint8_t *data, size_t len) {
                 FUZZ_ASSERT(m->ext[i].len > 0 && m->ext[i].len <= ST_CHUNK_MAX_LIMIT);
                 FUZZ_ASSERT(m->ext[i].off + m->ext[i].len <= m->size);
                 FUZZ_ASSERT(i == 0 || m->ext[i - 1].off + m->ext[i - 1].len <= m->ext[i].off);
+                FUZZ_ASSERT(manifest_has_parent(m) || !manifest_hash_is_hole(&m->ext[i].hash));
+                FUZZ_ASSERT(manifest_find(m, m->ext[i].off) == i);
         }
 
         uint8_t *enc = NULL;

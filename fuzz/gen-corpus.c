@@ -3,7 +3,9 @@
  * Writes the seed corpus, fuzz/corpus/<target>/, with the library's own
  * encoders: valid files, then truncated, field-damaged (checksums redone, so
  * the damage reaches the field checks) and bit-flipped variants. Deterministic:
- * fixed data and a fixed PRNG seed. Usage: gen-corpus CORPUS_DIR
+ * fixed data, and a fixed PRNG seed per target, so regenerating one target
+ * leaves the others' seeds as they are.
+ * Usage: gen-corpus CORPUS_DIR [TARGET...]   (default: all targets)
  * Not a test and not run by the build; rerun it when a format changes.
  */
 #include <errno.h>
@@ -19,15 +21,28 @@
 #include <stellar/hash.h>
 #include <stellar/store.h>
 
+#include "fuzz.h"
+#include "store/ref.h"
 #include "store/store-internal.h"
+#include "util/fs.h"
 #include "util/le.h"
+#include "volume/delta.h"
 
 static const char *root;
-static uint64_t rng = 0x5eed5eed5eedULL;
+static uint64_t rng;
 
 static uint32_t rnd(void) {
         rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
         return (uint32_t)(rng >> 33);
+}
+
+/* Each target draws from its own stream. pack and index keep the streams they
+ * had when one stream ran through pack, manifest (v1) and index in turn, so
+ * their seeds stay byte-identical. */
+static void rnd_seed(uint64_t seed, unsigned skip) {
+        rng = seed;
+        while (skip--)
+                (void)rnd();
 }
 
 static void put(const char *target, const char *name, const uint8_t *p, size_t len) {
@@ -87,6 +102,7 @@ static size_t make_record(uint8_t *out, const uint8_t *data, uint32_t len, bool 
 
 static void gen_pack(void) {
         static uint8_t rand_data[1024], text[8192], buf[32768];
+        rnd_seed(0x5eed5eed5eedULL, 0);
         for (size_t i = 0; i < sizeof rand_data; i++)
                 rand_data[i] = (uint8_t)rnd();
         for (size_t i = 0; i < sizeof text; i++)
@@ -158,52 +174,118 @@ static manifest *manifest_sample(size_t n_ext, const st_chunker_params *cp) {
         return m;
 }
 
+static void put_manifest(const char *name, const manifest *m, uint8_t **ret, size_t *ret_len) {
+        uint8_t *p;
+        size_t len;
+        if (manifest_encode(m, &p, &len) < 0)
+                exit(1);
+        put("manifest", name, p, len);
+        if (ret) {
+                *ret = p;
+                *ret_len = len;
+        } else
+                free(p);
+}
+
+/* Overwrite n bytes at 'at' with v (little-endian, n <= 8), redo the checksum. */
+typedef struct damage {
+        const char *name;
+        size_t at;
+        uint64_t v;
+        unsigned n;
+} damage;
+
+static void put_damaged(const char *target, const uint8_t *p, size_t len, size_t covered,
+                        size_t check_len, const damage *dmg, size_t n_dmg) {
+        uint8_t *c = malloc(len);
+        if (!c)
+                exit(1);
+        for (size_t i = 0; i < n_dmg; i++) {
+                memcpy(c, p, len);
+                for (unsigned k = 0; k < dmg[i].n; k++)
+                        c[dmg[i].at + k] = (uint8_t)(dmg[i].v >> (8 * k));
+                reseal(c, covered, check_len);
+                put(target, dmg[i].name, c, len);
+        }
+        free(c);
+}
+
 static void gen_manifest(void) {
         uint8_t *p;
         size_t len;
         st_chunker_params img = ST_CHUNKER_IMAGE_DEFAULT, str = ST_CHUNKER_STREAM_DEFAULT;
 
+        rnd_seed(0x6d616e6966657374ULL, 0);
         manifest *m = manifest_sample(0, &img);
         m->size = 0;
-        manifest_encode(m, &p, &len);
-        put("manifest", "empty", p, len);
-        free(p);
+        put_manifest("empty", m, NULL, NULL);
         manifest_free(m);
 
         m = manifest_sample(3, &str);
-        manifest_encode(m, &p, &len);
-        put("manifest", "stream-3ext", p, len);
-        free(p);
+        put_manifest("stream-3ext", m, NULL, NULL);
         manifest_free(m);
 
+        /* A layer: data extents, hole extents (zeros over the parent, one longer
+         * than a chunk so it splits) and gaps that show the parent. */
+        st_digest parent;
+        st_hash("parent manifest", 15, &parent);
+        m = manifest_new(64ull << 20, &img, &parent);
+        if (!m)
+                exit(1);
+        m->ctime_ns = 1700000000987654321ull;
+        for (uint64_t i = 0; i < 4; i++) {
+                st_digest h;
+                st_hash(&i, sizeof i, &h);
+                if (manifest_append(m, i * (1u << 20), 8192, &h) < 0 ||
+                    manifest_append_hole(m, i * (1u << 20) + 8192, 4096 * (i + 1)) < 0)
+                        exit(1);
+        }
+        if (manifest_append_hole(m, 8ull << 20, (20ull << 20) + 4096) < 0)
+                exit(1);
+        put_manifest("layer-holes", m, &p, &len);
+        manifest_free(m);
+        put_flips("manifest", "layer-holes", p, len, 4);
+        size_t body = len - MANIFEST_TRAILER_LEN;
+        const damage ldmg[] = {
+                { "layer-parent-cleared", 64, 0, 32 }, /* hole extents need a parent */
+        };
+        put_damaged("manifest", p, len, body, MANIFEST_TRAILER_LEN, ldmg, 1);
+        free(p);
+
         m = manifest_sample(12, &img);
-        manifest_encode(m, &p, &len);
-        put("manifest", "image-12ext", p, len);
+        put_manifest("image-12ext", m, &p, &len);
+        manifest_free(m);
         put("manifest", "trunc-header", p, 40);
         put("manifest", "trunc-extent", p, len - 50);
         put_flips("manifest", "image-12ext", p, len, 6);
-        size_t body = len - MANIFEST_TRAILER_LEN;
-        struct {
-                const char *name;
-                size_t at;
-                uint32_t v;
-        } dmg[] = {
-                { "bad-version", 8, 2 },      { "bad-header-len", 12, 32 },
-                { "bad-kind", 16, 2 },        { "bad-count", 32, 13 },
-                { "bad-align", 40, 512 },     { "bad-avg", 48, 12288 },
-                { "ext0-zero-len", 72, 0 },   { "ext1-overlap", 64 + 44, 100 },
-                { "ext11-past-end", 64 + 11 * 44 + 4, 1 },
+        body = len - MANIFEST_TRAILER_LEN;
+        const size_t e = MANIFEST_HEADER_LEN, el = MANIFEST_EXTENT_LEN;
+        const damage dmg[] = {
+                { "bad-version", 8, 1, 4 },   /* version 1: no parent field */
+                { "bad-header-len", 12, 64, 4 },
+                { "bad-flags", 16, 1, 4 },    /* was crash-reserved-bytes (v1) */
+                { "bad-flags-hi", 23, 0x80, 1 },
+                { "size-too-big", 24, (1ull << 50) + 1, 8 },
+                { "bad-count", 32, 13, 8 },
+                { "bad-align", 40, 512, 4 },
+                { "bad-avg", 48, 12288, 4 },
+                { "ext0-zero-len", e + 8, 0, 4 },
+                { "ext0-len-huge", e + 8, (16u << 20) + 1, 4 },
+                { "ext1-overlap", e + el, 100, 4 },
+                { "ext11-past-end", e + 11 * el + 4, 1, 4 },
         };
-        for (size_t i = 0; i < sizeof dmg / sizeof dmg[0]; i++) {
-                uint8_t *c = malloc(len);
-                memcpy(c, p, len);
-                st_le32_put(c + dmg[i].at, dmg[i].v);
-                reseal(c, body, MANIFEST_TRAILER_LEN);
-                put("manifest", dmg[i].name, c, len);
-                free(c);
-        }
+        put_damaged("manifest", p, len, body, MANIFEST_TRAILER_LEN, dmg,
+                    sizeof dmg / sizeof dmg[0]);
+        /* An all-zero hash (a hole extent) in a manifest without a parent. */
+        uint8_t *c = malloc(len);
+        if (!c)
+                exit(1);
+        memcpy(c, p, len);
+        memset(c + e + 3 * el + 12, 0, 32);
+        reseal(c, body, MANIFEST_TRAILER_LEN);
+        put("manifest", "hole-no-parent", c, len);
+        free(c);
         free(p);
-        manifest_free(m);
 }
 
 static void gen_index(void) {
@@ -211,6 +293,8 @@ static void gen_index(void) {
         store_pack packs[2] = { { .id = 1, .len = 1u << 20 }, { .id = 3, .len = 70000 } };
         uint8_t *p;
         size_t len;
+
+        rnd_seed(0x5eed5eed5eedULL, 1024 + 3 + 6 + 6);
 
         s.idx = index_new();
         if (!s.idx)
@@ -276,6 +360,7 @@ static void gen_format(void) {
         };
         uint8_t fmt[STORE_FORMAT_LEN];
 
+        rnd_seed(0x666f726d6174ULL, 0);
         for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
                 char dir[] = "/tmp/gen-corpus-XXXXXX", path[64];
                 if (!mkdtemp(dir) || st_store_init(dir, &cfgs[i].cfg) < 0)
@@ -302,9 +387,10 @@ static void gen_format(void) {
                 size_t at;
                 uint32_t v;
         } dmg[] = {
-                { "bad-version", 8, 2 },  { "bad-align", 16, 8192 },  { "bad-min", 20, 63 },
+                { "bad-version", 8, 1 },  { "bad-align", 16, 8192 },  { "bad-min", 20, 63 },
                 { "bad-avg", 24, 5000 },  { "bad-max", 28, (16u << 20) + 4096 },
                 { "zstd-23", 32, 23 },    { "zstd-neg8", 32, (uint32_t)-8 },
+                { "reserved", 40, 1 },
         };
         for (size_t i = 0; i < sizeof dmg / sizeof dmg[0]; i++) {
                 uint8_t c[STORE_FORMAT_LEN];
@@ -315,15 +401,213 @@ static void gen_format(void) {
         }
 }
 
+static void gen_ref(void) {
+        uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
+        size_t n;
+
+        rnd_seed(0x7265667320202020ULL, 0);
+        store_ref img = { .kind = ST_KIND_IMAGE, .size = 10ull << 30,
+                          .ctime_ns = 1700000000123456789ull };
+        st_hash("a manifest", 10, &img.manifest);
+        n = ref_encode(&img, buf);
+        put("ref", "image", buf, n);
+
+        /* An empty volume (no manifest) of the largest size, made from an image. */
+        store_ref vol = { .kind = ST_KIND_VOLUME, .size = 1ull << 50,
+                          .ctime_ns = 1700000000555555555ull };
+        snprintf(vol.parent, sizeof vol.parent, "%s", "debian-12.5+cloud@x86_64:base_v1");
+        n = ref_encode(&vol, buf);
+        put("ref", "volume-empty", buf, n);
+
+        store_ref snap = { .kind = ST_KIND_SNAPSHOT, .size = 1u << 30, .ctime_ns = 1 };
+        st_hash("another manifest", 16, &snap.manifest);
+        for (size_t i = 0; i < REF_NAME_MAX; i++)
+                snap.parent[i] = "abcdefghijklmnopqrstuvwxyz0123456789._+@:-"[i % 42];
+        snap.parent[REF_NAME_MAX] = 0;
+        n = ref_encode(&snap, buf);
+        put("ref", "snapshot-long-parent", buf, n);
+        put("ref", "trunc-fixed", buf, 100);
+        put("ref", "trunc-name", buf, n - 11);
+        put_flips("ref", "snapshot-long-parent", buf, n, 6);
+        const damage dmg[] = {
+                { "bad-version", 8, 2, 4 },       { "bad-header-len", 12, 104, 4 },
+                { "kind-0", 16, 0, 4 },           { "kind-4", 16, 4, 4 },
+                { "name-len-long", 20, 201, 4 },  { "name-len-short", 20, 199, 4 },
+                { "size-too-big", 24, (1ull << 50) + 1, 8 },
+                { "reserved", 80, 1, 1 },         { "parent-slash", 104 + 5, '/', 1 },
+                { "parent-dot", 104, '.', 1 },    { "parent-nul", 104 + 7, 0, 1 },
+        };
+        put_damaged("ref", buf, n, n - 8, 8, dmg, sizeof dmg / sizeof dmg[0]);
+}
+
+/* A delta seed: the 2-byte prefix fuzz-delta reads (data file size / 256, or
+ * 0xffff: no data file), then the journal; and n_flips bit-flipped copies. */
+static void put_delta_flips(const char *name, const uint8_t *map, size_t len, uint16_t units,
+                            int n_flips) {
+        uint8_t *c = malloc(len + 2);
+        if (!c)
+                exit(1);
+        c[0] = (uint8_t)units;
+        c[1] = (uint8_t)(units >> 8);
+        memcpy(c + 2, map, len);
+        put("delta", name, c, len + 2);
+        put_flips("delta", name, c, len + 2, n_flips);
+        free(c);
+}
+
+static void put_delta(const char *name, const uint8_t *map, size_t len, uint16_t units) {
+        put_delta_flips(name, map, len, units, 0);
+}
+
+/* Close d, and read back its journal and the data file's size in 256-byte units. */
+static void delta_take(delta *d, int dfd, uint8_t **map, size_t *len, uint16_t *units) {
+        delta_close(d);
+        struct stat st;
+        if (st_read_file(dfd, "v.map", 1u << 20, map, len) < 0 ||
+            fstatat(dfd, "v.data", &st, 0) < 0 || st.st_size / 256 >= 0xffff)
+                exit(1);
+        *units = (uint16_t)(st.st_size / 256);
+}
+
+static void block_of(uint8_t *buf, size_t n, uint64_t block) {
+        for (size_t i = 0; i < n; i++) {
+                memset(buf + i * DELTA_BLOCK, (int)(block + i) | 1, DELTA_BLOCK);
+                st_le64_put(buf + i * DELTA_BLOCK, block + i);
+        }
+}
+
+static void gen_delta(void) {
+        static uint8_t buf[4 * DELTA_BLOCK];
+        char dir[] = "/tmp/gen-corpus-XXXXXX";
+        delta d;
+        uint8_t *map;
+        size_t len;
+        uint16_t units;
+
+        rnd_seed(0x64656c7461ULL, 0);
+        if (!mkdtemp(dir))
+                exit(1);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                exit(1);
+#define OK(x)                                                                                      \
+        do {                                                                                       \
+                if ((x) < 0)                                                                       \
+                        exit(1);                                                                   \
+        } while (0)
+
+        /* Runs, rewrites of durable and of unflushed blocks, zeros, in three flushes. */
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        block_of(buf, 4, 0);
+        OK(delta_write(&d, 0, 4, buf));
+        OK(delta_flush(&d));
+        block_of(buf, 1, 2);
+        OK(delta_write(&d, 2, 1, buf));
+        OK(delta_zero(&d, 1, 1));
+        block_of(buf, 1, 10);
+        OK(delta_write(&d, 10, 1, buf));
+        OK(delta_write(&d, 10, 1, buf));
+        OK(delta_zero(&d, 10, 1));
+        block_of(buf, 1, 11);
+        OK(delta_write(&d, 11, 1, buf));
+        OK(delta_flush(&d));
+        block_of(buf, 2, 5);
+        OK(delta_write(&d, 5, 2, buf));
+        OK(delta_zero(&d, 0, 2));
+        block_of(buf, 1, 3);
+        OK(delta_write(&d, 3, 1, buf));
+        OK(delta_flush(&d));
+        delta_take(&d, dfd, &map, &len, &units);
+        size_t nrec = (len - 32) / 32;
+        put_delta_flips("writes", map, len, units, 6);
+        put_delta("writes-torn", map, len - 20, units);
+        put_delta("writes-torn-header", map, 20, units);
+        put_delta("writes-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
+        put_delta("writes-data-tail", map, len, units + 3);
+        put_delta("writes-no-data", map, len, 0xffff);
+        uint8_t *c = malloc(len);
+        if (!c)
+                exit(1);
+        memcpy(c, map, len);
+        c[16] ^= 1; /* another volume's journal */
+        put_delta("foreign-tag", c, len, units);
+        memcpy(c, map, len);
+        st_le32_put(c + 8, 2);
+        put_delta("bad-version", c, len, units);
+        memcpy(c, map, len);
+        uint8_t *rec = c + 32 + 4 * 32;
+        st_le64_put(rec + 16, 5); /* a gap in the sequence */
+        st_le64_put(rec + 24, fuzz_delta_check(rec, FUZZ_DELTA_TAG));
+        put_delta("bad-seq", c, len, units);
+        memcpy(c, map, len);
+        rec = c + 32 + (nrec - 2) * 32;
+        st_le64_put(rec + 8, units / (DELTA_BLOCK / 256)); /* the first slot past the data */
+        st_le64_put(rec + 24, fuzz_delta_check(rec, FUZZ_DELTA_TAG));
+        put_delta("slot-past-data", c, len, units);
+        free(c);
+        free(map);
+
+        /* Emptied after a commit: the header alone. */
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        OK(delta_reset(&d));
+        delta_take(&d, dfd, &map, &len, &units);
+        put_delta("empty", map, len, units);
+        free(map);
+
+        /* More records than replay reads at once (256). */
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        for (uint64_t i = 0; i < 300; i++) {
+                uint64_t b = (i * 7) % 40;
+                if (i % 9 == 4)
+                        OK(delta_zero(&d, b, 1));
+                else {
+                        block_of(buf, 1, b);
+                        OK(delta_write(&d, b, 1, buf));
+                }
+                if (i % 10 == 9)
+                        OK(delta_flush(&d));
+        }
+        delta_take(&d, dfd, &map, &len, &units);
+        put_delta("many", map, len, units);
+        free(map);
+
+#undef OK
+        close(dfd);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+                exit(1);
+}
+
 int main(int argc, char **argv) {
-        if (argc != 2) {
-                fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+        static const struct {
+                const char *name;
+                void (*gen)(void);
+        } targets[] = {
+                { "pack", gen_pack },     { "manifest", gen_manifest }, { "index", gen_index },
+                { "format", gen_format }, { "ref", gen_ref },           { "delta", gen_delta },
+        };
+        const size_t n_targets = sizeof targets / sizeof targets[0];
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s CORPUS_DIR [TARGET...]\n", argv[0]);
                 return 2;
         }
         root = argv[1];
-        gen_pack();
-        gen_manifest();
-        gen_index();
-        gen_format();
+        for (int i = 2; i < argc; i++) {
+                size_t k = 0;
+                while (k < n_targets && strcmp(argv[i], targets[k].name) != 0)
+                        k++;
+                if (k == n_targets) {
+                        fprintf(stderr, "%s: unknown target %s\n", argv[0], argv[i]);
+                        return 2;
+                }
+        }
+        for (size_t k = 0; k < n_targets; k++) {
+                bool want = argc == 2;
+                for (int i = 2; i < argc; i++)
+                        want |= strcmp(argv[i], targets[k].name) == 0;
+                if (want)
+                        targets[k].gen();
+        }
         return 0;
 }

@@ -48,10 +48,15 @@ typedef struct piece {
         st_digest hash;
 } piece;
 
-/* A run of new pieces written with one pwritev by one worker. */
-typedef struct write_group {
-        size_t first, end; /* piece indexes */
-} write_group;
+/* A batch handed to the writer thread: its own buffers, so the next batch
+ * can be read, hashed and compressed while this one is written. */
+typedef struct batch {
+        uint8_t *buf;
+        piece *pieces;
+        size_t n_pieces, cap_pieces;
+        uint8_t *out; /* compressed payloads */
+        size_t out_cap;
+} batch;
 
 struct ingest {
         st_store *s;
@@ -59,18 +64,26 @@ struct ingest {
         manifest *m;
         bool record_holes;
         st_import_result res;
+        /* the batch being filled (j->buf etc. alias it) and the spare one */
         uint8_t *buf;
         piece *pieces;
         size_t n_pieces, cap_pieces;
-        uint8_t *out; /* compressed payloads */
+        uint8_t *out;
         size_t out_cap;
+        batch spare;
         ZSTD_CCtx **cctx;
         unsigned n_cctx;
-        /* write stage */
-        int fd_out;
-        write_group *groups;
-        size_t n_groups, cap_groups;
-        _Atomic int write_err;
+        /* the writer thread and the batch it writes */
+        pthread_t writer;
+        bool writer_started, writer_quit, job_pending;
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond;
+        batch job;
+        int job_fd;
+        uint32_t job_pack;
+        uint64_t job_off;
+        int write_err;
+        bool submitted; /* the last batch went to the writer */
         /* input buffer: [0, split_end) split into pieces, [split_end, have) not yet */
         size_t have, split_end;
         /* read stage */
@@ -151,48 +164,39 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
         return 0;
 }
 
-static void write_group_run(void *ctx, size_t g, unsigned worker) {
-        (void)worker;
-        ingest *j = ctx;
-        const write_group *wg = &j->groups[g];
-        /* Headers are encoded into a stack array, payloads are written straight
-         * from the input buffer or the compressed arena: no copy. */
+/* Write the new records of a batch, in order, from job_off on: headers
+ * encoded into a stack array, payloads straight from the batch's buffers.
+ * One thread writes: concurrent writers to one file only queue on its
+ * inode lock in the kernel. */
+static int write_batch(const batch *b, int fd, uint64_t off) {
         enum { BATCH = 256 };
         uint8_t hdrs[BATCH][PACK_RECORD_HEADER_LEN];
         struct iovec iov[2 * BATCH];
-        size_t i = wg->first;
-        while (i < wg->end) {
+        size_t i = 0;
+        while (i < b->n_pieces) {
                 size_t n = 0;
-                uint64_t off = 0;
-                for (; i < wg->end && n < BATCH; i++) {
-                        const piece *p = &j->pieces[i];
+                for (; i < b->n_pieces && n < BATCH; i++) {
+                        const piece *p = &b->pieces[i];
                         if (!p->is_new)
                                 continue;
                         bool z = p->stored_len < p->len;
                         pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0, .raw_len = p->len,
                                             .stored_len = p->stored_len, .hash = p->hash };
-                        if (n == 0)
-                                off = p->rec_off; /* a group's records are contiguous */
                         pack_record_encode(hdrs[n], &rec);
                         iov[2 * n] = (struct iovec){ hdrs[n], PACK_RECORD_HEADER_LEN };
                         iov[2 * n + 1] = (struct iovec){
-                                z ? j->out + p->out_at : j->buf + p->at, p->stored_len
+                                z ? b->out + p->out_at : b->buf + p->at, p->stored_len
                         };
                         n++;
                 }
-                if (n == 0)
-                        continue;
-                /* pwritev until all of it is written (short writes are legal) */
                 struct iovec *v = iov;
                 int cnt = (int)(2 * n);
                 while (cnt > 0) {
-                        ssize_t w = pwritev(j->fd_out, v, cnt, (off_t)off);
+                        ssize_t w = pwritev(fd, v, cnt, (off_t)off);
                         if (w < 0) {
                                 if (errno == EINTR)
                                         continue;
-                                int expected = 0;
-                                atomic_compare_exchange_strong(&j->write_err, &expected, -errno);
-                                return;
+                                return -errno;
                         }
                         off += (uint64_t)w;
                         while (cnt > 0 && (size_t)w >= v->iov_len) {
@@ -206,49 +210,91 @@ static void write_group_run(void *ctx, size_t g, unsigned worker) {
                         }
                 }
         }
+        return 0;
 }
 
-/* Lay the new pieces out in the pack, update their index entries, then
- * encode and write them on every core, one pwritev per group. */
-static int write_new(ingest *j, st_diag *reterr) {
+static void *writer_main(void *arg) {
+        ingest *j = arg;
+        pthread_mutex_lock(&j->wlock);
+        for (;;) {
+                while (!j->job_pending && !j->writer_quit)
+                        pthread_cond_wait(&j->wcond, &j->wlock);
+                if (!j->job_pending)
+                        break;
+                pthread_mutex_unlock(&j->wlock);
+                int r = write_batch(&j->job, j->job_fd, j->job_off);
+                pthread_mutex_lock(&j->wlock);
+                if (r < 0 && !j->write_err)
+                        j->write_err = r;
+                j->job_pending = false;
+                pthread_cond_broadcast(&j->wcond);
+        }
+        pthread_mutex_unlock(&j->wlock);
+        return NULL;
+}
+
+/* Wait until the writer has finished its batch; returns its error, if any,
+ * naming the pack in *reterr. */
+static int writer_wait(ingest *j, st_diag *reterr) {
+        if (!j->writer_started)
+                return 0;
+        pthread_mutex_lock(&j->wlock);
+        while (j->job_pending)
+                pthread_cond_wait(&j->wcond, &j->wlock);
+        int r = j->write_err;
+        pthread_mutex_unlock(&j->wlock);
+        if (r < 0) {
+                char name[40] = "packs/";
+                pack_name(name + 6, j->job_pack);
+                (void)st_diag_fail(reterr, name, j->job_off, "cannot write to pack", r);
+        }
+        return r;
+}
+
+/* Hand the current batch to the writer and take the spare one (which the
+ * writer is done with: writer_wait ran before the layout). */
+static int writer_submit(ingest *j, int fd, uint32_t pack_id, uint64_t off) {
+        if (!j->writer_started) {
+                if (pthread_create(&j->writer, NULL, writer_main, j) != 0)
+                        return -EAGAIN;
+                j->writer_started = true;
+        }
+        batch cur = { j->buf, j->pieces, j->n_pieces, j->cap_pieces, j->out, j->out_cap };
+        pthread_mutex_lock(&j->wlock);
+        j->job = cur;
+        j->job_fd = fd;
+        j->job_pack = pack_id;
+        j->job_off = off;
+        j->job_pending = true;
+        pthread_cond_broadcast(&j->wcond);
+        pthread_mutex_unlock(&j->wlock);
+        return 0;
+}
+
+/* Lay the new pieces out in the pack and update their index entries; the
+ * writer thread writes them while the next batch is prepared. The pack's
+ * length moves now: nothing reads these records before ingest_finish has
+ * waited for the writer (dedup hits wait for it too, see process_batch). */
+static int write_new(ingest *j, bool *ret_submitted, st_diag *reterr) {
         st_store *s = j->s;
         st_import_result *res = &j->res;
         uint64_t total = 0;
-        size_t n_new = 0;
         for (size_t i = 0; i < j->n_pieces; i++)
-                if (j->pieces[i].is_new) {
+                if (j->pieces[i].is_new)
                         total += PACK_RECORD_HEADER_LEN + (uint64_t)j->pieces[i].stored_len;
-                        n_new++;
-                }
-        /* Groups first (may allocate), then the layout under the store lock:
-         * creating a pack moves the pack table that readers look at. */
-        unsigned workers = st_pool_size(store_pool(s));
-        size_t per = (n_new + 4 * workers - 1) / (4 * workers);
-        if (per == 0)
-                per = 1;
-        int r = grow((void **)&j->groups, &j->cap_groups, (n_new + per - 1) / per + 1,
-                     sizeof(write_group));
-        if (r < 0)
-                return r;
         pthread_rwlock_wrlock(&s->lock);
         store_pack *pk;
-        r = store_pack_for_append(s, total, &pk);
+        int r = store_pack_for_append(s, total, &pk);
         if (r < 0) {
                 pthread_rwlock_unlock(&s->lock);
                 diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot create a pack file");
                 return r;
         }
-        j->n_groups = 0;
-        uint64_t off = pk->len;
-        size_t in_group = 0;
+        uint64_t base = pk->len, off = base;
         for (size_t i = 0; i < j->n_pieces; i++) {
                 piece *p = &j->pieces[i];
                 if (!p->is_new)
                         continue;
-                if (in_group == 0)
-                        j->groups[j->n_groups++] = (write_group){ .first = i, .end = i + 1 };
-                j->groups[j->n_groups - 1].end = i + 1;
-                in_group = (in_group + 1) % per;
                 p->rec_off = off;
                 index_entry *e = index_get(s->idx, p->entry);
                 e->pack = pk->id;
@@ -259,24 +305,16 @@ static int write_new(ingest *j, st_diag *reterr) {
                 res->new_bytes += p->len;
                 s->unique_bytes += p->len;
         }
-        pthread_rwlock_unlock(&s->lock);
-        j->fd_out = pk->fd;
-        atomic_store(&j->write_err, 0);
-        st_pool_for(store_pool(s), j->n_groups, write_group_run, j);
-        r = atomic_load(&j->write_err);
-        if (r < 0) {
-                char name[40] = "packs/";
-                pack_name(name + 6, pk->id);
-                diag(reterr, name, pk->len, "cannot write to pack");
-                return r;
-        }
-        pthread_rwlock_wrlock(&s->lock);
         pk->len = off;
         pk->unsynced = true;
         s->stored_bytes += total;
+        int fd = pk->fd;
+        uint32_t pack_id = pk->id;
         pthread_rwlock_unlock(&s->lock);
         res->new_stored += total;
-        return 0;
+        r = writer_submit(j, fd, pack_id, base);
+        *ret_submitted = r == 0;
+        return r;
 }
 
 /* Read [off, off+len) of the input into j->buf + at on every core. */
@@ -310,10 +348,14 @@ static int process_batch(ingest *j, st_diag *reterr) {
         if (!pool)
                 return -ENOMEM;
         st_pool_for(pool, j->n_pieces, hash_piece, j);
+        /* The previous batch must be on disk before lookups: a dedup hit on
+         * one of its chunks reads that record to compare the full hash. */
+        int r = writer_wait(j, reterr);
+        if (r < 0)
+                return r;
 
         size_t out_need = 0;
         uint64_t w_need = 0;
-        int r = 0;
         /* The only serial step, and the only one readers must not overlap:
          * index_add can rebuild the slot table. */
         pthread_rwlock_wrlock(&s->lock);
@@ -359,8 +401,9 @@ static int process_batch(ingest *j, st_diag *reterr) {
                 return r;
         st_pool_for(pool, j->n_pieces, compress_piece, j);
 
+        j->submitted = false;
         if (w_need > 0) {
-                r = write_new(j, reterr);
+                r = write_new(j, &j->submitted, reterr);
                 if (r < 0)
                         return r;
         }
@@ -388,8 +431,21 @@ static int ingest_flush(ingest *j, st_diag *reterr) {
         int r = process_batch(j, reterr);
         if (r < 0)
                 return r;
-        memmove(j->buf, j->buf + j->split_end, j->have - j->split_end);
-        j->have -= j->split_end;
+        size_t tail = j->have - j->split_end;
+        if (j->submitted) {
+                /* The writer owns this batch now: continue in the spare one. */
+                batch old = { j->buf, j->pieces, 0, j->cap_pieces, j->out, j->out_cap };
+                j->buf = j->spare.buf;
+                j->pieces = j->spare.pieces;
+                j->cap_pieces = j->spare.cap_pieces;
+                j->out = j->spare.out;
+                j->out_cap = j->spare.out_cap;
+                j->spare = old;
+                memcpy(j->buf, old.buf + j->split_end, tail);
+        } else
+                memmove(j->buf, j->buf + j->split_end, tail);
+        j->n_pieces = 0;
+        j->have = tail;
         j->split_end = 0;
         return 0;
 }
@@ -446,10 +502,21 @@ int ingest_region(ingest *j, uint64_t pos, uint64_t end, ingest_read_fn fn, void
 }
 
 static void job_done(ingest *j) {
+        if (j->writer_started) {
+                pthread_mutex_lock(&j->wlock);
+                j->writer_quit = true;
+                pthread_cond_broadcast(&j->wcond);
+                pthread_mutex_unlock(&j->wlock);
+                pthread_join(j->writer, NULL); /* it finishes a pending batch first */
+        }
+        pthread_mutex_destroy(&j->wlock);
+        pthread_cond_destroy(&j->wcond);
         free(j->buf);
         free(j->pieces);
         free(j->out);
-        free(j->groups);
+        free(j->spare.buf);
+        free(j->spare.pieces);
+        free(j->spare.out);
         if (j->cctx)
                 for (unsigned i = 0; i < j->n_cctx; i++)
                         ZSTD_freeCCtx(j->cctx[i]);
@@ -470,10 +537,13 @@ int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_op
         *j = (ingest){ .s = s, .cp = s->cfg.chunker, .m = m, .record_holes = record_holes,
                        .progress = o ? o->progress : NULL, .progress_ctx = o ? o->userdata : NULL,
                        .progress_total = progress_total };
+        pthread_mutex_init(&j->wlock, NULL);
+        pthread_cond_init(&j->wcond, NULL);
         j->buf = malloc(INGEST_BUF);
+        j->spare.buf = malloc(INGEST_BUF);
         j->n_cctx = st_pool_size(pool);
         j->cctx = calloc(j->n_cctx, sizeof *j->cctx);
-        r = (j->buf && j->cctx) ? 0 : -ENOMEM;
+        r = (j->buf && j->spare.buf && j->cctx) ? 0 : -ENOMEM;
         for (unsigned i = 0; r == 0 && i < j->n_cctx; i++)
                 if (!(j->cctx[i] = ZSTD_createCCtx()))
                         r = -ENOMEM;
@@ -496,6 +566,8 @@ int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_op
 
 int ingest_finish(ingest *j, st_import_result *ret, st_diag *reterr) {
         int r = ingest_flush(j, reterr);
+        if (r == 0)
+                r = writer_wait(j, reterr);
         if (r < 0)
                 return r;
         st_store *s = j->s;
@@ -517,6 +589,7 @@ int ingest_finish(ingest *j, st_import_result *ret, st_diag *reterr) {
  * so afterwards the store is exactly as before and clean. */
 static int ingest_rollback(ingest *j) {
         st_store *s = j->s;
+        (void)writer_wait(j, NULL); /* its error is why we roll back, or moot */
         pthread_rwlock_wrlock(&s->lock);
         int r = index_truncate(s->idx, j->n_entries);
         while (r == 0 && s->n_packs > j->n_packs) {
