@@ -23,7 +23,7 @@ for k in $(seq 1 "$ROUNDS"); do
         sleep "0.$(printf '%03d' $((RANDOM % 400)))"
         kill -9 $pid 2>/dev/null || true
         wait $pid 2>/dev/null || true
-        last=$(grep '^F ' "$TMP/w.out" | tail -1 | cut -d' ' -f2)
+        last=$(grep '^F ' "$TMP/w.out" | tail -1 | cut -d' ' -f2 || true)
         last=${last:--1}
         total=$((total + last + 1))
         # read-only first (recovery in memory), then as a writer would
