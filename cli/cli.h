@@ -54,4 +54,5 @@ int cmd_create(cli *c, int argc, char **argv);
 int cmd_clone(cli *c, int argc, char **argv);
 int cmd_snapshot(cli *c, int argc, char **argv);
 int cmd_commit(cli *c, int argc, char **argv);
+int cmd_serve(cli *c, int argc, char **argv);
 int cmd_chunk(cli *c, int argc, char **argv);

@@ -139,6 +139,23 @@ typedef void (*st_fsck_report_fn)(void *userdata, int severity, const char *file
 ST_API int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata,
                          const st_import_opts *opts, st_fsck_result *ret);
 
+typedef struct st_cache_stats {
+        uint64_t hits;         /* reads served from memory */
+        uint64_t misses;       /* reads that had to load the chunk */
+        uint64_t waits;        /* reads that waited for another reader's load */
+        uint64_t loads;        /* chunks read from packs and decompressed */
+        uint64_t bytes_loaded;
+        uint64_t evictions;
+        uint64_t entries, bytes, budget;
+} st_cache_stats;
+
+/* Give the store a cache of decompressed chunks of at most budget bytes,
+ * shared by every volume read through this handle (the daemon's hot tier).
+ * Call before opening volumes; 0 turns it off (the default). */
+ST_API int st_store_set_cache(st_store *s, uint64_t budget);
+/* Counters of the cache; all zero without one. Thread-safe. */
+ST_API void st_store_cache_stats(st_store *s, st_cache_stats *ret);
+
 /* Read chunk 'id' into buf (buf_len >= its length). Returns the length,
  * -ENOENT, -EBADMSG (corrupt or hash mismatch) or -ENOBUFS. Thread-safe
  * against other readers. */

@@ -62,6 +62,21 @@ ST_API int st_volume_write_zeroes(st_volume *v, uint64_t off, uint64_t len, unsi
 ST_API int st_volume_discard(st_volume *v, uint64_t off, uint64_t len);
 ST_API int st_volume_flush(st_volume *v);
 
+/* Extent flags reported by st_volume_map. */
+enum {
+        ST_EXTENT_HOLE = 1u << 0,   /* reads as zeros; nothing stored */
+        ST_EXTENT_SHARED = 1u << 1, /* stored in a chunk more than one extent names (dedup'd) */
+        ST_EXTENT_DELTA = 1u << 2,  /* written since the last commit */
+};
+
+/* Called for consecutive extents covering [off, off+len) in order; return
+ * non-zero to stop (st_volume_map then returns that value). */
+typedef int (*st_extent_fn)(void *ctx, uint64_t off, uint64_t len, unsigned flags);
+/* Describe [off, off+len) as extents with the same flags. Thread-safe as a read. */
+ST_API int st_volume_map(st_volume *v, uint64_t off, uint64_t len, st_extent_fn fn, void *ctx);
+/* Load the chunks behind [off, off+len) into the store's cache (a hint). */
+ST_API int st_volume_prefetch(st_volume *v, uint64_t off, uint64_t len);
+
 typedef struct st_commit_result {
         uint64_t blocks;     /* delta blocks folded */
         uint64_t new_chunks; /* chunks the store did not have */

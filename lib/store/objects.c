@@ -297,7 +297,7 @@ struct cached_manifest {
         struct cached_manifest *next;
 };
 
-static manifest *cache_get(st_store *s, const st_digest *id, st_diag *reterr, int *ret_r) {
+static manifest *chain_cache_get(st_store *s, const st_digest *id, st_diag *reterr, int *ret_r) {
         pthread_mutex_lock(&s->cache_lock);
         for (struct cached_manifest *c = s->cache; c; c = c->next)
                 if (memcmp(&c->id, id, sizeof *id) == 0) {
@@ -333,7 +333,7 @@ static manifest *cache_get(st_store *s, const st_digest *id, st_diag *reterr, in
         return m;
 }
 
-static void cache_put(st_store *s, const manifest *m) {
+static void chain_cache_put(st_store *s, const manifest *m) {
         pthread_mutex_lock(&s->cache_lock);
         for (struct cached_manifest **pc = &s->cache; *pc; pc = &(*pc)->next) {
                 struct cached_manifest *c = *pc;
@@ -351,7 +351,7 @@ static void cache_put(st_store *s, const manifest *m) {
 
 void store_chain_put(st_store *s, store_chain *c) {
         for (size_t i = 0; i < c->n; i++)
-                cache_put(s, c->layers[i]);
+                chain_cache_put(s, c->layers[i]);
         free(c->layers);
         *c = (store_chain){ 0 };
 }
@@ -372,7 +372,7 @@ int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag
                         break;
                 }
                 c.layers = l;
-                manifest *m = cache_get(s, &id, reterr, &r);
+                manifest *m = chain_cache_get(s, &id, reterr, &r);
                 if (!m)
                         break;
                 c.layers[c.n++] = m;

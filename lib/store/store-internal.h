@@ -32,6 +32,8 @@ typedef struct store_chain {
 } store_chain;
 
 struct cached_manifest;
+typedef struct chunk_cache chunk_cache;
+typedef struct cache_entry cache_entry;
 
 typedef struct store_pack {
         uint32_t id;
@@ -59,6 +61,7 @@ struct st_store {
         pthread_mutex_t write_lock;
         pthread_mutex_t cache_lock;
         struct cached_manifest *cache;
+        chunk_cache *hot; /* decompressed chunks, or NULL */
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
@@ -103,6 +106,15 @@ int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned);
 int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag *reterr);
 void store_chain_put(st_store *s, store_chain *c);
 void store_cache_free(st_store *s);
+
+/* cache.c: the hot tier */
+chunk_cache *cache_new(uint64_t budget);
+chunk_cache *cache_free(chunk_cache *c);
+/* Pin chunk id in memory, loading it if needed. Thread-safe. */
+int cache_get(st_store *s, chunk_cache *c, const st_digest *id, cache_entry **ret);
+const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len);
+void cache_put(chunk_cache *c, cache_entry *e);
+void cache_stats(chunk_cache *c, st_cache_stats *ret);
 
 /* import.c */
 uint64_t store_now_ns(void);

@@ -382,6 +382,7 @@ st_store *st_store_close(st_store *s) {
         index_free(s->idx);
         st_pool_free(s->pool);
         store_cache_free(s);
+        cache_free(s->hot);
         int fds[] = { s->packs_fd, s->manifests_fd, s->refs_fd, s->deltas_fd };
         for (size_t i = 0; i < 4; i++)
                 if (fds[i] >= 0)
@@ -395,6 +396,22 @@ st_store *st_store_close(st_store *s) {
         pthread_mutex_destroy(&s->cache_lock);
         free(s);
         return NULL;
+}
+
+int st_store_set_cache(st_store *s, uint64_t budget) {
+        chunk_cache *c = budget ? cache_new(budget) : NULL;
+        if (budget && !c)
+                return -ENOMEM;
+        cache_free(s->hot);
+        s->hot = c;
+        return 0;
+}
+
+void st_store_cache_stats(st_store *s, st_cache_stats *ret) {
+        if (s->hot)
+                cache_stats(s->hot, ret);
+        else
+                *ret = (st_cache_stats){ 0 };
 }
 
 const st_store_config *st_store_get_config(const st_store *s) {

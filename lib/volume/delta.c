@@ -66,12 +66,78 @@ static uint64_t *map_slot(const delta *d, uint64_t block) {
         }
 }
 
+/* A set of u64 (region numbers), open addressing. */
+static bool set_has(const uint64_t *keys, size_t cap, uint64_t k) {
+        if (!cap)
+                return false;
+        for (size_t i = mix(k) & (cap - 1);; i = (i + 1) & (cap - 1)) {
+                if (keys[i] == k)
+                        return true;
+                if (keys[i] == EMPTY)
+                        return false;
+        }
+}
+
+static int set_add(uint64_t **keys, size_t *cap, size_t *n, uint64_t k) {
+        if (set_has(*keys, *cap, k))
+                return 0;
+        if ((*n + 1) * 10 > *cap * 7) {
+                size_t nc = *cap ? *cap * 2 : 64;
+                uint64_t *t = malloc(nc * sizeof *t);
+                if (!t)
+                        return -ENOMEM;
+                memset(t, 0xff, nc * sizeof *t);
+                for (size_t i = 0; i < *cap; i++)
+                        if ((*keys)[i] != EMPTY) {
+                                size_t j = mix((*keys)[i]) & (nc - 1);
+                                while (t[j] != EMPTY)
+                                        j = (j + 1) & (nc - 1);
+                                t[j] = (*keys)[i];
+                        }
+                free(*keys);
+                *keys = t;
+                *cap = nc;
+        }
+        size_t i = mix(k) & (*cap - 1);
+        while ((*keys)[i] != EMPTY)
+                i = (i + 1) & (*cap - 1);
+        (*keys)[i] = k;
+        (*n)++;
+        return 0;
+}
+
+#define R1_SHIFT 8  /* 256 blocks = 1 MiB */
+#define R2_SHIFT 16 /* 65536 blocks = 256 MiB */
+
+uint64_t delta_next_block(const delta *d, uint64_t from, uint64_t limit) {
+        uint64_t b = from;
+        while (b < limit && d->count > 0) {
+                if (!set_has(d->r2, d->r2_cap, b >> R2_SHIFT)) {
+                        b = ((b >> R2_SHIFT) + 1) << R2_SHIFT;
+                        continue;
+                }
+                if (!set_has(d->r1, d->r1_cap, b >> R1_SHIFT)) {
+                        b = ((b >> R1_SHIFT) + 1) << R1_SHIFT;
+                        continue;
+                }
+                if (map_slot(d, b))
+                        return b;
+                b++;
+        }
+        return limit;
+}
+
 static int map_put(delta *d, uint64_t block, uint64_t val) {
         uint64_t *v = map_slot(d, block);
         if (v) {
                 *v = val;
                 return 0;
         }
+        int k = set_add(&d->r1, &d->r1_cap, &d->r1_n, block >> R1_SHIFT);
+        if (k == 0)
+                k = set_add(&d->r2, &d->r2_cap, &d->r2_n, block >> R2_SHIFT);
+        if (k < 0)
+                return k;
         if ((d->count + 1) * 10 > d->cap * 7) {
                 int r = map_grow(d);
                 if (r < 0)
@@ -251,6 +317,8 @@ void delta_close(delta *d) {
                 close(d->map_fd);
         free(d->keys);
         free(d->vals);
+        free(d->r1);
+        free(d->r2);
         free(d->jbuf);
         free(d->touched);
         free(d->pending_free);

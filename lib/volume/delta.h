@@ -35,6 +35,9 @@ typedef struct delta {
         /* block -> slot (or DELTA_ZERO); top bit: written since the last flush */
         uint64_t *keys, *vals;
         size_t cap, count;
+        /* which 1 MiB and 256 MiB regions hold any block: successor search */
+        uint64_t *r1, *r2;
+        size_t r1_cap, r1_n, r2_cap, r2_n;
         /* since the last flush */
         uint8_t *jbuf;
         size_t jlen, jcap;
@@ -50,6 +53,9 @@ typedef struct delta {
 int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *ret);
 void delta_close(delta *d);
 
+/* The first block >= from that the delta holds, or limit if none below it.
+ * Skips empty 256 MiB and 1 MiB regions at a time. */
+uint64_t delta_next_block(const delta *d, uint64_t from, uint64_t limit);
 /* 0: not in the delta; 1: *ret_slot holds the data; 2: zeros. */
 int delta_lookup(const delta *d, uint64_t block, uint64_t *ret_slot);
 int delta_read_slot(const delta *d, uint64_t slot, void *buf);

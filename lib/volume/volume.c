@@ -145,7 +145,19 @@ static int read_view(st_volume *v, uint8_t *buf, size_t len, uint64_t off, store
                 view_run_at(&v->chain, off, off + len, &run);
                 if (run.kind == RUN_ZERO)
                         memset(buf, 0, (size_t)run.len);
-                else {
+                else if (v->s->hot) {
+                        cache_entry *e;
+                        int r = cache_get(v->s, v->s->hot, &run.ext->hash, &e);
+                        if (r < 0)
+                                return r;
+                        uint32_t n;
+                        const uint8_t *d = cache_data(e, &n);
+                        if (n == run.ext->len)
+                                memcpy(buf, d + (off - run.ext->off), (size_t)run.len);
+                        cache_put(v->s->hot, e);
+                        if (n != run.ext->len)
+                                return -EBADMSG;
+                } else {
                         int64_t n = store_read_chunk(v->s, &run.ext->hash, cb);
                         if (n < 0)
                                 return (int)n;
@@ -174,9 +186,9 @@ void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) 
                 return;
         }
         /* Up to the next block the delta has. */
-        uint64_t end = bend;
-        while (end < limit && delta_lookup(&v->d, end / DELTA_BLOCK, &slot) == 0)
-                end = ST_MIN(end + DELTA_BLOCK, limit);
+        uint64_t lb = (limit + DELTA_BLOCK - 1) / DELTA_BLOCK;
+        uint64_t end = ST_MIN(delta_next_block(&v->d, block + 1, lb) * DELTA_BLOCK, limit);
+        end = ST_MAX(end, bend);
         view_run vr;
         view_run_at(&v->chain, off, end, &vr);
         *ret = (volume_run){ .off = off, .len = vr.len,
@@ -208,8 +220,10 @@ static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
                         memset(buf, 0, n);
                 else {
                         /* Extend over the following blocks the delta lacks. */
-                        while (n < len && delta_lookup(&v->d, (off + n) / DELTA_BLOCK, &slot) == 0)
-                                n = ST_MIN(len, n + DELTA_BLOCK);
+                        uint64_t end = off + len;
+                        uint64_t nb = delta_next_block(&v->d, block + 1,
+                                                       (end + DELTA_BLOCK - 1) / DELTA_BLOCK);
+                        n = (size_t)(ST_MIN(nb * DELTA_BLOCK, end) - off);
                         r = read_view(v, buf, n, off, &cb);
                 }
                 buf += n;
@@ -524,4 +538,65 @@ int st_volume_clone(st_store *s, const char *src, const char *dst) {
 
 int st_volume_snapshot(st_store *s, const char *vol, const char *snap) {
         return derive(s, vol, snap, ST_KIND_SNAPSHOT);
+}
+
+static unsigned run_flags(st_volume *v, const volume_run *r) {
+        if (r->kind == VRUN_ZERO)
+                return ST_EXTENT_HOLE;
+        if (r->kind == VRUN_DELTA)
+                return ST_EXTENT_DELTA;
+        unsigned f = 0;
+        pthread_rwlock_rdlock(&v->s->lock);
+        uint32_t id = index_find(v->s->idx, &r->ext->hash);
+        if (id != INDEX_NONE && index_get(v->s->idx, id)->refs > 1)
+                f |= ST_EXTENT_SHARED;
+        pthread_rwlock_unlock(&v->s->lock);
+        return f;
+}
+
+int st_volume_map(st_volume *v, uint64_t off, uint64_t len, st_extent_fn fn, void *ctx) {
+        int r = check_range(v, off, len);
+        if (r < 0)
+                return r;
+        pthread_rwlock_rdlock(&v->lock);
+        uint64_t end = off + len, start = off;
+        unsigned cur = 0;
+        bool have = false;
+        while (off < end && r == 0) {
+                volume_run run;
+                volume_run_at(v, off, end, &run);
+                unsigned f = run_flags(v, &run);
+                if (have && f != cur) {
+                        r = fn(ctx, start, off - start, cur);
+                        start = off;
+                }
+                cur = f;
+                have = true;
+                off += run.len;
+        }
+        if (r == 0 && have)
+                r = fn(ctx, start, end - start, cur);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+int st_volume_prefetch(st_volume *v, uint64_t off, uint64_t len) {
+        int r = check_range(v, off, len);
+        if (r < 0 || !v->s->hot)
+                return r;
+        pthread_rwlock_rdlock(&v->lock);
+        uint64_t end = off + len;
+        while (off < end && r == 0) {
+                volume_run run;
+                volume_run_at(v, off, end, &run);
+                if (run.kind == VRUN_CHUNK) {
+                        cache_entry *e;
+                        r = cache_get(v->s, v->s->hot, &run.ext->hash, &e);
+                        if (r == 0)
+                                cache_put(v->s->hot, e);
+                }
+                off += run.len;
+        }
+        pthread_rwlock_unlock(&v->lock);
+        return r;
 }
