@@ -5,9 +5,10 @@
  *
  * Input: a 2-byte little-endian prefix U, then the bytes of NAME.map. U picks
  * the data file: U * 256 bytes of zeros (sparse), or no data file if U is
- * 0xffff. The files go to a scratch directory of this process (under
- * /dev/shm, else $TMPDIR or /tmp), rewritten for every input and removed at
- * exit. The journal is replayed with tag FUZZ_DELTA_TAG (fuzz.h).
+ * 0xffff. The files go to a scratch directory of this process,
+ * fuzz-delta-PID-XXXXXX under /dev/shm (else $TMPDIR or /tmp), rewritten for
+ * every input and removed at exit; a crashed run's directory is removed by the
+ * next run. The journal is replayed with tag FUZZ_DELTA_TAG (fuzz.h).
  *
  * Checks, against an independent replay of the journal here (the model):
  *  - read-only and read-write opens succeed or fail alike (0, or
@@ -23,8 +24,10 @@
  *    content alone, and replay to what was written.
  * The sealed run recomputes every record's check (as record_check in delta.c).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,16 +46,43 @@
 
 static int dir_fd = -1;
 static char dir_path[256];
+/* All that delta_open and delta_create (st_write_atomic's temp file) make. */
+static const char *const file_names[] = { NAME ".map", NAME ".data", "." NAME ".map.tmp" };
 
 static void cleanup(void) {
         if (dir_fd < 0)
                 return;
-        static const char *const names[] = { NAME ".map", NAME ".data", "." NAME ".map.tmp" };
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-                (void)unlinkat(dir_fd, names[i], 0);
+        for (size_t i = 0; i < sizeof file_names / sizeof file_names[0]; i++)
+                (void)unlinkat(dir_fd, file_names[i], 0);
         close(dir_fd);
         dir_fd = -1;
         (void)rmdir(dir_path);
+}
+
+/* Remove what a crashed run (no atexit) left in base: fuzz-delta-PID-* of
+ * processes that are gone. */
+static void sweep(const char *base) {
+        DIR *dir = opendir(base);
+        if (!dir)
+                return;
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+                char *end;
+                if (strncmp(de->d_name, "fuzz-delta-", 11) != 0)
+                        continue;
+                long pid = strtol(de->d_name + 11, &end, 10);
+                if (end == de->d_name + 11 || *end != '-' || pid <= 0 ||
+                    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                int fd = openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                for (size_t i = 0; i < sizeof file_names / sizeof file_names[0]; i++)
+                        (void)unlinkat(fd, file_names[i], 0);
+                close(fd);
+                (void)unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR);
+        }
+        closedir(dir);
 }
 
 static void scratch_dir(void) {
@@ -62,7 +92,9 @@ static void scratch_dir(void) {
         for (size_t i = 0; i < 3 && dir_fd < 0; i++) {
                 if (!bases[i])
                         continue;
-                snprintf(dir_path, sizeof dir_path, "%s/fuzz-delta-XXXXXX", bases[i]);
+                sweep(bases[i]);
+                snprintf(dir_path, sizeof dir_path, "%s/fuzz-delta-%ld-XXXXXX", bases[i],
+                         (long)getpid());
                 if (mkdtemp(dir_path))
                         dir_fd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         }

@@ -257,7 +257,7 @@ static void gen_manifest(void) {
         manifest_free(m);
         put("manifest", "trunc-header", p, 40);
         put("manifest", "trunc-extent", p, len - 50);
-        put_flips("manifest", "image-12ext", p, len, 6);
+        put_flips("manifest", "image-12ext", p, len, 4);
         body = len - MANIFEST_TRAILER_LEN;
         const size_t e = MANIFEST_HEADER_LEN, el = MANIFEST_EXTENT_LEN;
         const damage dmg[] = {
