@@ -62,7 +62,8 @@ int cmd_create(cli *c, int argc, char **argv) {
                 return 2;
         }
         st_store *s;
-        if (cli_open(c, ST_STORE_CREATE, &s) < 0)
+        /* Shared: works while stellar serve runs, which then serves it. */
+        if (cli_open(c, ST_STORE_CREATE | ST_STORE_SHARED, &s) < 0)
                 return 1;
         int r = st_volume_create(s, name, size);
         st_store_close(s);
@@ -78,12 +79,27 @@ static int derive(cli *c, int argc, char **argv, const char *usage, bool snapsho
                 return 2;
         }
         st_store *s;
-        if (cli_open(c, 0, &s) < 0)
+        /* A clone only adds a ref: it works while stellar serve runs. A
+         * snapshot commits first, which needs the store to itself. */
+        if (cli_open(c, snapshot ? 0 : ST_STORE_SHARED, &s) < 0)
                 return 1;
         int r = snapshot ? st_volume_snapshot(s, argv[i], argv[i + 1])
                          : st_volume_clone(s, argv[i], argv[i + 1]);
         st_store_close(s);
-        if (r == -EINVAL && snapshot)
+        if (r == -EBUSY && !snapshot) {
+                /* The source has writes to commit first: that needs the store
+                 * to itself, which we get unless a daemon runs. */
+                st_diag d = { 0 };
+                if (st_store_open(c->store_dir, 0, &s, &d) == 0) {
+                        r = st_volume_clone(s, argv[i], argv[i + 1]);
+                        st_store_close(s);
+                }
+        }
+        if (r == -EBUSY)
+                cli_error("cannot clone %s: it has uncommitted writes, and committing needs the "
+                          "store to itself (stop stellar serve, commit, then clone)",
+                          argv[i]);
+        else if (r == -EINVAL && snapshot)
                 cli_error("cannot snapshot %s: only a volume can be snapshotted (or a bad name)",
                           argv[i]);
         else if (r < 0)

@@ -186,7 +186,7 @@ static void write_stats(st_store *s, const char *path) {
 int serve_run(const serve_opts *o) {
         st_store *s;
         st_diag d = { 0 };
-        int r = st_store_open(o->store_dir, 0, &s, &d);
+        int r = st_store_open(o->store_dir, ST_STORE_SHARED, &s, &d);
         if (r < 0) {
                 logf_("cannot open store %s: %s%s%s", o->store_dir, d.what ? d.what : "",
                       d.what ? ": " : "", strerror(-r));

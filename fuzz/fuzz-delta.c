@@ -118,6 +118,9 @@ static uint64_t check_of(const uint8_t *rec) {
         return fuzz_delta_check(rec, FUZZ_DELTA_TAG);
 }
 
+/* Blocks of the fuzzed volume: records at or past it are damage. */
+#define FUZZ_MAX_BLOCKS (1ull << 20)
+
 /* The model: block -> slot, DELTA_ZERO, or written content. */
 #define UNKNOWN UINT64_MAX
 typedef struct ment {
@@ -177,16 +180,26 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool data, ui
                 m->rc = -EPROTONOSUPPORT;
                 return;
         }
+        if (st_le32_get(map + 12) != MAP_HEADER_LEN || st_le64_get(map + 24) != 0) {
+                m->rc = -EBADMSG;
+                return;
+        }
         m->live = true;
         m->n_slots = n_slots;
         size_t off = MAP_HEADER_LEN;
         for (; off + MAP_RECORD_LEN <= len; off += MAP_RECORD_LEN, m->seq++) {
                 const uint8_t *rec = map + off;
-                uint64_t val = st_le64_get(rec + 8);
+                uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 if (st_le64_get(rec + 16) != m->seq || st_le64_get(rec + 24) != check_of(rec) ||
-                    (val != DELTA_ZERO && val >= n_slots))
+                    block >= FUZZ_MAX_BLOCKS || (val != DELTA_ZERO && val >= n_slots))
                         break;
-                model_set(m, st_le64_get(rec), val, 0);
+                /* a slot another block holds ends the journal too */
+                bool shared = false;
+                for (size_t k = 0; val != DELTA_ZERO && k < m->n && !shared; k++)
+                        shared = m->e[k].val == val && m->e[k].block != block;
+                if (shared)
+                        break;
+                model_set(m, block, val, 0);
         }
         m->map_len = off;
 }
@@ -332,12 +345,12 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta ro, rw;
         model_replay(&m, map, map_len, has_data, data_size / DELTA_BLOCK);
 
-        int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, true, &ro);
+        int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == m.rc);
         if (r < 0) {
-                FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, false, &rw) == r);
+                FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw) == r);
                 goto out;
         }
         FUZZ_ASSERT(!m.live || ro.n_slots == m.n_slots);
@@ -345,7 +358,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta_close(&ro);
         FUZZ_ASSERT(map_size() == (off_t)map_len); /* read-only: nothing cut */
 
-        r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, false, &rw);
+        r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == 0);
@@ -353,14 +366,14 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         if (m.live) /* the torn tail is gone */
                 FUZZ_ASSERT(map_size() == (off_t)m.map_len);
 
-        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, true, &ro) == 0);
+        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro) == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 
         /* Write on top, then replay what that wrote. */
         exercise(&rw, &m);
         delta_close(&rw); /* LeakSanitizer checks that this frees everything */
-        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, true, &ro) == 0);
+        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro) == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 out:

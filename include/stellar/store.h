@@ -21,6 +21,10 @@ typedef struct st_store st_store;
 enum {
         ST_STORE_RDONLY = 1u << 0, /* shared lock; never writes (recovery stays in memory) */
         ST_STORE_CREATE = 1u << 1, /* create the store if DIR has none */
+        /* Shared with other processes (the daemon, and CLI commands while it
+         * runs): may create refs (volumes, clones) and write volumes, but not
+         * change chunks or the index (import, commit, rm, gc give -EBUSY). */
+        ST_STORE_SHARED = 1u << 2,
 };
 
 typedef struct st_store_config {
@@ -35,7 +39,10 @@ ST_API int st_store_init(const char *dir, const st_store_config *cfg);
 
 /* Open the store in dir. If the last writer crashed, recovers: scans pack
  * tails, recounts references from the manifests, and (unless RDONLY) writes a
- * clean index. On failure *reterr (if non-NULL) names the file and offset. */
+ * clean index. A writer takes the store to itself (an exclusive lock) and
+ * gets -EBUSY at once if another process holds it; readers and SHARED
+ * openers wait for a writer to finish. On failure *reterr (if non-NULL)
+ * names the file and offset. */
 ST_API int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr);
 /* Close; NULL-safe; returns NULL. */
 ST_API st_store *st_store_close(st_store *s);

@@ -201,7 +201,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
 }
 
 int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret) {
-        int r = store_writable(s);
+        int r = store_exclusive(s);
         if (r < 0)
                 return r;
         st_gc_result res = { 0 };

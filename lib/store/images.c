@@ -85,7 +85,7 @@ int store_remove_delta(st_store *s, const char *name) {
 }
 
 int st_store_remove(st_store *s, const char *name) {
-        int r = store_writable(s);
+        int r = store_exclusive(s);
         if (r < 0)
                 return r;
         if (!st_name_valid(name))

@@ -99,7 +99,7 @@ uint64_t store_now_ns(void) {
 
 int st_store_import(st_store *s, const char *path, const char *name, const st_import_opts *o,
                     st_import_result *ret, st_diag *reterr) {
-        int r = store_writable(s);
+        int r = store_exclusive(s);
         if (r < 0)
                 return r;
         if (!st_name_valid(name))
@@ -152,7 +152,7 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
         if (r == 0) {
                 store_ref ref = { .kind = ST_KIND_IMAGE, .size = size, .ctime_ns = m->ctime_ns,
                                   .manifest = id };
-                r = store_ref_save(s, name, &ref);
+                r = store_ref_create(s, name, &ref);
                 saved = r == 0;
                 if (r < 0)
                         (void)st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, "cannot write ref", r);

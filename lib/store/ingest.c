@@ -525,7 +525,7 @@ static void job_done(ingest *j) {
 
 int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_opts *o,
                  uint64_t progress_total, ingest **ret) {
-        int r = store_writable(s);
+        int r = store_exclusive(s);
         if (r < 0)
                 return r;
         st_pool *pool = store_pool(s);

@@ -63,6 +63,26 @@ int store_ref_save(st_store *s, const char *name, const store_ref *r) {
         return st_write_atomic(s->refs_fd, name, buf, len);
 }
 
+int store_ref_create(st_store *s, const char *name, const store_ref *r) {
+        uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
+        size_t len = ref_encode(r, buf);
+        char tmp[REF_NAME_MAX + 40];
+        snprintf(tmp, sizeof tmp, ".%s.%ld.new", name, (long)getpid());
+        _cleanup_close_ int fd = openat(s->refs_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        int k = st_pwrite_full(fd, buf, len, 0);
+        if (k == 0)
+                k = ST_ERRNO(fsync(fd));
+        if (k == 0)
+                k = ST_ERRNO(renameat2(s->refs_fd, tmp, s->refs_fd, name, RENAME_NOREPLACE));
+        if (k < 0) {
+                (void)unlinkat(s->refs_fd, tmp, 0);
+                return k;
+        }
+        return st_fsync_dir(s->refs_fd);
+}
+
 bool store_ref_exists(st_store *s, const char *name) {
         return faccessat(s->refs_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }

@@ -68,7 +68,7 @@ static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
 }
 
 static bool writable(const st_store *s) {
-        return !(s->flags & ST_STORE_RDONLY);
+        return !(s->flags & ST_STORE_RDONLY) && !s->shared_only;
 }
 
 /* Scan p from 'from' to the end of its file; cut a torn tail. */

@@ -52,6 +52,7 @@ struct st_store {
         uint32_t next_pack_id;
         bool dirty_marked; /* the 'dirty' file exists because of us */
         bool broken;       /* a write failed midway: refuse further writes */
+        bool shared_only;  /* while opening SHARED behind others: recover in memory only */
         uint64_t unique_bytes, stored_bytes;
         st_pool *pool;
         /* Readers of chunks (volume I/O) take it shared; anything that changes
@@ -81,6 +82,8 @@ int store_write_index(st_store *s);
 int store_clear_dirty(st_store *s);
 int store_commit(st_store *s);
 int store_writable(const st_store *s);
+/* For changes to chunks and the index: also -EBUSY on a SHARED handle. */
+int store_exclusive(const st_store *s);
 /* Recompute unique_bytes and stored_bytes from the index. */
 void store_recount_totals(st_store *s);
 store_pack *store_pack_find(st_store *s, uint32_t id);
@@ -91,6 +94,9 @@ st_pool *store_pool(st_store *s);
 /* objects.c: refs, manifests, the chain cache */
 int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reterr);
 int store_ref_save(st_store *s, const char *name, const store_ref *r);
+/* Create a new ref: -EEXIST if the name exists, even when another process
+ * races for it (rename with RENAME_NOREPLACE). */
+int store_ref_create(st_store *s, const char *name, const store_ref *r);
 bool store_ref_exists(st_store *s, const char *name);
 /* Names of all refs (sorted); caller frees with store_free_names. */
 int store_list_names(st_store *s, char ***ret, size_t *ret_n);

@@ -154,6 +154,11 @@ void store_recount_totals(st_store *s) {
         }
 }
 
+int store_exclusive(const st_store *s) {
+        int r = store_writable(s);
+        return r < 0 ? r : (s->flags & ST_STORE_SHARED) ? -EBUSY : 0;
+}
+
 int store_writable(const st_store *s) {
         if (s->flags & ST_STORE_RDONLY)
                 return -EROFS;
@@ -282,7 +287,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         pthread_rwlock_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_mutex_init(&s->cache_lock, NULL);
-        s->flags = flags & ST_STORE_RDONLY;
+        s->flags = flags & (ST_STORE_RDONLY | ST_STORE_SHARED);
         s->next_pack_id = 1;
 
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -303,9 +308,26 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 goto fail;
         s->lock_fd = openat(s->dirfd, "lock",
                             ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-        if (s->lock_fd < 0 || flock(s->lock_fd, (s->flags & ST_STORE_RDONLY) ? LOCK_SH : LOCK_EX) < 0) {
+        if (s->lock_fd < 0) {
                 r = -errno;
-                diag(reterr, "lock", ST_DIAG_NO_OFFSET, "cannot lock the store");
+                diag(reterr, "lock", ST_DIAG_NO_OFFSET, "cannot open the lock file");
+                goto fail;
+        }
+        /* A writer fails fast rather than queueing behind a daemon; a SHARED
+         * opener takes the lock exclusively first, in case it must recover,
+         * and shares it once the store is clean. */
+        if ((s->flags & ST_STORE_SHARED) && flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                /* Others share it (the daemon): the store is clean, since
+                 * whoever took it first recovered it; join them. */
+                s->shared_only = true;
+        }
+        if (!(s->flags & ST_STORE_SHARED) &&
+            flock(s->lock_fd, (s->flags & ST_STORE_RDONLY) ? LOCK_SH : LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                diag(reterr, "lock", ST_DIAG_NO_OFFSET,
+                     r == -EBUSY ? "the store is in use by another process (stellar serve, or an "
+                                   "import or gc still running)"
+                                 : "cannot lock the store");
                 goto fail;
         }
         static const char *const dirs[] = { "packs", "manifests", "refs", "deltas" };
@@ -365,6 +387,11 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 if (r < 0)
                         goto fail;
         }
+        if ((s->flags & ST_STORE_SHARED) && flock(s->lock_fd, LOCK_SH) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        s->shared_only = false;
         *ret = s;
         return 0;
 fail:

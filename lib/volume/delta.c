@@ -227,34 +227,50 @@ static int replay(delta *d, bool rdonly) {
                 return 1; /* not ours, or torn at creation: empty */
         if (st_le32_get(hdr + 8) != MAP_VERSION)
                 return -EPROTONOSUPPORT;
+        if (st_le32_get(hdr + 12) != MAP_HEADER_LEN || st_le64_get(hdr + 24) != 0)
+                return -EBADMSG;
         if (fstat(d->data_fd, &st) < 0)
                 return -errno;
         d->n_slots = (uint64_t)st.st_size / DELTA_BLOCK;
+        /* Which block holds each slot: a record that names a slot another
+         * block holds is damage (a correct writer never shares a slot). */
+        uint64_t *owner = malloc((d->n_slots ? d->n_slots : 1) * sizeof *owner);
+        if (!owner)
+                return -ENOMEM;
+        memset(owner, 0xff, (d->n_slots ? d->n_slots : 1) * sizeof *owner);
         uint64_t off = MAP_HEADER_LEN;
         uint8_t buf[MAP_RECORD_LEN * 256];
         while (off + MAP_RECORD_LEN <= len) {
                 size_t n = (size_t)ST_MIN((uint64_t)sizeof buf, (len - off) / MAP_RECORD_LEN * MAP_RECORD_LEN);
                 int r = st_pread_full(d->map_fd, buf, n, off);
-                if (r < 0)
+                if (r < 0) {
+                        free(owner);
                         return r;
+                }
                 for (size_t i = 0; i < n; i += MAP_RECORD_LEN) {
                         const uint8_t *rec = buf + i;
                         uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                         if (st_le64_get(rec + 16) != d->seq ||
                             st_le64_get(rec + 24) != record_check(rec, d->tag) ||
-                            (val != DELTA_ZERO && val >= d->n_slots))
+                            block >= d->max_blocks ||
+                            (val != DELTA_ZERO && (val >= d->n_slots ||
+                                                   (owner[val] != EMPTY && owner[val] != block))))
                                 goto torn;
                         uint64_t *old = map_slot(d, block);
                         if (old && *old != DELTA_ZERO)
-                                if ((r = push(&d->free_slots, &d->n_free, &d->cap_free, *old)) < 0)
-                                        return r;
-                        if ((r = map_put(d, block, val)) < 0)
+                                owner[*old] = EMPTY;
+                        if (val != DELTA_ZERO)
+                                owner[val] = block;
+                        if ((r = map_put(d, block, val)) < 0) {
+                                free(owner);
                                 return r;
+                        }
                         d->seq++;
                         off += MAP_RECORD_LEN;
                 }
         }
 torn:
+        free(owner);
         /* A torn tail is the unfinished flush of a crashed writer: drop it. */
         if (off < len && !rdonly && ftruncate(d->map_fd, (off_t)off) < 0)
                 return -errno;
@@ -275,8 +291,10 @@ torn:
         return r;
 }
 
-int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *ret) {
-        delta d = { .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, bool rdonly,
+               delta *ret) {
+        delta d = { .dirfd = dirfd, .tag = tag, .max_blocks = max_blocks, .data_fd = -1,
+                    .map_fd = -1 };
         snprintf(d.name, sizeof d.name, "%s", name);
         char dn[300], mn[300];
         file_name(&d, "data", dn);
@@ -289,7 +307,8 @@ int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *re
                 r = replay(&d, rdonly);
                 if (r == 1) { /* foreign or torn at birth: start over on first write */
                         delta_close(&d);
-                        d = (delta){ .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+                        d = (delta){ .dirfd = dirfd, .tag = tag, .max_blocks = max_blocks,
+                                     .data_fd = -1, .map_fd = -1 };
                         snprintf(d.name, sizeof d.name, "%s", name);
                         r = 0;
                 }
@@ -369,10 +388,12 @@ static int remap(delta *d, uint64_t block, uint64_t val) {
         if (!old || !(*old & UNFLUSHED))
                 if ((r = push(&d->touched, &d->n_touched, &d->cap_touched, block)) < 0)
                         return r;
-        if (old && (*old & UNFLUSHED) && (*old & ~UNFLUSHED) != (DELTA_ZERO & ~UNFLUSHED) &&
-            val == DELTA_ZERO) {
-                /* An unflushed slot nothing durable names: free now. */
-                if ((r = push(&d->free_slots, &d->n_free, &d->cap_free, *old & ~UNFLUSHED)) < 0)
+        if (old && (*old & UNFLUSHED) && (*old & ~UNFLUSHED) != DELTA_ZERO && val == DELTA_ZERO) {
+                /* An unflushed slot: freed only after the flush, or one flush
+                 * could hold "A -> s, A -> zeros, B -> s", and a crash that
+                 * keeps only its first record would show B's data in A. */
+                if ((r = push(&d->pending_free, &d->n_pending, &d->cap_pending,
+                              *old & ~UNFLUSHED)) < 0)
                         return r;
         }
         if ((r = map_put(d, block, val | UNFLUSHED)) < 0)
@@ -385,6 +406,8 @@ static int ensure_files(delta *d) {
 }
 
 int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
+        if (block >= d->max_blocks || n > d->max_blocks - block)
+                return -EINVAL;
         int r = ensure_files(d);
         if (r < 0)
                 return r;
@@ -430,6 +453,8 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
 }
 
 int delta_zero(delta *d, uint64_t block, size_t n) {
+        if (block >= d->max_blocks || n > d->max_blocks - block)
+                return -EINVAL;
         int r = ensure_files(d);
         for (size_t i = 0; r == 0 && i < n; i++) {
                 uint64_t *cur = map_slot(d, block + i);
@@ -490,12 +515,13 @@ int delta_blocks(const delta *d, uint64_t **ret, size_t *ret_n) {
 
 int delta_reset(delta *d) {
         int dirfd = d->dirfd;
-        uint64_t tag = d->tag;
+        uint64_t tag = d->tag, max_blocks = d->max_blocks;
         char name[256];
         snprintf(name, sizeof name, "%s", d->name);
         bool had_files = d->map_fd >= 0;
         delta_close(d);
-        *d = (delta){ .dirfd = dirfd, .tag = tag, .data_fd = -1, .map_fd = -1 };
+        *d = (delta){ .dirfd = dirfd, .tag = tag, .max_blocks = max_blocks, .data_fd = -1,
+                      .map_fd = -1 };
         snprintf(d->name, sizeof d->name, "%s", name);
         if (!had_files)
                 return 0;

@@ -28,6 +28,7 @@ typedef struct delta {
         int dirfd;
         char name[256];
         uint64_t tag; /* the volume's creation time: a delta of another volume is ignored */
+        uint64_t max_blocks; /* blocks of the volume: records past it are damage */
         int data_fd, map_fd; /* -1 until the first write */
         uint64_t n_slots;    /* slots in the data file */
         uint64_t map_len;    /* durable journal bytes */
@@ -49,8 +50,11 @@ typedef struct delta {
 /* Open (replaying the journal) the delta of volume 'name' in dirfd. Missing
  * files are an empty delta; files are created on the first write unless
  * rdonly. A journal with another tag is treated as empty (and replaced on
- * the first write). */
-int delta_open(int dirfd, const char *name, uint64_t tag, bool rdonly, delta *ret);
+ * the first write). Replay ends at the first record that is torn, names a
+ * block at or past max_blocks, or names a slot another block holds.
+ * -EBADMSG for a damaged header, -EPROTONOSUPPORT for an unknown version. */
+int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, bool rdonly,
+               delta *ret);
 void delta_close(delta *d);
 
 /* The first block >= from that the delta holds, or limit if none below it.

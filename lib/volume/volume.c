@@ -107,7 +107,8 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
         }
         r = store_chain_get(s, &v->ref.manifest, &v->chain, reterr);
         if (r == 0 && v->ref.kind == ST_KIND_VOLUME) {
-                r = delta_open(s->deltas_fd, name, v->ref.ctime_ns, !v->writable, &v->d);
+                r = delta_open(s->deltas_fd, name, v->ref.ctime_ns,
+                               (v->ref.size + DELTA_BLOCK - 1) / DELTA_BLOCK, !v->writable, &v->d);
                 if (r < 0)
                         (void)st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
                                            "cannot open the volume's delta", r);
@@ -455,6 +456,9 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
 int st_volume_commit(st_volume *v, st_commit_result *ret) {
         if (!v->writable)
                 return -EROFS;
+        int k = store_exclusive(v->s);
+        if (k < 0)
+                return k;
         pthread_rwlock_wrlock(&v->lock);
         int r = commit_locked(v, ret);
         pthread_rwlock_unlock(&v->lock);
@@ -466,9 +470,9 @@ static int new_ref(st_store *s, const char *name, const store_ref *r) {
                 return -EINVAL;
         if (store_ref_exists(s, name))
                 return -EEXIST;
-        /* A stale delta of an earlier volume of this name must not come back. */
-        int k = store_remove_delta(s, name);
-        return k < 0 ? k : store_ref_save(s, name, r);
+        /* A stale delta of an earlier volume of this name has another tag:
+         * it is ignored, and replaced on the first write. */
+        return store_ref_create(s, name, r);
 }
 
 int st_volume_create(st_store *s, const char *name, uint64_t size) {

@@ -11,7 +11,7 @@
 # (apt-get download, cached in $STELLAR_VM_DIR, see tests/vm/build-initramfs.sh).
 . "$(dirname "$0")/../lib/functions.sh"
 requires qemu-system-x86_64 mkfs.ext4 sha256sum
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" && [ "$(id -u)" != 0 ]; then
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null && [ "$(id -u)" != 0 ]; then
         echo "SKIP: busybox-static not installed"
         exit 77
 fi
@@ -32,11 +32,10 @@ daemon_fail() {
 
 # A 64 MiB disk: 16 MiB random, 8 MiB repeating the first 8 (dedup), an ext4
 # file system of 24 MiB, 16 MiB of zeros (a hole).
-head -c $((16 * MIB)) /dev/urandom >"$TMP/disk.img"
-head -c $((8 * MIB)) "$TMP/disk.img" >>"$TMP/disk.img"
+head -c $((16 * MIB)) /dev/urandom >"$TMP/random.bin"
 make_ext4 "$TMP/fs.img" 24M /etc
-cat "$TMP/fs.img" >>"$TMP/disk.img"
-rm -f "$TMP/fs.img"
+{ cat "$TMP/random.bin"; head -c $((8 * MIB)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$TMP/disk.img"
+rm -f "$TMP/random.bin" "$TMP/fs.img"
 truncate -s $((64 * MIB)) "$TMP/disk.img"
 host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)
 
@@ -44,7 +43,9 @@ st init >/dev/null
 st import --quiet "$TMP/disk.img" base
 st clone base vol
 
-st serve --nbd "unix:$SOCK" --pidfile "$TMP/serve.pid" --stats "$TMP/stats.json" 2>"$TMP/serve.err" &
+# "$STELLAR", not st: $! must be the daemon's pid, not a subshell's
+"$STELLAR" serve --nbd "unix:$SOCK" --pidfile "$TMP/serve.pid" --stats "$TMP/stats.json" \
+        2>"$TMP/serve.err" &
 serve_pid=$!
 _cleanup_pids+=("$serve_pid")
 for _ in $(seq 100); do
@@ -106,4 +107,5 @@ cmp "$TMP/vol.img" "$TMP/expected.img" || daemon_fail "exported volume differs f
 st export base "$TMP/base.img"
 cmp "$TMP/base.img" "$TMP/disk.img" || daemon_fail "the image changed"
 fsck_clean
+sed 's/^/serve: /' "$TMP/serve.err"
 echo ok

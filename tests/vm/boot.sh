@@ -26,7 +26,7 @@ err() {
         exit 1
 }
 
-[ $# -ge 3 ] && [ $# -le 4 ] || usage
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then usage; fi
 SOCK=$1 EXPORT=$2 TEST=$3 MODE=${4:-}
 case $TEST in read | write) ;; *) usage ;; esac
 case $MODE in "" | readonly) ;; *) usage ;; esac
@@ -75,7 +75,11 @@ fi
 if [ -n "$problem" ]; then
         {
                 echo "boot.sh: $problem; last console lines:"
-                tail -n 30 "$LOG" | tr -d '\r' | sed 's/^/  | /'
+                if [ -s "$LOG" ]; then
+                        tail -n 30 "$LOG" | tr -d '\r' | sed 's/^/  | /'
+                else
+                        echo "  (none: the guest printed nothing)"
+                fi
                 if [ -s "$LOG.stderr" ]; then
                         echo "boot.sh: qemu stderr:"
                         sed 's/^/  | /' "$LOG.stderr"

@@ -39,6 +39,7 @@ note() { echo "build-initramfs: $*" >&2; }
 is_root() { [ "$(id -u)" = 0 ]; }
 fresh() { [ -s "$1" ] && [ "$1" -nt "$SELF" ]; }
 
+trap 'echo "build-initramfs: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 mkdir -p "$OUT" || err "cannot create $OUT"
 OUT=$(cd "$OUT" && pwd)
 exec 9>"$OUT/.lock"
@@ -53,7 +54,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # --- busybox (static: the initramfs has no libc) ---
 BUSYBOX=/bin/busybox
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null; then
         is_root || err "package busybox-static is missing (apt-get install busybox-static, as root)"
         note "installing busybox-static"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
@@ -61,13 +62,15 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok insta
                 err "apt-get install busybox-static failed"
 fi
 [ -x "$BUSYBOX" ] || err "$BUSYBOX missing although busybox-static is installed"
-"$BUSYBOX" --list | grep -qx cpio || err "$BUSYBOX has no cpio applet"
+"$BUSYBOX" --list | grep -x cpio >/dev/null || err "$BUSYBOX has no cpio applet"
 
 # --- kernel ---
 pick_kernel() {
         # The cloud metapackage depends on the current ABI's image package.
+        # (awk reads everything: an early exit would SIGPIPE apt-cache and,
+        # under pipefail, fail the assignment that calls this)
         apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-                awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+                awk '/Depends: linux-image-[0-9]/ && !p { print $2; p = 1 }' || true
 }
 if ! fresh "$OUT/vmlinuz"; then
         user_kpkg=${KPKG:-}
@@ -81,20 +84,24 @@ if ! fresh "$OUT/vmlinuz"; then
         note "downloading $KPKG"
         get() { (cd "$WORK" && apt-get download -o APT::Sandbox::User=root "$KPKG") >"$WORK/apt.log" 2>&1; }
         if ! get; then
-                # stale lists name a package the mirror has dropped
-                is_root && apt-get update -qq >/dev/null 2>&1 && KPKG=${user_kpkg:-$(pick_kernel)} && get ||
-                        { cat "$WORK/apt.log" >&2; err "apt-get download $KPKG failed"; }
+                # stale lists can name a package the mirror has dropped: update once
+                ok=0
+                if is_root && apt-get update -qq >/dev/null 2>&1; then
+                        KPKG=${user_kpkg:-$(pick_kernel)}
+                        [ -n "$KPKG" ] && get && ok=1
+                fi
+                [ $ok = 1 ] || { cat "$WORK/apt.log" >&2; err "apt-get download $KPKG failed"; }
         fi
-        deb=$(ls "$WORK"/linux-image-*.deb 2>/dev/null | head -1)
+        deb=$(find "$WORK" -maxdepth 1 -name 'linux-image-*.deb' -print -quit)
         [ -n "$deb" ] || err "apt-get download left no .deb in $WORK"
         dpkg -x "$deb" "$WORK/k" || err "dpkg -x $deb failed"
-        kver=$(ls "$WORK/k/lib/modules" | head -1)
+        kver=$(find "$WORK/k/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' -quit)
         [ -n "$kver" ] || err "$deb holds no /lib/modules"
         vmlinuz=$WORK/k/boot/vmlinuz-$kver
         [ -f "$vmlinuz" ] || err "$deb holds no /boot/vmlinuz-$kver"
         mkdir -p "$WORK/mods.new"
         for m in $MODULES; do
-                f=$(find "$WORK/k/lib/modules/$kver/kernel" -name "$m.ko*" | head -1)
+                f=$(find "$WORK/k/lib/modules/$kver/kernel" -name "$m.ko*" -print -quit)
                 if [ -z "$f" ]; then
                         # built into this kernel: nothing to load
                         grep -q "/$m.ko\$" "$WORK/k/lib/modules/$kver/modules.builtin" 2>/dev/null ||
@@ -118,6 +125,7 @@ fi
 [ -d "$OUT/modules" ] || err "$OUT/modules missing: remove $OUT/vmlinuz to fetch the kernel again"
 
 # --- the block the write test writes ---
+# (into a file first: head closing a pipe early would SIGPIPE the writer)
 {
         printf 'STELLAR-WRITE-TEST\n'
         i=0
@@ -125,7 +133,8 @@ fi
                 printf 'STELLAR-WRITE-TEST line %03d at offset %d\n' $i $MARKER_OFFSET
                 i=$((i + 1))
         done
-} | head -c 4096 >"$WORK/marker.bin"
+} >"$WORK/marker.txt"
+head -c 4096 "$WORK/marker.txt" >"$WORK/marker.bin"
 [ "$(stat -c %s "$WORK/marker.bin")" = 4096 ] || err "marker block is not 4096 bytes"
 
 # --- the initramfs ---
