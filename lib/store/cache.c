@@ -170,8 +170,8 @@ int cache_get(st_store *s, chunk_cache *c, const st_digest *id, cache_entry **re
                 grow_table(c);
         pthread_mutex_unlock(&c->lock);
 
-        store_chunk_buf cb = { 0 };
-        int64_t n = store_read_chunk(s, id, &cb);
+        store_chunk_buf *cb = store_chunk_buf_get(s);
+        int64_t n = cb ? store_read_chunk(s, id, cb) : -ENOMEM;
 
         pthread_mutex_lock(&c->lock);
         e->loading = false;
@@ -181,20 +181,21 @@ int cache_get(st_store *s, chunk_cache *c, const st_digest *id, cache_entry **re
                 pthread_cond_broadcast(&c->loaded);
                 pthread_mutex_unlock(&c->lock);
                 free(e);
-                store_chunk_buf_done(&cb);
+                store_chunk_buf_put(s, cb);
                 return (int)n;
         }
         /* Keep the decompressed buffer itself: no copy. */
-        e->data = cb.out;
+        e->data = cb->out;
         e->len = (uint32_t)n;
-        cb.out = NULL;
+        cb->out = NULL;
+        cb->out_cap = 0;
         c->used += e->len;
         c->stats.loads++;
         c->stats.bytes_loaded += e->len;
         evict(c);
         pthread_cond_broadcast(&c->loaded);
         pthread_mutex_unlock(&c->lock);
-        store_chunk_buf_done(&cb);
+        store_chunk_buf_put(s, cb);
         *ret = e;
         return 0;
 }

@@ -31,6 +31,13 @@ typedef struct store_chain {
         size_t n;
 } store_chain;
 
+/* Buffers for reading chunks, reused across calls by one thread. */
+typedef struct store_chunk_buf {
+        uint8_t *scratch, *out;
+        size_t scratch_cap, out_cap;
+        void *dctx; /* ZSTD_DCtx */
+} store_chunk_buf;
+
 struct cached_manifest;
 typedef struct chunk_cache chunk_cache;
 typedef struct cache_entry cache_entry;
@@ -63,6 +70,9 @@ struct st_store {
         pthread_mutex_t cache_lock;
         struct cached_manifest *cache;
         chunk_cache *hot; /* decompressed chunks, or NULL */
+        pthread_mutex_t bufs_lock;
+        store_chunk_buf *bufs[16]; /* idle reading buffers */
+        unsigned n_bufs;
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
@@ -135,16 +145,15 @@ bool store_volume_is_open(st_store *s, const char *name);
  * hold PACK_RECORD_HEADER_LEN + stored_len. Verifies the full hash. */
 int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
                      uint8_t *scratch, void *dctx);
-/* Buffers for reading chunks, reused across calls by one thread. */
-typedef struct store_chunk_buf {
-        uint8_t *scratch, *out;
-        size_t scratch_cap, out_cap;
-        void *dctx; /* ZSTD_DCtx */
-} store_chunk_buf;
+
 /* Read and verify chunk id into b->out; returns its length. Thread-safe
  * (takes the store lock shared). */
 int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b);
 void store_chunk_buf_done(store_chunk_buf *b);
+/* Borrow reading buffers (and their zstd context) from the store's pool:
+ * creating a decompression context costs more than decompressing a chunk. */
+store_chunk_buf *store_chunk_buf_get(st_store *s);
+void store_chunk_buf_put(st_store *s, store_chunk_buf *b);
 /* Does the record at e carry exactly this hash? (the full-hash check behind a
  * 16-byte prefix match). 1 yes, 0 no, negative errno. */
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash);

@@ -286,6 +286,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         s->dirfd = s->packs_fd = s->manifests_fd = s->refs_fd = s->deltas_fd = s->lock_fd = -EBADF;
         pthread_rwlock_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
+        pthread_mutex_init(&s->bufs_lock, NULL);
         pthread_mutex_init(&s->cache_lock, NULL);
         s->flags = flags & (ST_STORE_RDONLY | ST_STORE_SHARED);
         s->next_pack_id = 1;
@@ -410,6 +411,11 @@ st_store *st_store_close(st_store *s) {
         st_pool_free(s->pool);
         store_cache_free(s);
         cache_free(s->hot);
+        for (unsigned i = 0; i < s->n_bufs; i++) {
+                store_chunk_buf_done(s->bufs[i]);
+                free(s->bufs[i]);
+        }
+        pthread_mutex_destroy(&s->bufs_lock);
         int fds[] = { s->packs_fd, s->manifests_fd, s->refs_fd, s->deltas_fd };
         for (size_t i = 0; i < 4; i++)
                 if (fds[i] >= 0)
@@ -477,16 +483,38 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, v
 }
 
 int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
-        store_chunk_buf cb = { 0 };
-        int64_t r = store_read_chunk(s, id, &cb);
+        store_chunk_buf *cb = store_chunk_buf_get(s);
+        int64_t r = cb ? store_read_chunk(s, id, cb) : -ENOMEM;
         if (r >= 0) {
                 if ((size_t)r > buf_len)
                         r = -ENOBUFS;
                 else
-                        memcpy(buf, cb.out, (size_t)r);
+                        memcpy(buf, cb->out, (size_t)r);
         }
-        store_chunk_buf_done(&cb);
+        store_chunk_buf_put(s, cb);
         return r;
+}
+
+store_chunk_buf *store_chunk_buf_get(st_store *s) {
+        pthread_mutex_lock(&s->bufs_lock);
+        store_chunk_buf *b = s->n_bufs ? s->bufs[--s->n_bufs] : NULL;
+        pthread_mutex_unlock(&s->bufs_lock);
+        return b ? b : calloc(1, sizeof *b);
+}
+
+void store_chunk_buf_put(st_store *s, store_chunk_buf *b) {
+        if (!b)
+                return;
+        pthread_mutex_lock(&s->bufs_lock);
+        if (s->n_bufs < 16) {
+                s->bufs[s->n_bufs++] = b;
+                b = NULL;
+        }
+        pthread_mutex_unlock(&s->bufs_lock);
+        if (b) {
+                store_chunk_buf_done(b);
+                free(b);
+        }
 }
 
 void store_chunk_buf_done(store_chunk_buf *b) {

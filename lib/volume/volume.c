@@ -206,7 +206,7 @@ st_store *volume_store(st_volume *v) {
 
 /* Reads with the volume lock held (shared or exclusive). */
 static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
-        store_chunk_buf cb = { 0 };
+        store_chunk_buf *cb = NULL;
         int r = 0;
         while (r == 0 && len > 0) {
                 uint64_t block = off / DELTA_BLOCK, slot;
@@ -225,13 +225,16 @@ static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
                         uint64_t nb = delta_next_block(&v->d, block + 1,
                                                        (end + DELTA_BLOCK - 1) / DELTA_BLOCK);
                         n = (size_t)(ST_MIN(nb * DELTA_BLOCK, end) - off);
-                        r = read_view(v, buf, n, off, &cb);
+                        if (!cb && !v->s->hot && !(cb = store_chunk_buf_get(v->s)))
+                                r = -ENOMEM;
+                        else
+                                r = read_view(v, buf, n, off, cb);
                 }
                 buf += n;
                 off += n;
                 len -= n;
         }
-        store_chunk_buf_done(&cb);
+        store_chunk_buf_put(v->s, cb);
         return r;
 }
 
