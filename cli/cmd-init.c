@@ -9,7 +9,7 @@
 
 static const char usage[] =
         "Usage: stellar init [--mode image|stream] [--avg SIZE] [--min SIZE] [--max SIZE]\n"
-        "                    [--zstd-level N]\n\n"
+        "                    [--commit-avg SIZE] [--zstd-level N]\n\n"
         "Create an empty store. Chunking parameters are fixed for the store's life:\n"
         "chunks dedup only against chunks cut the same way.\n\n"
         "  --mode image   cut only at 4 KiB boundaries, zero blocks are holes (default)\n"
@@ -18,12 +18,13 @@ static const char usage[] =
         "                 (image: 4K, a mean of about 6 KiB; stream: 64K)\n"
         "  --min SIZE     minimum (image: 4K, stream: avg/4)\n"
         "  --max SIZE     maximum (image: 16K; stream: avg*4)\n"
+        "  --commit-avg SIZE  average chunk size for volume commits (default 16K)\n"
         "  --zstd-level N zstd level for new chunks (default 1: on disk images it\n"
         "                 compresses within 1% of level 3 at 1.3x the speed)\n";
 
 int cmd_init(cli *c, int argc, char **argv) {
         st_store_config cfg = ST_STORE_CONFIG_DEFAULT;
-        uint64_t avg = 0, min = 0, max = 0;
+        uint64_t avg = 0, min = 0, max = 0, commit_avg = 0;
         bool stream = false;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
@@ -31,6 +32,7 @@ int cmd_init(cli *c, int argc, char **argv) {
                 uint64_t *dst = strcmp(a, "--avg") == 0   ? &avg
                                 : strcmp(a, "--min") == 0 ? &min
                                 : strcmp(a, "--max") == 0 ? &max
+                                : strcmp(a, "--commit-avg") == 0 ? &commit_avg
                                                           : NULL;
                 if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
                         printf("%s", usage);
@@ -69,7 +71,12 @@ int cmd_init(cli *c, int argc, char **argv) {
                 cfg.chunker.min_size = (uint32_t)min;
         if (max)
                 cfg.chunker.max_size = (uint32_t)max;
-        if (st_chunker_params_check(&cfg.chunker) < 0) {
+        if (commit_avg)
+                cfg.commit_chunker = (st_chunker_params){ ST_CHUNK_ALIGN, ST_CHUNK_ALIGN,
+                                                          (uint32_t)commit_avg,
+                                                          (uint32_t)(commit_avg * 4) };
+        if (st_chunker_params_check(&cfg.chunker) < 0 ||
+            st_chunker_params_check(&cfg.commit_chunker) < 0) {
                 cli_error("invalid chunking parameters (avg a power of two, min <= avg <= max <= 16M%s)",
                           stream ? "" : ", multiples of 4K");
                 return 2;

@@ -355,8 +355,9 @@ static void gen_format(void) {
                 st_store_config cfg;
         } cfgs[] = {
                 { "default", ST_STORE_CONFIG_DEFAULT },
-                { "stream-zstd-max", { { 1, 16384, 65536, 262144 }, 22 } },
-                { "image-zstd-neg7", { { 4096, 4096, 4096, 16u << 20 }, -7 } },
+                { "stream-zstd-max", { { 1, 16384, 65536, 262144 }, 22, ST_CHUNKER_COMMIT_DEFAULT } },
+                { "image-zstd-neg7",
+                  { { 4096, 4096, 4096, 16u << 20 }, -7, { 4096, 4096, 32768, 131072 } } },
         };
         uint8_t fmt[STORE_FORMAT_LEN];
 
@@ -497,7 +498,7 @@ static void gen_delta(void) {
         } while (0)
 
         /* Runs, rewrites of durable and of unflushed blocks, zeros, in three flushes. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
         block_of(buf, 4, 0);
         OK(delta_write(&d, 0, 4, buf));
         OK(delta_flush(&d));
@@ -548,14 +549,14 @@ static void gen_delta(void) {
         free(map);
 
         /* Emptied after a commit: the header alone. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
         OK(delta_reset(&d));
         delta_take(&d, dfd, &map, &len, &units);
         put_delta("empty", map, len, units);
         free(map);
 
         /* More records than replay reads at once (256). */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
         for (uint64_t i = 0; i < 300; i++) {
                 uint64_t b = (i * 7) % 40;
                 if (i % 9 == 4)

@@ -28,11 +28,18 @@ enum {
 };
 
 typedef struct st_store_config {
-        st_chunker_params chunker;
+        st_chunker_params chunker; /* for imports */
         int zstd_level;
+        /* For volume commits: what guests write is folded with larger chunks,
+         * which keeps a commit's manifest layer and index entries under 1% of
+         * its data (bench/RESULTS.md, density). Identical writes in many
+         * clones still dedup: they are cut the same way. */
+        st_chunker_params commit_chunker;
 } st_store_config;
 
-#define ST_STORE_CONFIG_DEFAULT ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1 })
+#define ST_CHUNKER_COMMIT_DEFAULT ((st_chunker_params){ 4096, 4096, 16384, 65536 })
+#define ST_STORE_CONFIG_DEFAULT                                                                    \
+        ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT })
 
 /* Create a store in dir (made if missing). -EEXIST if one is there already. */
 ST_API int st_store_init(const char *dir, const st_store_config *cfg);

@@ -534,7 +534,7 @@ int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_op
         ingest *j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        *j = (ingest){ .s = s, .cp = s->cfg.chunker, .m = m, .record_holes = record_holes,
+        *j = (ingest){ .s = s, .cp = m->chunker, .m = m, .record_holes = record_holes,
                        .progress = o ? o->progress : NULL, .progress_ctx = o ? o->userdata : NULL,
                        .progress_total = progress_total };
         pthread_mutex_init(&j->wlock, NULL);

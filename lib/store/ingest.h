@@ -26,6 +26,7 @@ typedef int (*ingest_read_fn)(void *ctx, uint64_t off, void *buf, size_t len);
  * become hole extents (layers mask their parent with them). */
 int ingest_begin(st_store *s, manifest *m, bool record_holes, const st_import_opts *o,
                  uint64_t progress_total, ingest **ret);
+/* The pieces are cut with m->chunker. */
 int ingest_region(ingest *j, uint64_t pos, uint64_t end, ingest_read_fn fn, void *ctx,
                   st_diag *reterr);
 int ingest_finish(ingest *j, st_import_result *ret, st_diag *reterr);

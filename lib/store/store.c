@@ -57,6 +57,10 @@ static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *
         st_le32_put(out + 24, cfg->chunker.avg_size);
         st_le32_put(out + 28, cfg->chunker.max_size);
         st_le32_put(out + 32, (uint32_t)cfg->zstd_level);
+        st_le32_put(out + 36, cfg->commit_chunker.align);
+        st_le32_put(out + 40, cfg->commit_chunker.min_size);
+        st_le32_put(out + 44, cfg->commit_chunker.avg_size);
+        st_le32_put(out + 48, cfg->commit_chunker.max_size);
         st_digest d;
         st_hash(out, 56, &d);
         memcpy(out + 56, d.b, 8);
@@ -75,7 +79,7 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_d
                 diag(reterr, "format", 12, "bad format header length");
                 return -EBADMSG;
         }
-        for (size_t i = 36; i < 56; i++)
+        for (size_t i = 52; i < 56; i++)
                 if (p[i] != 0) {
                         diag(reterr, "format", i, "reserved format bytes are not zero");
                         return -EBADMSG;
@@ -95,13 +99,20 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_d
                 diag(reterr, "format", 16, "bad chunker parameters or zstd level");
                 return -EBADMSG;
         }
+        c.commit_chunker = (st_chunker_params){ st_le32_get(p + 36), st_le32_get(p + 40),
+                                                st_le32_get(p + 44), st_le32_get(p + 48) };
+        if (st_chunker_params_check(&c.commit_chunker) < 0) {
+                diag(reterr, "format", 36, "bad commit chunker parameters");
+                return -EBADMSG;
+        }
         *ret = c;
         return 0;
 }
 
 int st_store_init(const char *dir, const st_store_config *cfg) {
         st_store_config c = cfg ? *cfg : ST_STORE_CONFIG_DEFAULT;
-        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22)
+        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22 ||
+            st_chunker_params_check(&c.commit_chunker) < 0)
                 return -EINVAL;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;

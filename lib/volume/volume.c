@@ -386,7 +386,8 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
         /* A layer over the current top; or, when the chain is deep, one whole
          * manifest of the volume's content (chunks dedup, so only the index
          * and the manifest are new). */
-        manifest *m = manifest_new(v->ref.size, &s->cfg.chunker, flatten ? NULL : &v->ref.manifest);
+        manifest *m = manifest_new(v->ref.size, &s->cfg.commit_chunker,
+                                   flatten ? NULL : &v->ref.manifest);
         if (!m)
                 return -ENOMEM;
         pthread_mutex_lock(&s->write_lock);
