@@ -73,6 +73,14 @@ int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
         return 0;
 }
 
+bool store_delta_pending(st_store *s, const char *name) {
+        char file[REF_NAME_MAX + 16];
+        snprintf(file, sizeof file, "%s.map", name);
+        struct stat st;
+        /* a journal holds records beyond its 32-byte header */
+        return fstatat(s->deltas_fd, file, &st, 0) == 0 && st.st_size > 32;
+}
+
 int store_remove_delta(st_store *s, const char *name) {
         static const char *const ext[] = { "data", "map" };
         for (size_t i = 0; i < 2; i++) {

@@ -138,6 +138,8 @@ uint64_t store_now_ns(void);
 /* images.c */
 uint64_t store_delta_bytes(st_store *s, const char *name);
 int store_remove_delta(st_store *s, const char *name);
+/* Does the volume's delta journal hold any record (writes to commit)? */
+bool store_delta_pending(st_store *s, const char *name);
 
 /* volume code (lib/volume): is a volume of this name open in this process? */
 bool store_volume_is_open(st_store *s, const char *name);

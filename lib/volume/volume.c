@@ -506,7 +506,7 @@ static int settle(st_store *s, const char *src, store_ref *ret) {
         pthread_mutex_unlock(&open_lock);
         if (open)
                 r = st_volume_commit(open, NULL);
-        else {
+        else if (store_delta_pending(s, src)) {
                 st_volume *v;
                 r = st_volume_open(s, src, 0, &v, NULL);
                 if (r == 0) {
