@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../lib/util/fs.h"
 #include "nbd-proto.h"
 #include "serve.h"
 
@@ -98,17 +99,6 @@ static int send_iov(int fd, struct iovec *iov, int cnt) {
 static int send_all(int fd, const void *buf, size_t len) {
         struct iovec iov = { (void *)buf, len };
         return send_iov(fd, &iov, 1);
-}
-
-static int ensure(uint8_t **p, size_t *cap, size_t need) {
-        if (need <= *cap)
-                return 0;
-        uint8_t *t = realloc(*p, need);
-        if (!t)
-                return -ENOMEM;
-        *p = t;
-        *cap = need;
-        return 0;
 }
 
 /* ---- handshake ---- */
@@ -277,7 +267,7 @@ static int handshake(conn *c) {
                                 return r;
                         continue;
                 }
-                if ((r = ensure(&c->buf, &c->buf_cap, len + 1)) < 0 ||
+                if ((r = st_buf_grow(&c->buf, &c->buf_cap, len + 1)) < 0 ||
                     (r = read_full(c->fd, c->buf, len)) < 0)
                         return r;
                 nbd_option o;
@@ -406,7 +396,7 @@ static int read_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
 }
 
 static int do_read(conn *c, st_volume *v, const nbd_request *q) {
-        int r = ensure(&c->buf, &c->buf_cap, q->length ? q->length : 1);
+        int r = st_buf_grow(&c->buf, &c->buf_cap, q->length ? q->length : 1);
         if (r == 0)
                 r = st_volume_read(v, c->buf, q->length, q->offset);
         if (r < 0)
@@ -447,7 +437,7 @@ static int status_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) 
                 } else {
                         if (c->n_desc == c->desc_max)
                                 return 1; /* enough */
-                        if (ensure(&c->desc, &c->desc_cap, 8 * (c->n_desc + 1)) < 0)
+                        if (st_buf_grow(&c->desc, &c->desc_cap, 8 * (c->n_desc + 1)) < 0)
                                 return -ENOMEM;
                         put_be32(c->desc + 8 * c->n_desc, l);
                         put_be32(c->desc + 8 * c->n_desc + 4, st);
@@ -472,7 +462,7 @@ static int do_block_status(conn *c, st_volume *v, const nbd_request *q) {
                 if (k < 0)
                         return error_reply(c, q, wire_error(k));
                 if (c->n_desc == 0) { /* a zero-length query still gets one descriptor */
-                        if (ensure(&c->desc, &c->desc_cap, 8) < 0)
+                        if (st_buf_grow(&c->desc, &c->desc_cap, 8) < 0)
                                 return -ENOMEM;
                         put_be32(c->desc, q->length);
                         put_be32(c->desc + 4, 0);
@@ -507,7 +497,7 @@ static int transmission(conn *c) {
                         return -EPROTO;
                 if (q.type == NBD_CMD_WRITE) {
                         /* The payload follows whatever the verdict. */
-                        if ((r = ensure(&c->buf, &c->buf_cap, q.length ? q.length : 1)) < 0 ||
+                        if ((r = st_buf_grow(&c->buf, &c->buf_cap, q.length ? q.length : 1)) < 0 ||
                             (r = read_full(c->fd, c->buf, q.length)) < 0)
                                 return r;
                 }

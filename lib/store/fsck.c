@@ -6,7 +6,6 @@
  * the right length, and recounts references against the index's counts.
  * It reports; it never changes the store.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -79,25 +78,14 @@ static int collect(void *ctx, uint64_t off, const pack_record *r) {
         return 0;
 }
 
-static int grow(uint8_t **p, size_t *cap, size_t need) {
-        if (need <= *cap)
-                return 0;
-        uint8_t *t = realloc(*p, need);
-        if (!t)
-                return -ENOMEM;
-        *p = t;
-        *cap = need;
-        return 0;
-}
-
 static void verify_one(void *ctx, size_t i, unsigned worker) {
         fsck_ctx *c = ctx;
         fsck_rec *fr = &c->recs[i];
         __typeof__(c->w[0]) *w = &c->w[worker];
         if (!w->dctx)
                 w->dctx = ZSTD_createDCtx();
-        if (!w->dctx || grow(&w->buf, &w->cap, fr->rec.stored_len) < 0 ||
-            grow(&w->out, &w->out_cap, fr->rec.raw_len) < 0) {
+        if (!w->dctx || st_buf_grow(&w->buf, &w->cap, fr->rec.stored_len) < 0 ||
+            st_buf_grow(&w->out, &w->out_cap, fr->rec.raw_len) < 0) {
                 fr->result = -ENOMEM;
                 return;
         }
@@ -252,27 +240,23 @@ static int check_manifests(fsck_ctx *c, uint32_t *counts) {
         return r;
 }
 
+static bool is_visible(const char *name) {
+        return name[0] != '.';
+}
+
 static void check_unlisted_packs(fsck_ctx *c) {
-        int fd = dup(c->s->packs_fd);
-        if (fd < 0)
+        char **files;
+        size_t n;
+        if (st_list_dir(c->s->packs_fd, is_visible, &files, &n) < 0)
                 return;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return;
-        }
-        rewinddir(d);
-        struct dirent *de;
-        while ((de = readdir(d))) {
+        for (size_t i = 0; i < n; i++) {
                 uint32_t id;
-                if (de->d_name[0] == '.')
-                        continue;
-                if (!pack_name_parse(de->d_name, &id))
-                        problem(c, 0, "packs", 0, "unexpected file '%s'", de->d_name);
+                if (!pack_name_parse(files[i], &id))
+                        problem(c, 0, "packs", 0, "unexpected file '%s'", files[i]);
                 else if (!store_pack_find(c->s, id))
-                        problem(c, 0, "packs", 0, "pack '%s' is not in the index", de->d_name);
+                        problem(c, 0, "packs", 0, "pack '%s' is not in the index", files[i]);
         }
-        closedir(d);
+        st_names_free(files, n);
 }
 
 int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const st_import_opts *o,

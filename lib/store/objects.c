@@ -9,7 +9,6 @@
  * it, over all manifest files reachable from a ref. A manifest file is counted
  * once however many refs and child layers share it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -87,63 +86,12 @@ bool store_ref_exists(st_store *s, const char *name) {
         return faccessat(s->refs_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void store_free_names(char **names, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-}
-
-/* Names in a directory that pass 'valid', sorted. */
-static int list_dir(int dirfd, bool (*valid)(const char *), char ***ret, size_t *ret_n) {
-        int fd = dup(dirfd);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        rewinddir(d);
-        char **names = NULL;
-        size_t n = 0, cap = 0;
-        int r = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (!valid(de->d_name))
-                        continue;
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 16;
-                        char **nn = realloc(names, cap * sizeof *nn);
-                        if (!nn) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        names = nn;
-                }
-                if (!(names[n] = strdup(de->d_name))) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        closedir(d);
-        if (r < 0) {
-                store_free_names(names, n);
-                return r;
-        }
-        if (n)
-                qsort(names, n, sizeof *names, cmp_str);
-        *ret = names;
-        *ret_n = n;
-        return 0;
+        st_names_free(names, n);
 }
 
 int store_list_names(st_store *s, char ***ret, size_t *ret_n) {
-        return list_dir(s->refs_fd, st_name_valid, ret, ret_n);
+        return st_list_dir(s->refs_fd, st_name_valid, ret, ret_n);
 }
 
 static bool manifest_name_valid(const char *name) {
@@ -282,7 +230,7 @@ int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned) {
         if (r < 0)
                 goto done;
         /* Sweep: manifest files nothing reaches. */
-        r = list_dir(s->manifests_fd, manifest_name_valid, &files, &n_files);
+        r = st_list_dir(s->manifests_fd, manifest_name_valid, &files, &n_files);
         for (size_t i = 0; r >= 0 && i < n_files; i++) {
                 st_digest id;
                 (void)st_digest_from_hex(files[i], &id);

@@ -6,7 +6,6 @@
  * recounts every reference from the manifests. Idempotent: a crash during
  * recovery is recovered by the next open.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -27,17 +26,6 @@ struct scan_ctx {
         size_t buf_cap, out_cap;
 };
 
-static int grow(uint8_t **p, size_t *cap, size_t need) {
-        if (need <= *cap)
-                return 0;
-        uint8_t *t = realloc(*p, need);
-        if (!t)
-                return -ENOMEM;
-        *p = t;
-        *cap = need;
-        return 0;
-}
-
 static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
         struct scan_ctx *c = ctx;
         /* Pack tails that no clean index covers are verified record by record:
@@ -45,9 +33,9 @@ static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
          * a record whose header landed and whose payload did not, followed by
          * intact ones. The first bad record ends the pack; everything after it
          * belongs to the same unfinished operation, which no manifest names. */
-        int k = grow(&c->buf, &c->buf_cap, r->stored_len);
+        int k = st_buf_grow(&c->buf, &c->buf_cap, r->stored_len);
         if (k == 0)
-                k = grow(&c->out, &c->out_cap, r->raw_len);
+                k = st_buf_grow(&c->out, &c->out_cap, r->raw_len);
         if (k < 0)
                 return k;
         k = st_pread_full(c->fd, c->buf, r->stored_len, off + PACK_RECORD_HEADER_LEN);
@@ -136,43 +124,37 @@ static int insert_pack(st_store *s, store_pack pk) {
         return 0;
 }
 
-static int cmp_u32(const void *a, const void *b) {
-        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-        return x < y ? -1 : x > y;
+static bool is_pack_name(const char *name) {
+        uint32_t id;
+        return pack_name_parse(name, &id);
+}
+
+static bool is_visible(const char *name) {
+        return name[0] != '.';
+}
+
+static bool is_temp_file(const char *name) {
+        size_t l = strlen(name);
+        return name[0] == '.' && l > 5 && strcmp(name + l - 4, ".tmp") == 0;
 }
 
 static int recover_unlisted(st_store *s) {
-        int fd = dup(s->packs_fd);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        rewinddir(d);
-        uint32_t *ids = NULL;
-        size_t n = 0, cap = 0;
-        struct dirent *de;
-        int r = 0;
-        while ((de = readdir(d))) {
+        char **names;
+        size_t n_names;
+        int r = st_list_dir(s->packs_fd, is_pack_name, &names, &n_names);
+        if (r < 0)
+                return r;
+        /* Pack names are fixed-width hex: sorted names are sorted ids. */
+        uint32_t *ids = malloc((n_names ? n_names : 1) * sizeof *ids);
+        size_t n = 0;
+        for (size_t i = 0; ids && i < n_names; i++) {
                 uint32_t id;
-                if (!pack_name_parse(de->d_name, &id) || store_pack_find(s, id))
-                        continue;
-                if (n == cap) {
-                        cap = cap ? 2 * cap : 16;
-                        uint32_t *t = realloc(ids, cap * sizeof *t);
-                        if (!t) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        ids = t;
-                }
-                ids[n++] = id;
+                if (pack_name_parse(names[i], &id) && !store_pack_find(s, id))
+                        ids[n++] = id;
         }
-        closedir(d);
-        if (n)
-                qsort(ids, n, sizeof *ids, cmp_u32);
+        st_names_free(names, n_names);
+        if (!ids)
+                return -ENOMEM;
         for (size_t i = 0; r == 0 && i < n; i++) {
                 char name[32];
                 pack_name(name, ids[i]);
@@ -219,50 +201,35 @@ static int recover_unlisted(st_store *s) {
 
 /* Delta files of names that are not volumes any more (a crash during rm). */
 static void remove_orphan_deltas(st_store *s) {
-        int fd = dup(s->deltas_fd);
-        if (fd < 0)
+        char **files;
+        size_t n;
+        if (st_list_dir(s->deltas_fd, is_visible, &files, &n) < 0)
                 return;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return;
-        }
-        rewinddir(d);
-        struct dirent *de;
-        while ((de = readdir(d))) {
+        for (size_t i = 0; i < n; i++) {
                 char name[REF_NAME_MAX + 8];
-                const char *dot = strrchr(de->d_name, '.');
-                if (de->d_name[0] == '.' || !dot || (size_t)(dot - de->d_name) >= sizeof name)
+                const char *dot = strrchr(files[i], '.');
+                if (!dot || (size_t)(dot - files[i]) >= sizeof name)
                         continue;
-                memcpy(name, de->d_name, (size_t)(dot - de->d_name));
-                name[dot - de->d_name] = 0;
+                memcpy(name, files[i], (size_t)(dot - files[i]));
+                name[dot - files[i]] = 0;
                 store_ref ref;
                 if (!st_name_valid(name) ||
                     (store_ref_load(s, name, &ref, NULL) == 0 && ref.kind == ST_KIND_VOLUME) ||
                     store_ref_exists(s, name))
                         continue;
-                (void)unlinkat(s->deltas_fd, de->d_name, 0);
+                (void)unlinkat(s->deltas_fd, files[i], 0);
         }
-        closedir(d);
+        st_names_free(files, n);
 }
 
 static void remove_temp_files(int dirfd) {
-        int fd = dup(dirfd);
-        if (fd < 0)
+        char **files;
+        size_t n;
+        if (st_list_dir(dirfd, is_temp_file, &files, &n) < 0)
                 return;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return;
-        }
-        rewinddir(d);
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                size_t l = strlen(de->d_name);
-                if (de->d_name[0] == '.' && l > 5 && strcmp(de->d_name + l - 4, ".tmp") == 0)
-                        (void)unlinkat(dirfd, de->d_name, 0);
-        }
-        closedir(d);
+        for (size_t i = 0; i < n; i++)
+                (void)unlinkat(dirfd, files[i], 0);
+        st_names_free(files, n);
 }
 
 int store_recover(st_store *s, st_diag *reterr) {

@@ -535,17 +535,6 @@ void store_chunk_buf_done(store_chunk_buf *b) {
         *b = (store_chunk_buf){ 0 };
 }
 
-static int grow_buf(uint8_t **p, size_t *cap, size_t need) {
-        if (need <= *cap)
-                return 0;
-        uint8_t *t = realloc(*p, need);
-        if (!t)
-                return -ENOMEM;
-        *p = t;
-        *cap = need;
-        return 0;
-}
-
 int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
         if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
                 return -ENOMEM;
@@ -555,9 +544,9 @@ int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
         index_entry e = { 0 };
         if (i == INDEX_NONE || (e = *index_get(s->idx, i)).pack == INDEX_PACK_PENDING)
                 r = -ENOENT;
-        else if ((r = grow_buf(&b->scratch, &b->scratch_cap,
+        else if ((r = st_buf_grow(&b->scratch, &b->scratch_cap,
                                PACK_RECORD_HEADER_LEN + (size_t)e.stored_len)) == 0 &&
-                 (r = grow_buf(&b->out, &b->out_cap, e.raw_len)) == 0)
+                 (r = st_buf_grow(&b->out, &b->out_cap, e.raw_len)) == 0)
                 r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
         pthread_rwlock_unlock(&s->lock);
         return r < 0 ? r : (int64_t)e.raw_len;

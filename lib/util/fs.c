@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* File helpers; see fs.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,5 +87,70 @@ int st_read_file(int dirfd, const char *name, size_t max, uint8_t **ret, size_t 
                 return r;
         *ret = TAKE_PTR(buf);
         *ret_len = len;
+        return 0;
+}
+
+int st_buf_grow(uint8_t **p, size_t *cap, size_t need) {
+        if (need <= *cap)
+                return 0;
+        uint8_t *t = realloc(*p, need);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = need;
+        return 0;
+}
+
+void st_names_free(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int st_list_dir(int dirfd, bool (*keep)(const char *name), char ***ret, size_t *ret_n) {
+        int fd = dup(dirfd);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        rewinddir(d);
+        char **names = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!keep(de->d_name))
+                        continue;
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        char **nn = realloc(names, cap * sizeof *nn);
+                        if (!nn) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        names = nn;
+                }
+                if (!(names[n] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                st_names_free(names, n);
+                return r;
+        }
+        if (n)
+                qsort(names, n, sizeof *names, cmp_str);
+        *ret = names;
+        *ret_n = n;
         return 0;
 }
