@@ -114,8 +114,10 @@ static int opt_reply(conn *c, uint32_t opt, uint32_t type, const void *data, uin
 }
 
 static uint16_t export_flags(const conn *c) {
-        uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF |
-                     NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
+        uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN |
+                     NBD_FLAG_SEND_CACHE;
+        if (c->structured)
+                f |= NBD_FLAG_SEND_DF; /* DF means something only with structured replies */
         if (c->caps.writable)
                 f |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES;
         else

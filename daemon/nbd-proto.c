@@ -121,7 +121,9 @@ uint32_t nbd_request_validate(const nbd_request *q, const nbd_export_caps *caps,
                 return 0;
         if (q->type == NBD_CMD_READ && q->length > NBD_REQUEST_MAX)
                 return NBD_EOVERFLOW;
-        if (q->type == NBD_CMD_BLOCK_STATUS && !caps->meta)
+        if (q->type == NBD_CMD_BLOCK_STATUS && (!caps->meta || q->length == 0))
+                return NBD_EINVAL;
+        if (q->type == NBD_CMD_READ && (q->flags & NBD_CMD_FLAG_DF) && !caps->structured)
                 return NBD_EINVAL;
         if (q->offset > caps->size || q->length > caps->size - q->offset)
                 return q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC

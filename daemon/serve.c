@@ -231,6 +231,8 @@ int serve_run(const serve_opts *o) {
         pthread_attr_setstacksize(&attr, 256 << 10);
         struct pollfd pfd[9];
         time_t last_stats = 0;
+        int reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        unsigned warned_fds = 0;
         while (!stopping) {
                 for (unsigned i = 0; i < n_ls; i++)
                         pfd[i] = (struct pollfd){ .fd = ls[i].fd, .events = POLLIN };
@@ -246,6 +248,20 @@ int serve_run(const serve_opts *o) {
                         if (!(pfd[i].revents & POLLIN))
                                 continue;
                         int fd = accept4(ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && reserve_fd >= 0) {
+                                /* Out of descriptors: the client would stay queued and
+                                 * poll would wake us forever. Free the reserve, take
+                                 * the client off the queue, refuse it, keep the reserve. */
+                                close(reserve_fd);
+                                fd = accept4(ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+                                if (fd >= 0)
+                                        close(fd);
+                                reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                                atomic_fetch_add(&rejected_conns, 1);
+                                if (!warned_fds++)
+                                        logf_("out of file descriptors: refusing clients (raise ulimit -n)");
+                                continue;
+                        }
                         if (fd < 0)
                                 continue;
                         int one = 1;
@@ -281,6 +297,8 @@ int serve_run(const serve_opts *o) {
                         close(fd);
                 }
         }
+        if (reserve_fd >= 0)
+                close(reserve_fd);
         logf_("stopping: ending %u connections", n_conns);
         for (unsigned i = 0; i < n_ls; i++)
                 close(ls[i].fd);
