@@ -30,6 +30,8 @@ typedef struct conn {
         nbd_export_caps caps;
         uint8_t *buf;
         size_t buf_cap;
+        uint8_t *ext;           /* read extents (read_extent) */
+        size_t ext_cap, n_ext;
         uint8_t *desc;          /* block status descriptors */
         size_t desc_cap, n_desc;
         uint32_t desc_last;
@@ -370,31 +372,48 @@ static int ok_reply(conn *c, const nbd_request *q) {
         return send_all(c->fd, h, sizeof h);
 }
 
-/* Structured read: data chunks for data, hole chunks for zeros. */
-struct read_ctx {
-        conn *c;
-        const nbd_request *q;
-        uint64_t end;
-        int err;
-};
+/* Structured read: data chunks for data, hole chunks for zeros. The extents
+ * are collected first and sent after st_volume_map returns: sending while
+ * it holds the volume's lock would let a client that stops reading stall
+ * every writer of that volume. */
+typedef struct read_extent {
+        uint64_t off, len;
+        bool hole;
+} read_extent;
 
-static int read_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
-        struct read_ctx *rc = ctx;
-        conn *c = rc->c;
-        bool last = off + len == rc->end;
-        uint16_t f = last ? NBD_REPLY_FLAG_DONE : 0;
-        uint8_t h[20 + 12];
-        if (flags & ST_EXTENT_HOLE) {
-                chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_HOLE, rc->q->cookie, 12);
-                put_be64(h + 20, off);
-                put_be32(h + 28, (uint32_t)len);
-                return send_all(c->fd, h, 32);
+static int collect_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
+        conn *c = ctx;
+        size_t need = (c->n_ext + 1) * sizeof(read_extent);
+        if (st_buf_grow(&c->ext, &c->ext_cap, need) < 0)
+                return -ENOMEM;
+        ((read_extent *)(void *)c->ext)[c->n_ext++] =
+                (read_extent){ off, len, (flags & ST_EXTENT_HOLE) != 0 };
+        return 0;
+}
+
+static int send_extents(conn *c, const nbd_request *q) {
+        const read_extent *x = (const read_extent *)(const void *)c->ext;
+        for (size_t i = 0; i < c->n_ext; i++) {
+                uint16_t f = i + 1 == c->n_ext ? NBD_REPLY_FLAG_DONE : 0;
+                uint8_t h[20 + 12];
+                int r;
+                if (x[i].hole) {
+                        chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_HOLE, q->cookie, 12);
+                        put_be64(h + 20, x[i].off);
+                        put_be32(h + 28, (uint32_t)x[i].len);
+                        r = send_all(c->fd, h, 32);
+                } else {
+                        chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_DATA, q->cookie,
+                                     (uint32_t)(8 + x[i].len));
+                        put_be64(h + 20, x[i].off);
+                        struct iovec iov[2] = { { h, 28 },
+                                                { c->buf + (x[i].off - q->offset), (size_t)x[i].len } };
+                        r = send_iov(c->fd, iov, 2);
+                }
+                if (r < 0)
+                        return r;
         }
-        uint8_t *data = c->buf + (off - rc->q->offset);
-        chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_DATA, rc->q->cookie, (uint32_t)(8 + len));
-        put_be64(h + 20, off);
-        struct iovec iov[2] = { { h, 28 }, { data, (size_t)len } };
-        return send_iov(c->fd, iov, 2);
+        return 0;
 }
 
 static int do_read(conn *c, st_volume *v, const nbd_request *q) {
@@ -415,10 +434,12 @@ static int do_read(conn *c, st_volume *v, const nbd_request *q) {
                 struct iovec iov[2] = { { h, 28 }, { c->buf, q->length } };
                 return send_iov(c->fd, iov, 2);
         }
-        struct read_ctx rc = { .c = c, .q = q, .end = q->offset + q->length };
-        /* The data is read already; map only says which parts are holes. A
-         * failure here is a send failure: the connection is over anyway. */
-        return st_volume_map(v, q->offset, q->length, read_extent, &rc);
+        /* The data is read already; map only says which parts are holes. */
+        c->n_ext = 0;
+        r = st_volume_map(v, q->offset, q->length, collect_extent, c);
+        if (r < 0)
+                return error_reply(c, q, wire_error(r));
+        return send_extents(c, q);
 }
 
 /* Block status: descriptors per context, merged when equal. */
@@ -566,6 +587,7 @@ void nbd_conn_run(const conn_ctx *ctx, int fd) {
         if (c.ex)
                 export_put(c.ex);
         free(c.buf);
+        free(c.ext);
         free(c.desc);
         close(fd);
 }
