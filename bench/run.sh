@@ -11,6 +11,11 @@
 #   growth.sh    store growth B after A vs ideal and casync
 #   volume.sh    volumes: clone cost, density of 1000 committed clones, 4 KiB
 #                random I/O, against qcow2 overlays (qemu-img, qemu-io)
+#   nbd.sh       NBD serving: stellar serve against qemu-nbd (qcow2 overlay)
+#                and nbdkit file (raw), fio's nbd engine: 4 KiB random reads,
+#                sequential reads, 4 KiB random writes with flushes
+#   nbd-scale.sh 1000 clone volumes attached at once: daemon RSS per attached
+#                volume; 100 concurrent connections checked for correct data
 # Builds the release binary first (meson setup + ninja in $STELLAR_BENCH_BUILD,
 # default /tmp/bench-build) and the benchmark images if missing.
 #
@@ -19,7 +24,7 @@
 #             writes $STELLAR_BENCH_DATA/RESULTS-quick.md unless --out is given
 #   --out F   where to write the report (default bench/RESULTS.md)
 #   --only L  run only these benchmarks (comma-separated: index, hash, chunk,
-#             import, growth, volume); the others' numbers and the machine
+#             import, growth, volume, nbd); the others' numbers and the machine
 #             header are kept from the report already at the --out path (its
 #             raw summary lines), and the header says what was rerun when;
 #             --only report runs nothing and rewrites the report from those
@@ -45,7 +50,7 @@ if [ -z "$out" ]; then
     if [ "$QUICK" = 1 ]; then out=$DATA/RESULTS-quick.md; else out=$BENCH_DIR/RESULTS.md; fi
 fi
 start=$EPOCHREALTIME
-all_benches="index hash chunk import growth volume"
+all_benches="index hash chunk import growth volume nbd"
 # want NAME: whether this run measures NAME (all, unless --only)
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 for b in ${only//,/ }; do
@@ -73,6 +78,9 @@ if [ -n "$only" ]; then
     for b in $all_benches; do
         key=$b; [ "$b" = index ] && key=bench-index
         want "$b" || grep "^$key: " "$raw/previous" >"$raw/$b" || true
+        if [ "$b" = nbd ]; then
+            want nbd || grep "^nbd-scale: " "$raw/previous" >"$raw/nbd-scale" || true
+        fi
     done
     cp "$out" "$raw/previous.md"
 fi
@@ -102,6 +110,13 @@ for b in hash chunk import growth volume; do
     log "== $b.sh ${args[*]}"
     "$BENCH_DIR/$b.sh" "${args[@]}" | tail -n 1 | tee "$raw/$b"
 done
+# section 7: NBD serving (two scripts, two summary lines)
+if want nbd; then
+    log "== nbd.sh ${args[*]}"
+    "$BENCH_DIR/nbd.sh" "${args[@]}" | tail -n 1 | tee "$raw/nbd"
+    log "== nbd-scale.sh ${args[*]}"
+    "$BENCH_DIR/nbd-scale.sh" "${args[@]}" | tail -n 1 | tee "$raw/nbd-scale"
+fi
 
 secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 mem_kib=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
@@ -123,12 +138,12 @@ import os, sys
 raw, out = sys.argv[1], sys.argv[2]
 E = os.environ
 R, lines = {}, {}
-NAMES = ("index", "hash", "chunk", "import", "growth", "volume")
+NAMES = ("index", "hash", "chunk", "import", "growth", "volume", "nbd", "nbd-scale")
 for name in NAMES:
     path = os.path.join(raw, name)
     line = open(path).read().strip() if os.path.exists(path) else ""
     if not line:
-        if name == "volume":
+        if name in ("volume", "nbd", "nbd-scale"):
             continue
         sys.exit(f"no summary line for {name}")
     lines[name] = line
@@ -467,6 +482,124 @@ if "volume" in lines:
         w(f"| {label} | {st_:,.0f} | {st_ * 4096 / 1e6:,.1f} | {a:,.0f} | {st_ / a:.2f} | "
           f"{b:,.0f} | {st_ / b:.2f} |")
     w("")
+
+# ---- NBD serving
+if "nbd" in lines or "nbd-scale" in lines:
+    w("## 7. NBD serving (`bench/nbd.sh`, `bench/nbd-scale.sh`)\n")
+if "nbd" in lines:
+    N = R["nbd"]
+    def n(k):
+        return float(N[k])
+    w(f"Run {N['date'].replace('T', ' ').replace('Z', ' UTC')} at `{N['rev']}` (release build). "
+      f"Four read exports of the same bytes, all on Unix sockets on this machine: `stellar serve` "
+      f"exporting image A (read-only) and a clone volume of A (writable, empty delta); `qemu-nbd` "
+      f"{N['qemu']} (`--persistent --shared=16 -f qcow2 --cache=writeback --aio=threads`) serving a "
+      f"qcow2 overlay of A.raw (`qemu-img create -f qcow2 -b A.raw -F raw`); `nbdkit` {N['nbdkit']} "
+      f"`file` plugin on A.raw (`-r`; 16 worker threads, its default). Load: fio {N['fio']} with its "
+      f"`nbd` engine (libnbd: one connection per job, requests pipelined up to the queue depth, "
+      f"structured replies). Reads stay in [0, 256 MiB), where A's data is (178 MB of it; the rest "
+      f"reads as zeros): 4 KiB random reads at queue depth 1 and 16 (fio's seeded offsets, the "
+      f"same for every server), and sequential reads of 64 KiB and 1 MiB at depth 1; "
+      f"{N['runtime_s']} s each (time-based). Latency is fio's `lat` (submission to completion, as "
+      f"the client sees it), median over the run's requests. Caches warmed alike before timing: "
+      f"A.raw, the overlay and the store's packs read into the page cache, then one 1 MiB "
+      f"sequential pass over the range through every export (this fills stellar's chunk cache, "
+      f"256 MiB default; the peers have only the page cache). Every read export is checked "
+      f"equal to A.raw over NBD (`qemu-img compare`): "
+      f"{'**equal**' if N['same'] == 'yes' else '**they differ**'}. stellar answers zero runs "
+      f"with hole chunks; so does qemu-nbd (it asks its block layer); nbdkit sends zeros as data. "
+      f"{N['runs']} interleaved runs (the order of servers rotated each run), medians. Goals from "
+      f"the issue: random reads >= 1.0x nbdkit, median qd1 latency no worse than nbdkit's, "
+      f"sequential reads >= 0.9x nbdkit.\n")
+    w("| test | stellar image A | stellar clone | qemu-nbd qcow2 | nbdkit file | image / nbdkit | "
+      "clone / nbdkit | image / qemu-nbd | goal |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    rows = (("4 KiB random read, qd1, IOPS", "rr4k_qd1", "iops", 0, ">= 1.0"),
+            ("4 KiB random read, qd1, median latency µs", "rr4k_qd1", "p50_us", 1, "<= 1.0"),
+            ("4 KiB random read, qd1, p99 latency µs", "rr4k_qd1", "p99_us", 1, ""),
+            ("4 KiB random read, qd16, IOPS", "rr4k_qd16", "iops", 0, ">= 1.0"),
+            ("4 KiB random read, qd16, median latency µs", "rr4k_qd16", "p50_us", 1, ""),
+            ("64 KiB sequential read, MB/s", "seq64k", "mb_s", 1, ">= 0.9"),
+            ("1 MiB sequential read, MB/s", "seq1m", "mb_s", 1, ">= 0.9"))
+    ratios = {}
+    for label, k, m, d, goal in rows:
+        a, b, q, x = (n(f"{t_}_{k}_{m}") for t_ in ("st_img", "st_vol", "qemu", "nbdkit"))
+        ratios[(k, m)] = (a / x, b / x)
+        w(f"| {label} | {a:,.{d}f} | {b:,.{d}f} | {q:,.{d}f} | {x:,.{d}f} | {a / x:.2f} | "
+          f"{b / x:.2f} | {a / q:.2f} | {goal} |")
+    w("")
+    rr = min(min(ratios[("rr4k_qd1", "iops")]), min(ratios[("rr4k_qd16", "iops")]))
+    lat = max(ratios[("rr4k_qd1", "p50_us")])
+    sq = min(min(ratios[("seq64k", "mb_s")]), min(ratios[("seq1m", "mb_s")]))
+    goals.append(("NBD 4 KiB random reads >= 1.0x nbdkit (qd1, qd16; image and clone)",
+                  f"{rr:.2f}x (lowest)", rr >= 1.0))
+    goals.append(("NBD median qd1 read latency <= nbdkit's", f"{lat:.2f}x (highest)", lat <= 1.0))
+    goals.append(("NBD sequential reads >= 0.9x nbdkit (64 KiB, 1 MiB)", f"{sq:.2f}x (lowest)",
+                  sq >= 0.9))
+
+    w(f"Writes: 4 KiB random writes over [1 GiB, 2 GiB), {int(N['write_bytes'].rstrip('m'))} MiB "
+      f"of them (distinct blocks), a flush (`NBD_CMD_FLUSH`) after every 64 writes. Depth 1: fio "
+      f"(`--fsync=64`), which also gives the median write and flush latency. Depth 16: `qemu-img "
+      f"bench -w -d 16 --flush-interval=64 -t writeback` through qemu's NBD client (offsets a "
+      f"stride permutation of the range's blocks), which drains the queue and then flushes after "
+      f"exactly every 64 writes (fio's `--fsync` at depth > 1 issues a timing-dependent number of "
+      f"flushes: 500 to 1,000 per 4,096 writes in trials, so it is not used there). Each "
+      f"measurement on a fresh target: a new clone of A served by the running daemon (writes go to "
+      f"its delta; a flush fdatasyncs it), a new qcow2 overlay under a new qemu-nbd "
+      f"(cache=writeback: page cache, fdatasync on flush; the first write into each 64 KiB "
+      f"cluster copies the rest from A.raw), and a new copy of A.raw (`cp --sparse=always`, then "
+      f"`sync`) under a new `nbdkit file` (page cache, fdatasync on flush). Files on the VM's disk "
+      f"(ext4 on virtio). IOPS count the writes over the whole run, flush time included.\n")
+    w("| test | stellar clone | qemu-nbd qcow2 overlay | nbdkit file copy | stellar / nbdkit | "
+      "stellar / qemu-nbd |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for label, k, m, d in (("4 KiB random write, qd1 (fio), IOPS", "rw4k_qd1", "iops", 0),
+                           ("4 KiB random write, qd1, median latency µs", "rw4k_qd1", "p50_us", 1),
+                           ("flush, qd1, median latency µs", "rw4k_qd1", "flush_p50_us", 0),
+                           ("4 KiB random write, qd16 (qemu-img bench), IOPS", "rw4k_qd16", "iops", 0)):
+        a, q, x = (n(f"{t_}_{k}_{m}") for t_ in ("st", "qemu", "nbdkit"))
+        w(f"| {label} | {a:,.{d}f} | {q:,.{d}f} | {x:,.{d}f} | {a / x:.2f} | {a / q:.2f} |")
+    w("")
+if "nbd-scale" in lines:
+    X = R["nbd-scale"]
+    def x_(k):
+        return float(X[k])
+    nv = int(x_("clones"))
+    per = x_("per_volume_bytes")
+    w(f"Scale (`bench/nbd-scale.sh`, at `{X['rev']}`): a store holding A and {nv:,} clone volumes "
+      f"(`stellar clone`, {x_('clone_s'):.1f} s for all), one `stellar serve` on a Unix socket. "
+      f"`bench/nbd-client.py` (the NBD handshake on plain sockets, asyncio, one process) opens "
+      f"100 connections at once, each to its own volume (`NBD_OPT_GO`, then one 4 KiB read of "
+      f"the same data block, checked against A.raw: the chunk cache holds it once, so what grows "
+      f"is per connection and per volume), and holds them; then the other {nv - 100:,} the same "
+      f"way. RSS is the daemon's VmRSS (/proc/PID/status) once its stats file shows that many "
+      f"connections; the daemon runs one thread per connection. Then the connections close, and "
+      f"100 concurrent connections, each to its own volume, make 64 reads at pseudo-random "
+      f"4 KiB offsets in [0, 256 MiB), compared with A.raw, then each writes a block of its own "
+      f"at 1.5 GiB, flushes, and reads it back after all 100 have written (each clone must see "
+      f"its own block only). One run. Goal: <= 64 KiB per attached volume.\n")
+    w("| | no client | 100 attached | " + f"{nv:,} attached | after closing all |")
+    w("|---|---:|---:|---:|---:|")
+    w(f"| daemon RSS, KiB | {int(x_('rss0_kb')):,} | {int(x_('rss_mid_kb')):,} | "
+      f"{int(x_('rss_n_kb')):,} | {int(x_('rss_closed_kb')):,} |")
+    w(f"| threads | {int(x_('threads0'))} | {int(x_('threads_mid'))} | {int(x_('threads_n'))} | |")
+    w(f"| connections / open exports (stats file) | 0 / 0 | {int(x_('conns_mid'))} / "
+      f"{int(x_('exports_mid'))} | {int(x_('conns_n'))} / {int(x_('exports_n'))} | 0 / "
+      f"{int(x_('exports_closed'))} |")
+    w(f"| time to attach, s | | {x_('attach_mid_s'):.3f} | {x_('attach_rest_s'):.3f} (the other "
+      f"{nv - 100:,}) | |")
+    w("")
+    w(f"Memory per attached volume: **{per / 1024:.1f} KiB** ((RSS with {nv:,} - RSS with none) "
+      f"/ {nv:,}); {x_('per_volume_mid_bytes') / 1024:.1f} KiB over the first 100, "
+      f"{x_('per_volume_marginal_bytes') / 1024:.1f} KiB each for the next {nv - 100:,}. "
+      f"Rejected connections: {int(x_('rejected'))}. Data check: {int(x_('check_conns'))} "
+      f"concurrent connections, {int(x_('check_reads')):,} reads, "
+      f"**{int(x_('check_errors'))} wrong** ({x_('check_s'):.2f} s).\n")
+    goals.append((f"NBD memory per attached volume <= 64 KiB ({nv:,} volumes)",
+                  f"{per / 1024:.1f} KiB", per <= 64 * 1024))
+    goals.append(("NBD 100 concurrent connections read correct data",
+                  f"{int(x_('check_errors'))} wrong of {int(x_('check_reads')):,}",
+                  int(x_("check_errors")) == 0))
 
 # ---- goals table
 gt = ["## Goals\n", "| goal | result | met |", "|---|---|---|"]

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../lib/util/fs.h"
@@ -51,9 +52,29 @@ static void put_be64(uint8_t *p, uint64_t v) {
         put_be32(p + 4, (uint32_t)v);
 }
 
+/* During the handshake the whole negotiation has one deadline, so a client
+ * that trickles a byte at a time cannot hold its thread forever. */
+#define HANDSHAKE_NS 30000000000ull
+static __thread uint64_t deadline_ns;
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static int read_full(int fd, void *buf, size_t len) {
         uint8_t *p = buf;
         while (len > 0) {
+                if (deadline_ns) {
+                        uint64_t now = now_ns();
+                        if (now >= deadline_ns)
+                                return -ETIMEDOUT;
+                        uint64_t left = deadline_ns - now;
+                        struct timeval tv = { .tv_sec = (time_t)(left / 1000000000ull),
+                                              .tv_usec = (suseconds_t)(left % 1000000000ull / 1000) };
+                        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                }
                 ssize_t n = recv(fd, p, len, 0);
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -575,12 +596,12 @@ static int transmission(conn *c) {
 
 void nbd_conn_run(const conn_ctx *ctx, int fd) {
         conn c = { .ctx = ctx, .fd = fd };
-        /* A client that stalls in the handshake is dropped after 30 s. */
-        struct timeval tv = { .tv_sec = 30 };
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        /* A client has 30 s for the whole handshake. */
+        deadline_ns = now_ns() + HANDSHAKE_NS;
         int r = handshake(&c);
+        deadline_ns = 0;
         if (r == 1) {
-                tv.tv_sec = 0;
+                struct timeval tv = { 0 };
                 (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
                 (void)transmission(&c);
         }

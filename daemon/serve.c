@@ -299,7 +299,10 @@ int serve_run(const serve_opts *o) {
         }
         if (reserve_fd >= 0)
                 close(reserve_fd);
-        logf_("stopping: ending %u connections", n_conns);
+        pthread_mutex_lock(&conns_lock);
+        unsigned ending = n_conns;
+        pthread_mutex_unlock(&conns_lock);
+        logf_("stopping: ending %u connections", ending);
         for (unsigned i = 0; i < n_ls; i++)
                 close(ls[i].fd);
         pthread_mutex_lock(&conns_lock);

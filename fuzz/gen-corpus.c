@@ -27,6 +27,7 @@
 #include "util/fs.h"
 #include "util/le.h"
 #include "volume/delta.h"
+#include "nbd-proto.h"
 
 static const char *root;
 static uint64_t rng;
@@ -580,6 +581,201 @@ static void gen_delta(void) {
                 exit(1);
 }
 
+/* ---- nbd: records for fuzz-nbd.c (see its header): options and request headers ---- */
+
+typedef struct nbuf {
+        uint8_t b[16384];
+        size_t n;
+} nbuf;
+
+static void nb_put(nbuf *o, const void *p, size_t n) {
+        if (o->n + n > sizeof o->b)
+                exit(1);
+        memcpy(o->b + o->n, p, n);
+        o->n += n;
+}
+static void nb_be(nbuf *o, uint64_t v, int bytes) {
+        for (int i = bytes - 1; i >= 0; i--) {
+                uint8_t c = (uint8_t)(v >> (8 * i));
+                nb_put(o, &c, 1);
+        }
+}
+/* An option record with payload p (its length as the record says). */
+static void nb_opt(nbuf *o, uint32_t opt, const void *p, size_t n) {
+        uint8_t tag = 0;
+        nb_put(o, &tag, 1);
+        if (opt < 0xff) {
+                nb_be(o, opt, 1);
+        } else {
+                nb_be(o, 0xff, 1);
+                nb_be(o, opt, 4);
+        }
+        uint8_t l[2] = { (uint8_t)n, (uint8_t)(n >> 8) };
+        nb_put(o, l, 2);
+        nb_put(o, p, n);
+}
+/* A request record: mode 1 as sent, 2 with the offset relative to the size. */
+static void nb_req(nbuf *o, int mode, uint32_t magic, uint16_t flags, uint16_t type,
+                   uint64_t off, uint32_t len) {
+        uint8_t tag = (uint8_t)mode;
+        nb_put(o, &tag, 1);
+        nb_be(o, magic, 4);
+        nb_be(o, flags, 2);
+        nb_be(o, type, 2);
+        nb_be(o, 0x1122334455667788ull, 8);
+        nb_be(o, off, 8);
+        nb_be(o, len, 4);
+}
+/* GO/INFO payload: name length, name, info count, infos. */
+static size_t go_payload(uint8_t *p, uint32_t nl_field, const char *name, uint16_t n,
+                         const uint16_t *info, uint16_t n_sent) {
+        nbuf b = { .n = 0 };
+        nb_be(&b, nl_field, 4);
+        nb_put(&b, name, strlen(name));
+        nb_be(&b, n, 2);
+        for (uint16_t i = 0; i < n_sent; i++)
+                nb_be(&b, info[i], 2);
+        memcpy(p, b.b, b.n);
+        return b.n;
+}
+/* META payload: name length, name, query count, queries (lengths as given). */
+static size_t meta_payload(uint8_t *p, const char *name, uint32_t nq, const char *const *q,
+                           const uint32_t *ql, uint32_t nq_sent) {
+        nbuf b = { .n = 0 };
+        nb_be(&b, strlen(name), 4);
+        nb_put(&b, name, strlen(name));
+        nb_be(&b, nq, 4);
+        for (uint32_t i = 0; i < nq_sent; i++) {
+                nb_be(&b, ql ? ql[i] : strlen(q[i]), 4);
+                nb_put(&b, q[i], strlen(q[i]));
+        }
+        memcpy(p, b.b, b.n);
+        return b.n;
+}
+
+static void gen_nbd(void) {
+        rnd_seed(0x6e6264, 0);
+        static const uint16_t info[] = { NBD_INFO_EXPORT, NBD_INFO_NAME, NBD_INFO_BLOCK_SIZE };
+        static const char *const q2[] = { "base:allocation", "stellar:shared" };
+        static const char *const qns[] = { "base:", "stellar:", "" };
+        uint8_t p[8192];
+        size_t n;
+
+        /* a well-behaved handshake */
+        nbuf ok = { .n = 0 };
+        nb_opt(&ok, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+        nb_opt(&ok, NBD_OPT_LIST, NULL, 0);
+        n = meta_payload(p, "vm1", 3, qns, NULL, 3);
+        nb_opt(&ok, NBD_OPT_LIST_META_CONTEXT, p, n);
+        n = meta_payload(p, "vm1", 2, q2, NULL, 2);
+        nb_opt(&ok, NBD_OPT_SET_META_CONTEXT, p, n);
+        n = go_payload(p, 3, "vm1", 3, info, 3);
+        nb_opt(&ok, NBD_OPT_INFO, p, n);
+        n = go_payload(p, 3, "vm1", 0, NULL, 0);
+        nb_opt(&ok, NBD_OPT_GO, p, n);
+        nb_opt(&ok, NBD_OPT_EXPORT_NAME, "base", 4);
+        nb_opt(&ok, NBD_OPT_ABORT, NULL, 0);
+        put("nbd", "options-valid", ok.b, ok.n);
+        put_flips("nbd", "options-valid", ok.b, ok.n, 4);
+
+        /* payloads whose inner lengths lie */
+        nbuf lie = { .n = 0 };
+        static const uint32_t bad_nl[] = { 0xffffffffu, 0xfffffffau, 1000, 5 };
+        for (size_t i = 0; i < sizeof bad_nl / sizeof bad_nl[0]; i++) {
+                n = go_payload(p, bad_nl[i], "base", 0, NULL, 0);
+                nb_opt(&lie, NBD_OPT_GO, p, n);
+        }
+        n = go_payload(p, 4, "base", 5, info, 1); /* 5 infos, 1 sent */
+        nb_opt(&lie, NBD_OPT_INFO, p, n);
+        n = go_payload(p, 4, "base", 0xffff, NULL, 0);
+        nb_opt(&lie, NBD_OPT_GO, p, n);
+        nb_opt(&lie, NBD_OPT_GO, "\0\0\0\4ba\0e\0\0", 10); /* NUL in the name */
+        /* the name length one too long, over a count with no NUL in it */
+        n = go_payload(p, 5, "base", 0x0101, NULL, 0);
+        nb_opt(&lie, NBD_OPT_GO, p, n);
+        n = go_payload(p, 5, "base", 0x0101, NULL, 0);
+        nb_opt(&lie, NBD_OPT_INFO, p, n);
+        nb_opt(&lie, NBD_OPT_SET_META_CONTEXT, "\0\0\0\5base\1\1\1\1", 12);
+        /* a NUL in a query; a query length one too long at the end */
+        nb_opt(&lie, NBD_OPT_SET_META_CONTEXT, "\0\0\0\4base\0\0\0\1\0\0\0\6base:\0", 22);
+        nb_opt(&lie, NBD_OPT_LIST_META_CONTEXT, "\0\0\0\4base\0\0\0\1\0\0\0\6base:", 21);
+        n = meta_payload(p, "base", 2, q2, NULL, 1); /* 2 queries, 1 sent */
+        nb_opt(&lie, NBD_OPT_SET_META_CONTEXT, p, n);
+        static const uint32_t ql_lie[] = { 0xffffffffu, 16 };
+        n = meta_payload(p, "base", 2, q2, ql_lie, 2);
+        nb_opt(&lie, NBD_OPT_SET_META_CONTEXT, p, n);
+        n = meta_payload(p, "base", 0xffffffffu, q2, NULL, 2);
+        nb_opt(&lie, NBD_OPT_LIST_META_CONTEXT, p, n);
+        n = meta_payload(p, "base", 17, q2, NULL, 0);
+        nb_opt(&lie, NBD_OPT_LIST_META_CONTEXT, p, n);
+        nb_opt(&lie, NBD_OPT_LIST, "x", 1);
+        nb_opt(&lie, NBD_OPT_STRUCTURED_REPLY, "\0\0\0\0", 4);
+        nb_opt(&lie, NBD_OPT_STARTTLS, NULL, 0);
+        nb_opt(&lie, 11, "junk", 4);
+        nb_opt(&lie, 0x80000001u, NULL, 0);
+        put("nbd", "options-lying", lie.b, lie.n);
+        put_flips("nbd", "options-lying", lie.b, lie.n, 4);
+
+        /* a name at the string limit and one past it; 16 queries and 17 */
+        nbuf big = { .n = 0 };
+        memset(p, 'a', 4097);
+        nb_opt(&big, NBD_OPT_EXPORT_NAME, p, 4096);
+        nb_opt(&big, NBD_OPT_EXPORT_NAME, p, 4097);
+        static const char *const q17[17] = { "base:", "base:", "base:", "base:", "base:", "base:",
+                                             "base:", "base:", "base:", "base:", "base:", "base:",
+                                             "base:", "base:", "base:", "base:", "base:" };
+        n = meta_payload(p, "vm1", 16, q17, NULL, 16);
+        nb_opt(&big, NBD_OPT_LIST_META_CONTEXT, p, n);
+        n = meta_payload(p, "vm1", 17, q17, NULL, 17);
+        nb_opt(&big, NBD_OPT_LIST_META_CONTEXT, p, n);
+        put("nbd", "options-limits", big.b, big.n);
+
+        /* every command, in range and at the edges (offsets relative to the size) */
+        nbuf rq = { .n = 0 };
+        for (uint16_t t = 0; t <= NBD_CMD_BLOCK_STATUS; t++) {
+                nb_req(&rq, 1, NBD_REQUEST_MAGIC, 0, t, 0, 4096);
+                nb_req(&rq, 2, NBD_REQUEST_MAGIC, 0, t, (uint64_t)-4096, 4096);
+                nb_req(&rq, 2, NBD_REQUEST_MAGIC, 0, t, (uint64_t)-4096, 4097);
+                nb_req(&rq, 2, NBD_REQUEST_MAGIC, 0, t, 0, 0);
+                nb_req(&rq, 2, NBD_REQUEST_MAGIC, 0, t, 1, 0);
+        }
+        nb_req(&rq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_DF, NBD_CMD_READ, 0, 65536);
+        nb_req(&rq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_FUA, NBD_CMD_WRITE, 512, 512);
+        nb_req(&rq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE,
+               NBD_CMD_WRITE_ZEROES, 0, 1u << 20);
+        nb_req(&rq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_BLOCK_STATUS, 0, 1u << 30);
+        put("nbd", "requests-valid", rq.b, rq.n);
+
+        /* hostile headers: overflow, huge lengths, unknown types and flags, bad magic */
+        nbuf hq = { .n = 0 };
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_READ, UINT64_MAX, 2);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_WRITE, UINT64_MAX - 511, 1024);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_READ, 0, UINT32_MAX);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_READ, 0, NBD_REQUEST_MAX + 1);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_WRITE, 0, NBD_REQUEST_MAX + 1);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_WRITE, 0, NBD_REQUEST_MAX);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_TRIM, 1ull << 63, UINT32_MAX);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, 8, 0, 4096);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, 0xffff, 0, 4096);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0x8000, NBD_CMD_READ, 0, 4096);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_READ, 0, 4096);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_FUA, NBD_CMD_FLUSH, 0, 0);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC, 0, NBD_CMD_DISC, 12345, 678);
+        nb_req(&hq, 1, NBD_REQUEST_MAGIC ^ 1, 0, NBD_CMD_READ, 0, 4096);
+        nb_req(&hq, 1, NBD_SIMPLE_REPLY_MAGIC, 0, NBD_CMD_READ, 0, 4096);
+        nb_req(&hq, 2, NBD_REQUEST_MAGIC, 0, NBD_CMD_WRITE, (uint64_t)-1, 2);
+        nb_req(&hq, 2, NBD_REQUEST_MAGIC, 0, NBD_CMD_WRITE_ZEROES, (uint64_t)-4096, UINT32_MAX);
+        put("nbd", "requests-hostile", hq.b, hq.n);
+        put_flips("nbd", "requests-hostile", hq.b, hq.n, 4);
+
+        /* a short tail: a request header cut off, an option with no length */
+        static const uint8_t cut[] = { 1, 0x25, 0x60, 0x95, 0x13, 0, 0, 0, 1, 0, 0 };
+        put("nbd", "cut-request", cut, sizeof cut);
+        static const uint8_t cut_opt[] = { 0, 0xff, 0, 0 };
+        put("nbd", "cut-option", cut_opt, sizeof cut_opt);
+        put("nbd", "empty", NULL, 0);
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -587,6 +783,7 @@ int main(int argc, char **argv) {
         } targets[] = {
                 { "pack", gen_pack },     { "manifest", gen_manifest }, { "index", gen_index },
                 { "format", gen_format }, { "ref", gen_ref },           { "delta", gen_delta },
+                { "nbd", gen_nbd },
         };
         const size_t n_targets = sizeof targets / sizeof targets[0];
         if (argc < 2) {
