@@ -13,8 +13,12 @@
 #             (where A's data is: 178 MB of it, the rest zeros); sequential
 #             reads of 64 KiB and 1 MiB over the same range (queue depth 1).
 #             fio --time_based (RUNTIME s each), the same seeded offsets for
-#             every server; IOPS, MB/s and, at qd1, the median latency
-#             (lat_ns p50: submit to completion, as the client sees it).
+#             every server; IOPS, MB/s and latency (lat_ns p50 and p99:
+#             submit to completion, as the client sees it). qd1 again with
+#             the server's threads pinned to the last CPU and fio to CPU 0:
+#             the VM's cross-vCPU wakeup (~45 µs) then hits every request of
+#             every server, where free placement lets the scheduler put a
+#             one-thread server (stellar's connection thread) beside fio.
 #   writes    4 KiB random writes over [1 GiB, 2 GiB), 64 MiB of them (16,384
 #             distinct blocks), a flush (NBD_CMD_FLUSH) after every 64; at
 #             queue depth 1 with fio (--fsync=64: IOPS, median write and flush
@@ -34,7 +38,7 @@
 #             through every read export (fills stellar's chunk cache, 256 MiB
 #             default, and the page cache behind the peers). The peers get no
 #             cache of their own beyond the page cache.
-# RUNS interleaved runs (5; --quick 1), rotating which server goes first in
+# RUNS interleaved runs (7; --quick 1), rotating which server goes first in
 # each test; medians. Ratios = stellar / nbdkit (the issue's goals) and
 # stellar / qemu-nbd.
 #
@@ -52,7 +56,7 @@ need_tool nbdkit nbdkit
 need_tool fio fio
 fio --enghelp 2>/dev/null | grep -qw nbd || die "this fio has no nbd engine"
 
-n_runs=$(runs 5 1)
+n_runs=$(runs 7 1)
 rt=$(runs 5 1)           # seconds per read measurement
 wsize=$(runs 64m 16m)    # bytes written per write measurement
 nw=$(runs 16384 4096)    # the same, in 4 KiB writes
@@ -147,6 +151,18 @@ declare -A RTEST=(
     [seq1m]="--rw=read --bs=1m --iodepth=1"
 )
 RTESTS=(rr4k_qd1 rr4k_qd16 seq64k seq1m)
+# qd1 again with the server pinned to the last CPU and fio to the first: on
+# this VM a wakeup across vCPUs costs ~45 µs, so qd1 latency depends on
+# whether the scheduler puts client and server thread on one vCPU
+ncpu=$(nproc)
+if ((ncpu >= 2)); then
+    RTEST[rr4k_qd1x]="--rw=randread --bs=4k --iodepth=1"
+    RTESTS+=(rr4k_qd1x)
+fi
+declare -A SPID=([st_img]=$st_pid [st_vol]=$st_pid [qemu]=$q_pid [nbdkit]=$k_pid)
+pin() { # TARGET CPUS: all threads of the target's server (new ones inherit)
+    taskset -a -p -c "$2" "${SPID[$1]}" >/dev/null
+}
 
 # ---- warm caches alike
 log "== nbd: warming (page cache, then one pass through every export)"
@@ -209,8 +225,18 @@ for ((r = 0; r < n_runs; r++)); do
     for test in "${RTESTS[@]}"; do
         mapfile -t order < <(rot "$r" "${RTARGETS[@]}")
         for t in "${order[@]}"; do
-            # shellcheck disable=SC2086
-            fiorun "$W/f.json" "${URI[$t]}" "${RANGE[@]}" ${RTEST[$test]} --time_based --runtime="$rt"
+            if [ "$test" = rr4k_qd1x ]; then
+                pin "$t" $((ncpu - 1))
+                # shellcheck disable=SC2086
+                taskset -c 0 fio --name=j --ioengine=nbd --uri="${URI[$t]}" --output-format=json \
+                    --output="$W/f.json" --lat_percentiles=1 --randrepeat=1 "${RANGE[@]}" \
+                    ${RTEST[$test]} --time_based --runtime="$rt" >/dev/null 2>"$W/f.err" ||
+                    die "fio failed on ${URI[$t]}: $(cat "$W/f.err")"
+                pin "$t" "0-$((ncpu - 1))"
+            else
+                # shellcheck disable=SC2086
+                fiorun "$W/f.json" "${URI[$t]}" "${RANGE[@]}" ${RTEST[$test]} --time_based --runtime="$rt"
+            fi
             line+=" $(fiokeys "$W/f.json" "${t}_$test")"
         done
     done

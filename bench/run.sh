@@ -501,7 +501,12 @@ if "nbd" in lines:
       f"reads as zeros): 4 KiB random reads at queue depth 1 and 16 (fio's seeded offsets, the "
       f"same for every server), and sequential reads of 64 KiB and 1 MiB at depth 1; "
       f"{N['runtime_s']} s each (time-based). Latency is fio's `lat` (submission to completion, as "
-      f"the client sees it), median over the run's requests. Caches warmed alike before timing: "
+      f"the client sees it), median over the run's requests. The qd1 test is run twice: with the "
+      f"scheduler free (the goal's row) and with each server's threads pinned to the last vCPU "
+      f"and fio to the first: a wakeup across vCPUs costs about 45 µs on this VM, so free "
+      f"placement favours a server whose one thread per connection the scheduler can wake "
+      f"beside fio (stellar) over one that hands requests between threads (nbdkit, qemu-nbd); "
+      f"pinned, every request of every server pays it. Caches warmed alike before timing: "
       f"A.raw, the overlay and the store's packs read into the page cache, then one 1 MiB "
       f"sequential pass over the range through every export (this fills stellar's chunk cache, "
       f"256 MiB default; the peers have only the page cache). Every read export is checked "
@@ -517,12 +522,18 @@ if "nbd" in lines:
     rows = (("4 KiB random read, qd1, IOPS", "rr4k_qd1", "iops", 0, ">= 1.0"),
             ("4 KiB random read, qd1, median latency µs", "rr4k_qd1", "p50_us", 1, "<= 1.0"),
             ("4 KiB random read, qd1, p99 latency µs", "rr4k_qd1", "p99_us", 1, ""),
+            ("4 KiB random read, qd1, server and client on different vCPUs, IOPS", "rr4k_qd1x",
+             "iops", 0, ""),
+            ("4 KiB random read, qd1, different vCPUs, median latency µs", "rr4k_qd1x", "p50_us", 1,
+             ""),
             ("4 KiB random read, qd16, IOPS", "rr4k_qd16", "iops", 0, ">= 1.0"),
             ("4 KiB random read, qd16, median latency µs", "rr4k_qd16", "p50_us", 1, ""),
             ("64 KiB sequential read, MB/s", "seq64k", "mb_s", 1, ">= 0.9"),
             ("1 MiB sequential read, MB/s", "seq1m", "mb_s", 1, ">= 0.9"))
     ratios = {}
     for label, k, m, d, goal in rows:
+        if f"st_img_{k}_{m}" not in N:
+            continue
         a, b, q, x = (n(f"{t_}_{k}_{m}") for t_ in ("st_img", "st_vol", "qemu", "nbdkit"))
         ratios[(k, m)] = (a / x, b / x)
         w(f"| {label} | {a:,.{d}f} | {b:,.{d}f} | {q:,.{d}f} | {x:,.{d}f} | {a / x:.2f} | "
@@ -533,7 +544,10 @@ if "nbd" in lines:
     sq = min(min(ratios[("seq64k", "mb_s")]), min(ratios[("seq1m", "mb_s")]))
     goals.append(("NBD 4 KiB random reads >= 1.0x nbdkit (qd1, qd16; image and clone)",
                   f"{rr:.2f}x (lowest)", rr >= 1.0))
-    goals.append(("NBD median qd1 read latency <= nbdkit's", f"{lat:.2f}x (highest)", lat <= 1.0))
+    latx = (f"; {max(ratios[('rr4k_qd1x', 'p50_us')]):.2f}x on different vCPUs"
+            if ("rr4k_qd1x", "p50_us") in ratios else "")
+    goals.append(("NBD median qd1 read latency <= nbdkit's", f"{lat:.2f}x (highest){latx}",
+                  lat <= 1.0))
     goals.append(("NBD sequential reads >= 0.9x nbdkit (64 KiB, 1 MiB)", f"{sq:.2f}x (lowest)",
                   sq >= 0.9))
 
