@@ -12,15 +12,7 @@ make_ext4 "$TMP/base.img" 96M /etc /usr/share/i18n
 st init >/dev/null
 st import --quiet "$TMP/base.img" base
 st clone base vm1
-SOCK="$TMP/nbd.sock"
-PORT=$((20000 + RANDOM % 20000))
-"$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
-        --stats "$TMP/stats.json" 2>"$TMP/serve.log" &
-SERVE=$!
-_cleanup_pids+=("$SERVE")
-for _ in $(seq 100); do [ -S "$SOCK" ] && [ -f "$TMP/pid" ] && break; sleep 0.05; done
-[ "$(cat "$TMP/pid")" = "$SERVE" ] || fail "pidfile"
-U() { echo "nbd+unix:///$1?socket=$SOCK"; }
+start_serve
 
 # listing and info
 nbdinfo --list "nbd+unix://?socket=$SOCK" >"$TMP/list"

@@ -42,15 +42,7 @@ img[(13 << 20) + 123:(13 << 20) + 123 + 4096] = b"good" * 1024
 open(sys.argv[2], "wb").write(img)
 EOF
 
-SOCK="$TMP/nbd.sock"
-PORT=$((20000 + RANDOM % 20000))
-"$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
-        --stats "$TMP/stats.json" 2>"$TMP/serve.log" &
-SERVE=$!
-_cleanup_pids+=("$SERVE")
-for _ in $(seq 100); do [ -S "$SOCK" ] && [ -f "$TMP/pid" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || fail "no socket"
-U() { echo "nbd+unix:///$1?socket=$SOCK"; }
+start_serve
 
 # The good client: an acknowledged write (the same bytes every time, so vm1.expect
 # holds), then both exports read back whole by qemu-img, one of them over TCP.

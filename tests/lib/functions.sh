@@ -50,3 +50,20 @@ make_ext4() {
         mkfs.ext4 -q -F -d "$root" "$img" "$size"
         rm -rf "$root"
 }
+
+# start_serve: run `stellar serve` on $TMP/nbd.sock and 127.0.0.1:$PORT (a
+# random port), with --pidfile $TMP/pid and --stats $TMP/stats.json, logging to
+# $TMP/serve.log. Sets SOCK, PORT, SERVE (the daemon's pid; stopped at exit)
+# and returns once the socket and pidfile are there. U NAME gives a URI.
+start_serve() {
+        SOCK="$TMP/nbd.sock"
+        PORT=$((20000 + RANDOM % 20000))
+        "$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
+                --stats "$TMP/stats.json" "$@" 2>"$TMP/serve.log" &
+        SERVE=$!
+        _cleanup_pids+=("$SERVE")
+        for _ in $(seq 100); do [ -S "$SOCK" ] && [ -f "$TMP/pid" ] && break; sleep 0.05; done
+        [ -S "$SOCK" ] || { cat "$TMP/serve.log" >&2; fail "stellar serve did not start"; }
+        [ "$(cat "$TMP/pid")" = "$SERVE" ] || fail "the pidfile does not hold the daemon's pid"
+}
+U() { echo "nbd+unix:///$1?socket=$SOCK"; }
