@@ -19,10 +19,10 @@ for d in /etc /usr/share/i18n /usr/share/zoneinfo /usr/lib/x86_64-linux-gnu/gcon
 done
 echo "== image A: ext4, 2 GiB sparse, $(du -sh "$DIR/root" | cut -f1) of files from this machine"
 mkfs.ext4 -q -F -d "$DIR/root" "$DIR/a.img" 2G
-for d in /usr/share/man /usr/bin /usr/sbin; do
+for d in /usr/sbin; do
         [ -d "$d" ] && cp -a "$d" "$DIR/root/" 2>/dev/null || true
 done
-echo "== image B: A plus man pages and programs, $(du -sh "$DIR/root" | cut -f1) in all"
+echo "== image B: A plus /usr/sbin (as a package install would add), $(du -sh "$DIR/root" | cut -f1) in all"
 mkfs.ext4 -q -F -d "$DIR/root" "$DIR/b.img" 2G
 rm -rf "$DIR/root"
 
