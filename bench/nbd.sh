@@ -62,7 +62,7 @@ wsize=$(runs 64m 16m)    # bytes written per write measurement
 nw=$(runs 16384 4096)    # the same, in 4 KiB writes
 
 W=$WORK/nbd
-pids=() wq_pid= wk_pid=
+pids=() wq_pid='' wk_pid=''
 stop_pid() { # PID: SIGTERM and wait (the servers are our children)
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
@@ -207,7 +207,7 @@ wdone() { # KIND RUN TEST: stop the peer server, delete the target
 }
 WTESTS=(rw4k_qd1 rw4k_qd16)
 # qemu-img bench offsets: a stride permutation of the range's 4 KiB blocks
-wstride=$(( ((1 << 30) / 4096 * 6180339887 / 10000000000) | 1 ))
+wstride=$(( ((1 << 30) / 4096) * 6180339887 / 10000000000 | 1 ))
 WTARGETS=(st qemu nbdkit)
 
 # rot N ARRAY...: the array rotated left by N
@@ -281,5 +281,15 @@ line+=" runs=$n_runs runtime_s=$rt write_bytes=$wsize same=$same"
 line+=" qemu=$(qemu-nbd --version | awk 'NR == 1 { print $2 }') nbdkit=$(nbdkit --version | awk '{ print $2 }')"
 line+=" fio=$(fio --version | sed 's/^fio-//')"
 line+=" $(medians "$W/runs")"
+# how many runs had stellar's qd1 median latency above nbdkit's (the shared
+# machine has slow phases that the medians hide)
+line+=" $(python3 - "$W/runs" <<'EOF'
+import sys
+runs = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(sys.argv[1])]
+worse = [sum(float(r[f"{t}_rr4k_qd1_p50_us"]) > float(r["nbdkit_rr4k_qd1_p50_us"]) for r in runs)
+         for t in ("st_img", "st_vol")]
+print("qd1_p50_runs_worse_img=%d qd1_p50_runs_worse_vol=%d" % tuple(worse))
+EOF
+)"
 line+=" $(python3 -c 'import json, sys; c = json.loads(sys.argv[1])["cache"]; print("st_cache_hits=%d st_cache_misses=%d st_cache_bytes=%d" % (c["hits"], c["misses"], c["bytes"]))' "$st_stats")"
 echo "$line"

@@ -539,6 +539,11 @@ if "nbd" in lines:
         w(f"| {label} | {a:,.{d}f} | {b:,.{d}f} | {q:,.{d}f} | {x:,.{d}f} | {a / x:.2f} | "
           f"{b / x:.2f} | {a / q:.2f} | {goal} |")
     w("")
+    if "qd1_p50_runs_worse_img" in N:
+        w(f"Runs in which stellar's qd1 median latency (free placement) was above nbdkit's: "
+          f"{N['qd1_p50_runs_worse_img']} of {N['runs']} (image A), {N['qd1_p50_runs_worse_vol']} "
+          f"of {N['runs']} (clone). The machine is shared: in slow phases every server slows "
+          f"and stellar's connection thread is woken across vCPUs, as in the pinned rows.\n")
     rr = min(min(ratios[("rr4k_qd1", "iops")]), min(ratios[("rr4k_qd16", "iops")]))
     lat = max(ratios[("rr4k_qd1", "p50_us")])
     sq = min(min(ratios[("seq64k", "mb_s")]), min(ratios[("seq1m", "mb_s")]))
