@@ -457,7 +457,7 @@ static int do_read(conn *c, st_volume *v, const nbd_request *q) {
         }
         /* The data is read already; map only says which parts are holes. */
         c->n_ext = 0;
-        r = st_volume_map(v, q->offset, q->length, collect_extent, c);
+        r = st_volume_map(v, q->offset, q->length, ST_EXTENT_HOLE, collect_extent, c);
         if (r < 0)
                 return error_reply(c, q, wire_error(r));
         return send_extents(c, q);
@@ -502,7 +502,10 @@ static int do_block_status(conn *c, st_volume *v, const nbd_request *q) {
                 c->n_desc = 0;
                 c->desc_ctx = id;
                 c->desc_max = (q->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : 4096;
-                int k = st_volume_map(v, q->offset, q->length, status_extent, c);
+                int k = st_volume_map(v, q->offset, q->length,
+                                      id == NBD_META_BASE_ALLOCATION ? ST_EXTENT_HOLE
+                                                                     : ST_EXTENT_SHARED,
+                                      status_extent, c);
                 if (k < 0)
                         return error_reply(c, q, wire_error(k));
                 if (c->n_desc == 0) { /* a zero-length query still gets one descriptor */

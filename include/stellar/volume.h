@@ -72,8 +72,11 @@ enum {
 /* Called for consecutive extents covering [off, off+len) in order; return
  * non-zero to stop (st_volume_map then returns that value). */
 typedef int (*st_extent_fn)(void *ctx, uint64_t off, uint64_t len, unsigned flags);
-/* Describe [off, off+len) as extents with the same flags. Thread-safe as a read. */
-ST_API int st_volume_map(st_volume *v, uint64_t off, uint64_t len, st_extent_fn fn, void *ctx);
+/* Describe [off, off+len) as extents with the same flags, reporting only the
+ * flags in 'want' (ST_EXTENT_SHARED costs an index lookup per chunk, so ask
+ * for it only when it is used). Thread-safe as a read. */
+ST_API int st_volume_map(st_volume *v, uint64_t off, uint64_t len, unsigned want, st_extent_fn fn,
+                         void *ctx);
 /* Load the chunks behind [off, off+len) into the store's cache (a hint). */
 ST_API int st_volume_prefetch(st_volume *v, uint64_t off, uint64_t len);
 

@@ -548,12 +548,14 @@ int st_volume_snapshot(st_store *s, const char *vol, const char *snap) {
         return derive(s, vol, snap, ST_KIND_SNAPSHOT);
 }
 
-static unsigned run_flags(st_volume *v, const volume_run *r) {
+static unsigned run_flags(st_volume *v, const volume_run *r, unsigned want) {
         if (r->kind == VRUN_ZERO)
-                return ST_EXTENT_HOLE;
+                return ST_EXTENT_HOLE & want;
         if (r->kind == VRUN_DELTA)
-                return ST_EXTENT_DELTA;
+                return ST_EXTENT_DELTA & want;
         unsigned f = 0;
+        if (!(want & ST_EXTENT_SHARED))
+                return 0;
         pthread_rwlock_rdlock(&v->s->lock);
         uint32_t id = index_find(v->s->idx, &r->ext->hash);
         if (id != INDEX_NONE && index_get(v->s->idx, id)->refs > 1)
@@ -562,7 +564,8 @@ static unsigned run_flags(st_volume *v, const volume_run *r) {
         return f;
 }
 
-int st_volume_map(st_volume *v, uint64_t off, uint64_t len, st_extent_fn fn, void *ctx) {
+int st_volume_map(st_volume *v, uint64_t off, uint64_t len, unsigned want, st_extent_fn fn,
+                  void *ctx) {
         int r = check_range(v, off, len);
         if (r < 0)
                 return r;
@@ -573,7 +576,7 @@ int st_volume_map(st_volume *v, uint64_t off, uint64_t len, st_extent_fn fn, voi
         while (off < end && r == 0) {
                 volume_run run;
                 volume_run_at(v, off, end, &run);
-                unsigned f = run_flags(v, &run);
+                unsigned f = run_flags(v, &run, want);
                 if (have && f != cur) {
                         r = fn(ctx, start, off - start, cur);
                         start = off;
