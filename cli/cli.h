@@ -56,3 +56,5 @@ int cmd_snapshot(cli *c, int argc, char **argv);
 int cmd_commit(cli *c, int argc, char **argv);
 int cmd_serve(cli *c, int argc, char **argv);
 int cmd_chunk(cli *c, int argc, char **argv);
+int cmd_publish(cli *c, int argc, char **argv);
+int cmd_pull(cli *c, int argc, char **argv);

@@ -20,8 +20,11 @@ int cmd_export(cli *c, int argc, char **argv) {
                 return 2;
         }
         st_store *s;
-        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+        /* SHARED, not read-only: chunks of a lazily pulled image are
+         * fetched and kept on the way */
+        if (cli_open(c, ST_STORE_SHARED, &s) < 0)
                 return 1;
+        (void)st_store_attach_sources(s, NULL);
         cli_progress p;
         cli_progress_init(&p, c, "exporting");
         st_import_opts o = { .progress = cli_progress_cb, .userdata = &p };

@@ -28,8 +28,11 @@ static void report(void *userdata, int severity, const char *file, uint64_t off,
                         printf("warning: more warnings not shown\n");
                 return;
         }
-        printf("%s: %s:%llu: %s\n", severity ? "error" : "warning", file, (unsigned long long)off,
-               msg);
+        if (off == ST_DIAG_NO_OFFSET)
+                printf("%s: %s: %s\n", severity ? "error" : "warning", file, msg);
+        else
+                printf("%s: %s:%llu: %s\n", severity ? "error" : "warning", file,
+                       (unsigned long long)off, msg);
 }
 
 int cmd_fsck(cli *c, int argc, char **argv) {

@@ -19,6 +19,8 @@ static const struct {
         { "clone", cmd_clone, "SRC DST: a writable clone of an image, snapshot or volume" },
         { "snapshot", cmd_snapshot, "VOLUME SNAP: a read-only point-in-time copy" },
         { "commit", cmd_commit, "VOLUME: fold a volume's writes into dedup'd chunks" },
+        { "publish", cmd_publish, "NAME TARGET: publish to a directory or s3:// (static tree)" },
+        { "pull", cmd_pull, "URL NAME: fetch only the chunks the store lacks, verified" },
         { "serve", cmd_serve, "--nbd ADDR: serve everything over NBD (the daemon)" },
         { "ls", cmd_ls, "list images, snapshots and volumes" },
         { "info", cmd_info, "NAME: describe one of them" },

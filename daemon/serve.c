@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stellar/remote.h>
+
 #include "serve.h"
 
 static volatile int stopping;
@@ -192,6 +194,9 @@ int serve_run(const serve_opts *o) {
                       d.what ? ": " : "", strerror(-r));
                 return 1;
         }
+        r = st_store_attach_sources(s, NULL);
+        if (r > 0)
+                logf_("lazily pulled images: missing chunks are fetched from %d source(s)", r);
         r = st_store_set_cache(s, o->cache_bytes);
         if (r < 0) {
                 logf_("cannot allocate the cache: %s", strerror(-r));

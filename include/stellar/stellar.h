@@ -5,4 +5,5 @@
 #include <stellar/chunker.h>
 #include <stellar/common.h>
 #include <stellar/hash.h>
+#include <stellar/remote.h>
 #include <stellar/store.h>

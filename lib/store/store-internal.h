@@ -73,6 +73,12 @@ struct st_store {
         pthread_mutex_t bufs_lock;
         store_chunk_buf *bufs[16]; /* idle reading buffers */
         unsigned n_bufs;
+        uint32_t own_pack; /* SHARED: the pack this process appends fetched chunks to */
+        /* Reads of chunks the store lacks ask this (lib/remote: lazily
+         * pulled images); 0 means the chunk is in the store now. */
+        int (*fetch)(void *ctx, st_store *s, const st_digest *id);
+        void *fetch_ctx;
+        void (*fetch_free)(void *ctx);
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
@@ -159,6 +165,21 @@ void store_chunk_buf_put(st_store *s, store_chunk_buf *b);
 /* Does the record at e carry exactly this hash? (the full-hash check behind a
  * 16-byte prefix match). 1 yes, 0 no, negative errno. */
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash);
+
+/* put.c: chunks from outside the store, verified by the caller. */
+typedef struct store_put {
+        st_digest hash;
+        const uint8_t *payload; /* as stored: a zstd frame if zstd, else the raw bytes */
+        uint32_t stored_len, raw_len;
+        bool zstd;
+} store_put;
+/* Append those the store lacks (no references yet); *ret_stored gets the
+ * pack bytes written. Not durable until store_commit (or, SHARED, ever:
+ * recovery finds them). */
+int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *ret_stored);
+/* Read chunk id's record: b->scratch holds header and payload as stored,
+ * b->out the verified raw bytes; *ret the record. */
+int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, pack_record *ret);
 
 /* Decode the 'format' file. -EBADMSG, -EPROTONOSUPPORT. */
 int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr);

@@ -225,13 +225,19 @@ int store_commit(st_store *s) {
 int store_pack_create(st_store *s, store_pack **ret) {
         if (s->next_pack_id == UINT32_MAX)
                 return -ENOSPC;
+        /* Exclusive create: a SHARED process may be making packs too. */
         uint32_t id = s->next_pack_id;
         char name[32];
-        pack_name(name, id);
-        _cleanup_close_ int fd =
-                openat(s->packs_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-                return -errno;
+        _cleanup_close_ int fd = -EBADF;
+        for (;;) {
+                pack_name(name, id);
+                fd = openat(s->packs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                if (fd >= 0)
+                        break;
+                if (errno != EEXIST || id == UINT32_MAX - 1)
+                        return -errno;
+                id++;
+        }
         uint8_t hdr[PACK_HEADER_LEN];
         pack_header_encode(hdr, id);
         int r = st_pwrite_full(fd, hdr, sizeof hdr, 0);
@@ -420,6 +426,8 @@ st_store *st_store_close(st_store *s) {
         free(s->packs);
         index_free(s->idx);
         st_pool_free(s->pool);
+        if (s->fetch_free)
+                s->fetch_free(s->fetch_ctx);
         store_cache_free(s);
         cache_free(s->hot);
         for (unsigned i = 0; i < s->n_bufs; i++) {
@@ -535,7 +543,7 @@ void store_chunk_buf_done(store_chunk_buf *b) {
         *b = (store_chunk_buf){ 0 };
 }
 
-int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
+static int64_t read_local(st_store *s, const st_digest *id, store_chunk_buf *b) {
         if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
                 return -ENOMEM;
         pthread_rwlock_rdlock(&s->lock);
@@ -550,4 +558,14 @@ int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
                 r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
         pthread_rwlock_unlock(&s->lock);
         return r < 0 ? r : (int64_t)e.raw_len;
+}
+
+int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
+        int64_t r = read_local(s, id, b);
+        /* A chunk of a lazily pulled image: fetch it, keep it, read it. */
+        if (r == -ENOENT && s->fetch) {
+                int k = s->fetch(s->fetch_ctx, s, id);
+                r = k < 0 ? k : read_local(s, id, b);
+        }
+        return r;
 }

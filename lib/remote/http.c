@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTP and S3 transfers on libcurl's multi interface: many requests in
+ * flight over keep-alive connections (HTTP/2 multiplexed where the server
+ * offers it), retries with exponential backoff on 5xx, 429, resets and
+ * stalls, and bodies bounded as they arrive. S3 requests are signed with
+ * AWS SigV4 by libcurl. Connections are shared between runs (a CURLSH), so
+ * the daemon's on-demand fetches from many threads reuse them too.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "target.h"
+
+struct http_engine {
+        char base[2048]; /* up to the tree's root, no trailing '/' */
+        char prefix[1024]; /* s3: inside the bucket, "" or ending in '/' */
+        bool s3;
+        char sigv4[128];
+        char userpwd[1024];
+        char token_hdr[2200];
+        unsigned parallel, retries, timeout_s;
+        CURLSH *share;
+        pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+        _Atomic uint64_t n_retries;
+};
+
+typedef struct slot {
+        CURL *e;
+        struct curl_slist *hdrs;
+        target_req q;
+        uint8_t *buf;
+        size_t cap, len;
+        size_t body_at;
+        bool active, waiting, too_big;
+        uint64_t retry_at_ms;
+} slot;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void share_lock(CURL *e, curl_lock_data d, curl_lock_access a, void *u) {
+        (void)e;
+        (void)a;
+        http_engine *h = u;
+        pthread_mutex_lock(&h->share_locks[d]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data d, void *u) {
+        (void)e;
+        http_engine *h = u;
+        pthread_mutex_unlock(&h->share_locks[d]);
+}
+
+static const char *env(const char *a, const char *b) {
+        const char *v = getenv(a);
+        if ((!v || !*v) && b)
+                v = getenv(b);
+        return v && *v ? v : NULL;
+}
+
+static int parse_s3(http_engine *h, const char *url, st_diag *reterr) {
+        const char *bucket = url + 5, *slash = strchr(bucket, '/');
+        size_t blen = slash ? (size_t)(slash - bucket) : strlen(bucket);
+        if (blen == 0 || blen > 63)
+                return st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "s3:// URL without a bucket",
+                                    -EINVAL);
+        char b[64];
+        memcpy(b, bucket, blen);
+        b[blen] = 0;
+        const char *prefix = slash ? slash + 1 : "";
+        size_t plen = strlen(prefix);
+        while (plen && prefix[plen - 1] == '/')
+                plen--;
+        if (plen + 2 > sizeof h->prefix)
+                return st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "prefix too long", -EINVAL);
+        snprintf(h->prefix, sizeof h->prefix, "%.*s%s", (int)plen, prefix, plen ? "/" : "");
+        const char *region = env("AWS_REGION", "AWS_DEFAULT_REGION");
+        if (!region)
+                region = "us-east-1";
+        char def[256];
+        snprintf(def, sizeof def, "https://s3.%s.amazonaws.com", region);
+        const char *ep = env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+        if (!ep)
+                ep = def;
+        size_t elen = strlen(ep);
+        while (elen && ep[elen - 1] == '/')
+                elen--;
+        const char *style = env("STELLAR_S3_STYLE", NULL);
+        if (style && strcmp(style, "path") && strcmp(style, "virtual"))
+                return st_diag_fail(reterr, "STELLAR_S3_STYLE", ST_DIAG_NO_OFFSET,
+                                    "must be 'path' or 'virtual'", -EINVAL);
+        if (style && !strcmp(style, "virtual")) {
+                const char *host = strstr(ep, "://");
+                if (!host || (size_t)(host - ep) + 3 > elen)
+                        return st_diag_fail(reterr, ep, ST_DIAG_NO_OFFSET, "bad endpoint URL",
+                                            -EINVAL);
+                host += 3;
+                snprintf(h->base, sizeof h->base, "%.*s%s.%.*s", (int)(host - ep), ep, b,
+                         (int)(elen - (size_t)(host - ep)), host);
+        } else
+                snprintf(h->base, sizeof h->base, "%.*s/%s", (int)elen, ep, b);
+        const char *key = env("AWS_ACCESS_KEY_ID", NULL), *secret = env("AWS_SECRET_ACCESS_KEY", NULL);
+        if (key && secret) {
+                snprintf(h->sigv4, sizeof h->sigv4, "aws:amz:%s:s3", region);
+                snprintf(h->userpwd, sizeof h->userpwd, "%s:%s", key, secret);
+                const char *tok = env("AWS_SESSION_TOKEN", NULL);
+                if (tok)
+                        snprintf(h->token_hdr, sizeof h->token_hdr, "x-amz-security-token: %s", tok);
+        } /* else unsigned requests: a public bucket */
+        h->s3 = true;
+        return 0;
+}
+
+int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_diag *reterr) {
+        pthread_once(&curl_once, curl_init_once);
+        http_engine *h = calloc(1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        h->parallel = o && o->parallel ? o->parallel : 16;
+        if (h->parallel > 256)
+                h->parallel = 256;
+        h->retries = o && o->retries ? o->retries : 5;
+        h->timeout_s = o && o->timeout_s ? o->timeout_s : 20;
+        int r = 0;
+        if (!strncmp(url, "s3://", 5))
+                r = parse_s3(h, url, reterr);
+        else {
+                size_t n = strlen(url);
+                while (n && url[n - 1] == '/')
+                        n--;
+                if (n >= sizeof h->base)
+                        r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "URL too long", -EINVAL);
+                else
+                        snprintf(h->base, sizeof h->base, "%.*s", (int)n, url);
+        }
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+                pthread_mutex_init(&h->share_locks[i], NULL);
+        h->share = curl_share_init();
+        if (r == 0 && !h->share)
+                r = -ENOMEM;
+        if (r == 0) {
+                curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
+                curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+                curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
+                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        }
+        if (r < 0) {
+                http_close(h);
+                return r;
+        }
+        *ret = h;
+        return 0;
+}
+
+http_engine *http_close(http_engine *h) {
+        if (!h)
+                return NULL;
+        if (h->share)
+                curl_share_cleanup(h->share);
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+                pthread_mutex_destroy(&h->share_locks[i]);
+        free(h);
+        return NULL;
+}
+
+bool http_is_s3(const http_engine *h) {
+        return h->s3;
+}
+
+const char *http_s3_prefix(const http_engine *h) {
+        return h->prefix;
+}
+
+uint64_t http_retries(const http_engine *h) {
+        return h->n_retries;
+}
+
+void http_url(const http_engine *h, const char *key, const char *query, char *out, size_t out_len) {
+        (void)query;
+        if (key[0] == '?') { /* the bucket itself, with a query */
+                snprintf(out, out_len, "%s/%s", h->base, key);
+                return;
+        }
+        size_t k = (size_t)snprintf(out, out_len, "%s/", h->base);
+        char path[1300];
+        snprintf(path, sizeof path, "%s%s", h->prefix, key);
+        for (const char *p = path; *p && k + 4 < out_len; p++) {
+                unsigned char c = (unsigned char)*p;
+                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    strchr("-_.~/", c))
+                        out[k++] = (char)c;
+                else
+                        k += (size_t)snprintf(out + k, 4, "%%%02X", c);
+        }
+        if (k < out_len)
+                out[k] = 0;
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *u) {
+        slot *sl = u;
+        size_t len = size * n;
+        if (sl->len + len > sl->q.max_len) {
+                sl->too_big = true;
+                return 0; /* aborts the transfer */
+        }
+        if (st_buf_grow(&sl->buf, &sl->cap, sl->len + len) < 0)
+                return 0;
+        memcpy(sl->buf + sl->len, data, len);
+        sl->len += len;
+        return len;
+}
+
+static size_t on_read(char *out, size_t size, size_t n, void *u) {
+        slot *sl = u;
+        size_t left = sl->q.body_len - sl->body_at, len = size * n;
+        if (len > left)
+                len = left;
+        memcpy(out, (const uint8_t *)sl->q.body + sl->body_at, len);
+        sl->body_at += len;
+        return len;
+}
+
+static int slot_start(http_engine *h, CURLM *m, slot *sl) {
+        if (!sl->e && !(sl->e = curl_easy_init()))
+                return -ENOMEM;
+        CURL *e = sl->e;
+        curl_easy_reset(e);
+        curl_slist_free_all(sl->hdrs);
+        sl->hdrs = NULL;
+        sl->len = 0;
+        sl->body_at = 0;
+        sl->too_big = false;
+        sl->q.attempts++;
+        char url[4096];
+        http_url(h, sl->q.key, NULL, url, sizeof url);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->timeout_s);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "stellar/" "0.1");
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, sl);
+        struct curl_slist *hl = NULL;
+        hl = curl_slist_append(hl, "Expect:");
+        if (h->s3) {
+                hl = curl_slist_append(hl, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+                if (h->token_hdr[0])
+                        hl = curl_slist_append(hl, h->token_hdr);
+                if (h->sigv4[0]) {
+                        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, h->sigv4);
+                        curl_easy_setopt(e, CURLOPT_USERPWD, h->userpwd);
+                }
+        }
+        if (!hl)
+                return -ENOMEM;
+        sl->hdrs = hl;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+        if (sl->q.op == TARGET_PUT) {
+                curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+                curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+                curl_easy_setopt(e, CURLOPT_READDATA, sl);
+                curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)sl->q.body_len);
+        }
+        if (curl_multi_add_handle(m, e) != CURLM_OK)
+                return -ENOMEM;
+        sl->active = true;
+        sl->waiting = false;
+        return 0;
+}
+
+/* What a finished transfer means: 0, a final error, or 1 (try again). */
+static int classify(slot *sl, CURLcode cc, long status) {
+        sl->q.status = status;
+        if (cc == CURLE_OK) {
+                if (status >= 200 && status < 300)
+                        return 0;
+                if (status == 404 || status == 410)
+                        return -ENOENT;
+                if (status == 401 || status == 403)
+                        return -EACCES;
+                if (status == 429 || status >= 500)
+                        return 1;
+                return -EPROTO;
+        }
+        switch (cc) {
+        case CURLE_WRITE_ERROR:
+                return sl->too_big ? -EFBIG : -ENOMEM;
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_SSL_CONNECT_ERROR:
+                return 1;
+        case CURLE_COULDNT_RESOLVE_HOST:
+                return -EHOSTUNREACH;
+        default:
+                return -EIO;
+        }
+}
+
+static int final_error(CURLcode cc, long status) {
+        if (cc == CURLE_OPERATION_TIMEDOUT)
+                return -ETIMEDOUT;
+        if (cc == CURLE_COULDNT_CONNECT)
+                return -ECONNREFUSED;
+        if (cc != CURLE_OK)
+                return -ECONNRESET;
+        return status == 429 ? -EAGAIN : -EIO;
+}
+
+static const char *describe(int err) {
+        switch (err) {
+        case -ENOENT: return "not found on the server (404)";
+        case -EACCES: return "access denied (401/403): check the credentials";
+        case -EFBIG: return "the answer is larger than allowed";
+        case -ETIMEDOUT: return "the server stalled (no bytes within the timeout), retries exhausted";
+        case -ECONNREFUSED: return "cannot connect, retries exhausted";
+        case -ECONNRESET: return "the connection broke, retries exhausted";
+        case -EAGAIN: return "the server kept answering 429 (slow down), retries exhausted";
+        case -EPROTO: return "unexpected HTTP status";
+        case -EHOSTUNREACH: return "cannot resolve the host";
+        case -EBADMSG: return "the bytes received are not what their name says";
+        default: return "request failed (server errors or I/O), retries exhausted";
+        }
+}
+
+int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
+        CURLM *m = curl_multi_init();
+        slot *slots = calloc(h->parallel, sizeof *slots);
+        if (!m || !slots) {
+                curl_multi_cleanup(m);
+                free(slots);
+                return -ENOMEM;
+        }
+        curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->parallel);
+        bool exhausted = false;
+        int r = 0;
+        for (;;) {
+                uint64_t now = now_ms(), wake = now + 200;
+                unsigned busy = 0;
+                for (unsigned i = 0; r == 0 && i < h->parallel; i++) {
+                        slot *sl = &slots[i];
+                        if (sl->waiting && sl->retry_at_ms <= now)
+                                r = slot_start(h, m, sl);
+                        else if (!sl->active && !sl->waiting && !exhausted) {
+                                sl->q = (target_req){ 0 };
+                                int k = io->next(io->ctx, &sl->q);
+                                if (k < 0)
+                                        r = k;
+                                else if (k == 0)
+                                        exhausted = true;
+                                else
+                                        r = slot_start(h, m, sl);
+                        }
+                        if (sl->waiting && sl->retry_at_ms < wake)
+                                wake = sl->retry_at_ms;
+                        busy += sl->active || sl->waiting;
+                }
+                if (r < 0 || (busy == 0 && exhausted))
+                        break;
+                int running;
+                curl_multi_perform(m, &running);
+                CURLMsg *msg;
+                int left;
+                while (r == 0 && (msg = curl_multi_info_read(m, &left))) {
+                        if (msg->msg != CURLMSG_DONE)
+                                continue;
+                        slot *sl;
+                        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+                        CURLcode cc = msg->data.result;
+                        long status = 0;
+                        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+                        curl_multi_remove_handle(m, msg->easy_handle);
+                        sl->active = false;
+                        int k = classify(sl, cc, status);
+                        if (k == 1 && sl->q.attempts >= h->retries)
+                                k = final_error(cc, status);
+                        if (k == 0 || k < 0) {
+                                sl->q.err = k;
+                                sl->q.data = sl->buf;
+                                sl->q.len = sl->len;
+                                k = io->done(io->ctx, &sl->q);
+                                if (k == 1 && sl->q.attempts >= h->retries)
+                                        k = -EBADMSG;
+                        }
+                        if (k == 1) {
+                                /* back off: 100 ms doubling, at most 5 s, +-25% */
+                                uint64_t d = 100ull << (sl->q.attempts > 6 ? 6 : sl->q.attempts - 1);
+                                if (d > 5000)
+                                        d = 5000;
+                                d = d * 3 / 4 + (uint64_t)rand() % (d / 2 + 1);
+                                sl->waiting = true;
+                                sl->retry_at_ms = now_ms() + d;
+                                h->n_retries++;
+                        } else if (k < 0) {
+                                r = k;
+                                if (reterr && !reterr->what) {
+                                        char url[4096], where[256];
+                                        http_url(h, sl->q.key, NULL, url, sizeof url);
+                                        if (sl->q.status)
+                                                snprintf(where, sizeof where, "%.200s (HTTP %ld)",
+                                                         url, sl->q.status);
+                                        else
+                                                snprintf(where, sizeof where, "%.240s", url);
+                                        (void)st_diag_fail(reterr, where, ST_DIAG_NO_OFFSET,
+                                                           describe(k), k);
+                                }
+                        }
+                }
+                if (r < 0)
+                        break;
+                now = now_ms();
+                int wait = wake > now ? (int)(wake - now) : 0;
+                curl_multi_poll(m, NULL, 0, wait, NULL);
+        }
+        for (unsigned i = 0; i < h->parallel; i++) {
+                if (slots[i].active)
+                        curl_multi_remove_handle(m, slots[i].e);
+                if (slots[i].e)
+                        curl_easy_cleanup(slots[i].e);
+                curl_slist_free_all(slots[i].hdrs);
+                free(slots[i].buf);
+        }
+        free(slots);
+        curl_multi_cleanup(m);
+        return r;
+}

@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pull: refs/NAME -> the manifest chain (each layer verified against its
+ * name) -> the chunks the store lacks, fetched in parallel and verified ->
+ * appended to packs as they come (a frame that compresses is stored as it
+ * arrived) -> the manifests and the name, last. The index is committed
+ * every PULL_COMMIT_BYTES, so an interrupted pull resumes where it stopped;
+ * recovery finds anything after the last commit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/hash.h>
+#include <stellar/remote.h>
+
+#include "../store/store-internal.h"
+#include "../util/cleanup.h"
+#include "../util/diag.h"
+#include "../util/fs.h"
+#include "blob.h"
+#include "chain.h"
+#include "manifest-json.h"
+#include "pull.h"
+#include "target.h"
+
+#define PULL_BATCH_BYTES (8u << 20)
+#define PULL_COMMIT_BYTES (256ull << 20)
+
+typedef struct puller {
+        st_store *s;
+        const st_transfer_opts *o;
+        st_pull_result *res;
+        const st_digest *missing;
+        size_t n_missing, next;
+        ZSTD_DCtx *dctx;
+        uint8_t *raw;
+        size_t raw_cap;
+        /* verified chunks waiting to be appended */
+        uint8_t *buf;
+        size_t buf_len, buf_cap;
+        store_put *items;
+        size_t *offs; /* where each item's payload is in buf (buf moves as it grows) */
+        size_t n_items, cap_items;
+        uint64_t since_commit;
+        st_diag *err;
+} puller;
+
+int pull_read_ref(target *t, const char *name, st_digest *ret, uint64_t *bytes, st_diag *reterr) {
+        char key[300];
+        snprintf(key, sizeof key, "refs/%s", name);
+        uint8_t *buf;
+        size_t len;
+        int r = target_get(t, key, 4096, &buf, &len, reterr);
+        if (r < 0)
+                return r;
+        *bytes += len;
+        char hex[ST_DIGEST_HEX_LEN + 1] = "";
+        if (len >= ST_DIGEST_HEX_LEN)
+                memcpy(hex, buf, ST_DIGEST_HEX_LEN);
+        bool ok = len >= ST_DIGEST_HEX_LEN && len <= ST_DIGEST_HEX_LEN + 2 &&
+                  st_digest_from_hex(hex, ret) == 0;
+        for (size_t i = ST_DIGEST_HEX_LEN; ok && i < len; i++)
+                ok = buf[i] == '\n' || buf[i] == '\r';
+        free(buf);
+        if (!ok) {
+                char url[512];
+                target_url(t, key, url, sizeof url);
+                return st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET,
+                                    "not a name file (64 hex digits and a newline)", -EBADMSG);
+        }
+        return 0;
+}
+
+int pull_read_chain(target *t, const st_digest *top, layer_chain *ret, uint64_t *bytes,
+                    st_diag *reterr) {
+        layer_chain c = { .layers = calloc(MANIFEST_DEPTH_MAX + 1, sizeof(manifest *)) };
+        if (!c.layers)
+                return -ENOMEM;
+        st_digest id = *top;
+        int r = 0;
+        while (r == 0 && !manifest_hash_is_hole(&id)) {
+                char hex[ST_DIGEST_HEX_LEN + 1], key[128], url[512];
+                st_digest_to_hex(&id, hex);
+                snprintf(key, sizeof key, "manifests/%s.json", hex);
+                target_url(t, key, url, sizeof url);
+                if (c.n > MANIFEST_DEPTH_MAX) {
+                        r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "manifest chain too deep",
+                                         -ELOOP);
+                        break;
+                }
+                uint8_t *buf;
+                size_t len;
+                r = target_get(t, key, JSON_MANIFEST_MAX, &buf, &len, reterr);
+                if (r < 0)
+                        break;
+                *bytes += len;
+                st_digest h;
+                st_hash(buf, len, &h);
+                manifest *m = NULL;
+                if (memcmp(h.b, id.b, ST_DIGEST_LEN) != 0)
+                        r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET,
+                                         "manifest's bytes do not match its name (BLAKE3)", -EBADMSG);
+                else {
+                        st_diag d = { 0 };
+                        r = json_manifest_parse(buf, len, &m, &d);
+                        if (r < 0 && reterr)
+                                (void)st_diag_fail(reterr, url, d.offset, d.what, r);
+                }
+                free(buf);
+                if (r < 0)
+                        break;
+                c.layers[c.n++] = m;
+                id = m->parent;
+        }
+        if (r < 0) {
+                chain_free(&c);
+                return r;
+        }
+        for (size_t i = 0; i < c.n / 2; i++) { /* bottom first */
+                manifest *x = c.layers[i];
+                c.layers[i] = c.layers[c.n - 1 - i];
+                c.layers[c.n - 1 - i] = x;
+        }
+        *ret = c;
+        return 0;
+}
+
+int pull_local_ids(layer_chain *c, st_digest *ret_top) {
+        st_digest below = { 0 };
+        for (size_t i = 0; i < c->n; i++) {
+                c->layers[i]->parent = below;
+                uint8_t *buf;
+                size_t len;
+                int r = manifest_encode(c->layers[i], &buf, &len);
+                if (r < 0)
+                        return r;
+                st_hash(buf, len, &below);
+                free(buf);
+        }
+        *ret_top = below;
+        return 0;
+}
+
+static int flush_batch(puller *p) {
+        if (p->n_items == 0)
+                return 0;
+        for (size_t i = 0; i < p->n_items; i++)
+                p->items[i].payload = p->buf + p->offs[i];
+        uint64_t stored = 0;
+        int r = store_put_chunks(p->s, p->items, p->n_items, &stored);
+        p->n_items = 0;
+        p->buf_len = 0;
+        if (r < 0)
+                return st_diag_fail(p->err, "packs", ST_DIAG_NO_OFFSET, "cannot append to the store", r);
+        p->since_commit += stored;
+        if (p->since_commit >= PULL_COMMIT_BYTES) {
+                pthread_rwlock_wrlock(&p->s->lock);
+                r = store_commit(p->s);
+                pthread_rwlock_unlock(&p->s->lock);
+                p->since_commit = 0;
+                if (r < 0)
+                        return st_diag_fail(p->err, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
+        }
+        return 0;
+}
+
+static int pull_next(void *ctx, target_req *q) {
+        puller *p = ctx;
+        if (p->next >= p->n_missing)
+                return 0;
+        char hex[ST_DIGEST_HEX_LEN + 1];
+        st_digest_to_hex(&p->missing[p->next], hex);
+        q->op = TARGET_GET;
+        snprintf(q->key, sizeof q->key, "blobs/%s", hex);
+        q->max_len = blob_max_len();
+        q->user = (void *)&p->missing[p->next++];
+        return 1;
+}
+
+static int pull_done(void *ctx, target_req *q) {
+        puller *p = ctx;
+        if (q->err < 0)
+                return q->err;
+        const st_digest *id = q->user;
+        const char *why = NULL;
+        int64_t n = blob_verify(id, q->data, q->len, &p->raw, &p->raw_cap, p->dctx, &why);
+        if (n == -EBADMSG)
+                return 1; /* try again; the engine gives up after its retries */
+        if (n < 0)
+                return (int)n;
+        /* keep the frame if it saves space, else the raw bytes */
+        bool z = q->len < (size_t)n;
+        const uint8_t *src = z ? q->data : p->raw;
+        size_t len = z ? q->len : (size_t)n;
+        if (st_buf_grow(&p->buf, &p->buf_cap, p->buf_len + len) < 0)
+                return -ENOMEM;
+        if (p->n_items == p->cap_items) {
+                size_t cap = p->cap_items ? p->cap_items * 2 : 256;
+                store_put *it = realloc(p->items, cap * sizeof *it);
+                if (it)
+                        p->items = it;
+                size_t *of = realloc(p->offs, cap * sizeof *of);
+                if (of)
+                        p->offs = of;
+                if (!it || !of)
+                        return -ENOMEM;
+                p->cap_items = cap;
+        }
+        memcpy(p->buf + p->buf_len, src, len);
+        p->offs[p->n_items] = p->buf_len;
+        p->items[p->n_items++] = (store_put){ .hash = *id,
+                                              .stored_len = (uint32_t)len, .raw_len = (uint32_t)n,
+                                              .zstd = z };
+        p->buf_len += len;
+        p->res->n_fetched++;
+        p->res->bytes_fetched += q->len;
+        p->res->raw_fetched += (uint64_t)n;
+        if (p->o && p->o->progress)
+                p->o->progress(p->o->userdata, p->res->n_fetched, p->n_missing);
+        return p->buf_len >= PULL_BATCH_BYTES ? flush_batch(p) : 0;
+}
+
+/* The chunks of c the store lacks. */
+static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, size_t *ret_n,
+                        st_pull_result *res) {
+        const st_digest *all;
+        size_t n;
+        int r = chain_chunks(c, &all, &n, NULL);
+        if (r < 0)
+                return r;
+        st_digest *miss = malloc((n ? n : 1) * sizeof *miss);
+        if (!miss) {
+                free((void *)all);
+                return -ENOMEM;
+        }
+        size_t k = 0;
+        pthread_rwlock_rdlock(&s->lock);
+        for (size_t i = 0; i < n; i++)
+                if (index_find(s->idx, &all[i]) == INDEX_NONE)
+                        miss[k++] = all[i];
+        pthread_rwlock_unlock(&s->lock);
+        res->n_chunks = n;
+        res->n_present = n - k;
+        free((void *)all);
+        *ret = miss;
+        *ret_n = k;
+        return 0;
+}
+
+static int write_source(st_store *s, const char *name, const char *url, bool lazy) {
+        if (mkdirat(s->dirfd, "sources", 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_close_ int fd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (!lazy) {
+                if (unlinkat(fd, name, 0) < 0 && errno != ENOENT)
+                        return -errno;
+                return st_fsync_dir(fd);
+        }
+        char line[4200];
+        int n = snprintf(line, sizeof line, "%s\n", url);
+        if (n < 0 || (size_t)n >= sizeof line)
+                return -ENAMETOOLONG;
+        return st_write_atomic(fd, name, line, (size_t)n);
+}
+
+int st_pull(st_store *s, const char *url, const char *name, const st_transfer_opts *o,
+            st_pull_result *ret, st_diag *reterr) {
+        int r = store_exclusive(s);
+        if (r < 0)
+                return st_diag_fail(reterr, "store", ST_DIAG_NO_OFFSET,
+                                    r == -EBUSY ? "pull needs the store to itself (stop stellar serve)"
+                                                : "the store is not writable",
+                                    r);
+        const char *local = o && o->local_name ? o->local_name : name;
+        if (!st_name_valid(name) || !st_name_valid(local))
+                return st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET, "invalid name", -EINVAL);
+        st_pull_result res = { .lazy = o && o->lazy };
+        target *t = NULL;
+        layer_chain c = { 0 };
+        st_digest *missing = NULL;
+        size_t n_missing = 0;
+        puller p = { .s = s, .o = o, .res = &res, .err = reterr };
+        st_digest top;
+        r = target_open(url, o, &t, reterr);
+        if (r == 0)
+                r = pull_read_ref(t, name, &res.id, &res.manifest_bytes, reterr);
+        if (r == 0)
+                r = pull_read_chain(t, &res.id, &c, &res.manifest_bytes, reterr);
+        if (r == 0)
+                r = pull_local_ids(&c, &top);
+        pthread_mutex_lock(&s->write_lock);
+        if (r == 0 && store_ref_exists(s, local)) {
+                store_ref have;
+                r = store_ref_load(s, local, &have, reterr);
+                if (r == 0 && memcmp(have.manifest.b, top.b, ST_DIGEST_LEN) != 0)
+                        r = st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET,
+                                         "a different image has this name here (pull --as NEWNAME, "
+                                         "or rm it first)", -EEXIST);
+        }
+        if (r == 0) {
+                res.size = c.layers[c.n - 1]->size;
+                r = find_missing(s, &c, &missing, &n_missing, &res);
+        }
+        if (r == 0 && !res.lazy && n_missing > 0) {
+                p.missing = missing;
+                p.n_missing = n_missing;
+                p.dctx = ZSTD_createDCtx();
+                r = p.dctx ? 0 : -ENOMEM;
+                target_io io = { pull_next, pull_done, &p };
+                if (r == 0)
+                        r = target_run(t, &io, reterr);
+                int k = flush_batch(&p);
+                if (r == 0)
+                        r = k;
+        }
+        /* the manifests, bottom-up, then the name */
+        bool all_new = true;
+        for (size_t i = 0; r == 0 && i < c.n; i++) {
+                st_digest id;
+                bool is_new;
+                r = store_manifest_save(s, c.layers[i], &id, &is_new);
+                if (r < 0)
+                        (void)st_diag_fail(reterr, "manifests", ST_DIAG_NO_OFFSET,
+                                           "cannot write manifest", r);
+                if (!is_new)
+                        all_new = false;
+                else {
+                        pthread_rwlock_wrlock(&s->lock);
+                        store_manifest_count_refs(s, c.layers[i], +1);
+                        pthread_rwlock_unlock(&s->lock);
+                }
+        }
+        if (r == 0)
+                r = write_source(s, local, url, res.lazy && n_missing > 0);
+        if (r == 0 && !store_ref_exists(s, local)) {
+                const manifest *m = c.layers[c.n - 1];
+                store_ref ref = { .kind = ST_KIND_IMAGE, .size = m->size, .ctime_ns = m->ctime_ns,
+                                  .manifest = top };
+                r = store_ref_create(s, local, &ref);
+                if (r < 0)
+                        (void)st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET, "cannot write ref", r);
+        }
+        if (r == 0) {
+                pthread_rwlock_wrlock(&s->lock);
+                /* Chunks added under manifests that were already here (a lazy
+                 * pull being completed) get their counts from a recount. */
+                if (!all_new && res.n_fetched > 0)
+                        r = store_prune_manifests(s, true, NULL);
+                if (r == 0)
+                        r = store_commit(s);
+                pthread_rwlock_unlock(&s->lock);
+                if (r < 0)
+                        (void)st_diag_fail(reterr, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
+        }
+        pthread_mutex_unlock(&s->write_lock);
+        res.n_retries = t ? target_retries(t) : 0;
+        ZSTD_freeDCtx(p.dctx);
+        free(p.raw);
+        free(p.buf);
+        free(p.items);
+        free(p.offs);
+        free(missing);
+        chain_free(&c);
+        target_close(t);
+        if (ret)
+                *ret = res;
+        return r;
+}

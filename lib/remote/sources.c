@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The cold tier of lazily pulled images: a read of a chunk the store lacks
+ * fetches its blob from the sources recorded in DIR/sources/NAME, verifies
+ * it and keeps it in the store. Concurrent reads of one missing chunk wait
+ * for a single fetch.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <stellar/remote.h>
+
+#include "../store/store-internal.h"
+#include "../util/cleanup.h"
+#include "../util/fs.h"
+#include "blob.h"
+#include "target.h"
+
+#define INFLIGHT_MAX 256
+
+typedef struct fetcher {
+        target **targets;
+        size_t n;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        st_digest inflight[INFLIGHT_MAX];
+        size_t n_inflight;
+} fetcher;
+
+static bool is_source_name(const char *name) {
+        return name[0] != '.' && !strstr(name, ".tmp");
+}
+
+static void fetcher_free(void *ctx) {
+        fetcher *f = ctx;
+        for (size_t i = 0; i < f->n; i++)
+                target_close(f->targets[i]);
+        free(f->targets);
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        free(f);
+}
+
+static ssize_t inflight_find(const fetcher *f, const st_digest *id) {
+        for (size_t i = 0; i < f->n_inflight; i++)
+                if (!memcmp(f->inflight[i].b, id->b, ST_DIGEST_LEN))
+                        return (ssize_t)i;
+        return -1;
+}
+
+/* Fetch, verify and keep one chunk. */
+static int fetch_one(fetcher *f, st_store *s, const st_digest *id) {
+        char hex[ST_DIGEST_HEX_LEN + 1], key[80];
+        st_digest_to_hex(id, hex);
+        snprintf(key, sizeof key, "blobs/%s", hex);
+        int r = -ENOENT;
+        for (size_t i = 0; i < f->n; i++) {
+                uint8_t *blob = NULL, *raw = NULL;
+                size_t len = 0, cap = 0;
+                r = target_get(f->targets[i], key, blob_max_len(), &blob, &len, NULL);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        break;
+                const char *why;
+                int64_t n = blob_verify(id, blob, len, &raw, &cap, NULL, &why);
+                if (n >= 0) {
+                        bool z = len < (size_t)n;
+                        store_put put = { .hash = *id, .payload = z ? blob : raw,
+                                          .stored_len = (uint32_t)(z ? len : (size_t)n),
+                                          .raw_len = (uint32_t)n, .zstd = z };
+                        r = store_put_chunks(s, &put, 1, NULL);
+                } else
+                        r = (int)n;
+                free(blob);
+                free(raw);
+                if (r == 0 || r != -EBADMSG)
+                        break; /* a bad blob: another source may have a good one */
+        }
+        return r;
+}
+
+static int fetch(void *ctx, st_store *s, const st_digest *id) {
+        fetcher *f = ctx;
+        pthread_mutex_lock(&f->mu);
+        if (inflight_find(f, id) >= 0) {
+                while (inflight_find(f, id) >= 0)
+                        pthread_cond_wait(&f->cv, &f->mu);
+                pthread_mutex_unlock(&f->mu);
+                return 0; /* the reader re-reads: there, or -ENOENT */
+        }
+        while (f->n_inflight == INFLIGHT_MAX)
+                pthread_cond_wait(&f->cv, &f->mu);
+        f->inflight[f->n_inflight++] = *id;
+        pthread_mutex_unlock(&f->mu);
+        int r = fetch_one(f, s, id);
+        pthread_mutex_lock(&f->mu);
+        ssize_t i = inflight_find(f, id);
+        f->inflight[i] = f->inflight[--f->n_inflight];
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        return r;
+}
+
+int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
+        _cleanup_close_ int fd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        char **names = NULL;
+        size_t n = 0;
+        int r = st_list_dir(fd, is_source_name, &names, &n);
+        if (r < 0)
+                return r;
+        fetcher *f = calloc(1, sizeof *f);
+        if (!f || !(f->targets = calloc(n ? n : 1, sizeof *f->targets))) {
+                free(f);
+                st_names_free(names, n);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&f->mu, NULL);
+        pthread_cond_init(&f->cv, NULL);
+        st_transfer_opts to = o ? *o : (st_transfer_opts){ 0 };
+        if (!to.parallel)
+                to.parallel = 1; /* one request per reader */
+        for (size_t i = 0; i < n; i++) {
+                uint8_t *buf;
+                size_t len;
+                if (st_read_file(fd, names[i], 4096, &buf, &len) < 0)
+                        continue;
+                char url[4100];
+                snprintf(url, sizeof url, "%.*s", (int)len, (const char *)buf);
+                free(buf);
+                url[strcspn(url, "\r\n")] = 0;
+                /* one target per distinct URL */
+                bool dup = false;
+                for (size_t k = 0; k < f->n; k++) {
+                        char have[4100];
+                        target_url(f->targets[k], "", have, sizeof have);
+                        char want[4200];
+                        snprintf(want, sizeof want, "%s/", url);
+                        dup |= !strcmp(have, want) || !strcmp(have, url);
+                }
+                target *t;
+                if (!dup && target_open(url, &to, &t, NULL) == 0)
+                        f->targets[f->n++] = t;
+        }
+        st_names_free(names, n);
+        if (f->n == 0) {
+                fetcher_free(f);
+                return 0;
+        }
+        if (s->fetch_free)
+                s->fetch_free(s->fetch_ctx);
+        s->fetch = fetch;
+        s->fetch_ctx = f;
+        s->fetch_free = fetcher_free;
+        return (int)f->n;
+}
