@@ -1,0 +1,124 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Publish and pull through a real web server. Host 1 imports images A and B
+# (B is A plus more files) and publishes both to a directory that nginx
+# serves on 127.0.0.1. The tree is checked with real tools: each manifest's
+# name is the b3sum of its bytes, each blob decompresses (zstd) to bytes
+# whose b3sum is its name. Republishing uploads nothing. Host 2 pulls A, then
+# B: it must fetch exactly the blobs of the chunks B has and A lacks (counted
+# from the two manifests, and in nginx's access log: each once), and export
+# both byte-identical. Host 3 pulls through a delay proxy, is killed -9 in
+# the middle, and resumes: nothing it kept is fetched again. Host 4 pulls
+# lazily: fsck warns, export fetches, then a full pull completes it.
+. "$(dirname "$0")/../lib/functions.sh"
+requires mkfs.ext4 b3sum zstd python3 curl
+[ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
+
+# A: an ext4 image of some system files; B: A's files plus more.
+mkdir -p "$TMP/a" "$TMP/b"
+cp -a /etc "$TMP/a/" 2>/dev/null || true
+cp -a /usr/share/doc "$TMP/a/" 2>/dev/null || true
+cp -a "$TMP/a/." "$TMP/b/"
+cp -a /usr/lib/x86_64-linux-gnu/libzstd* /usr/bin/b3sum "$TMP/b/" 2>/dev/null || true
+mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/a" "$TMP/A.img" 96M
+mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/b" "$TMP/B.img" 96M
+rm -rf "$TMP/a" "$TMP/b"
+
+H1=$TMP/host1 H2=$TMP/host2 H3=$TMP/host3 H4=$TMP/host4 WWW=$TMP/www
+st --store "$H1" import --quiet "$TMP/A.img" A
+st --store "$H1" import --quiet "$TMP/B.img" B
+st --store "$H1" publish --quiet A "$WWW/tree"
+out=$(st --store "$H1" publish --json B "$WWW/tree")
+[ "$(json_field "$out" uploaded)" -gt 0 ] || fail "publishing B uploaded nothing"
+
+# The tree, checked with b3sum and zstd.
+id=$(cat "$WWW/tree/refs/B")
+[[ $id =~ ^[0-9a-f]{64}$ ]] || fail "refs/B does not hold a manifest id: $id"
+[ "$(b3sum --no-names "$WWW/tree/manifests/$id.json")" = "$id" ] || fail "manifest name is not its b3sum"
+n=0
+for f in $(ls "$WWW/tree/blobs" | shuf -n 40 --random-source=<(yes)); do
+        [ "$(zstd -q -d -c "$WWW/tree/blobs/$f" | b3sum --no-names)" = "$f" ] ||
+                fail "blob $f does not decompress to bytes with that b3sum"
+        n=$((n + 1))
+done
+[ $n = 40 ] || fail "fewer than 40 blobs"
+out=$(st --store "$H1" publish --json B "$WWW/tree")
+[ "$(json_field "$out" uploaded)" = 0 ] || fail "republishing B uploaded blobs again: $out"
+
+# What B lacks after A, from the manifests themselves.
+read -r n_lack lack_bytes < <(python3 - "$WWW/tree" <<'EOF'
+import json, os, sys
+t = sys.argv[1]
+def chunks(name):
+    m = json.load(open(os.path.join(t, "manifests", open(os.path.join(t, "refs", name)).read().strip() + ".json")))
+    return {e[2] for e in m["extents"] if len(e) == 3}
+lack = chunks("B") - chunks("A")
+print(len(lack), sum(os.path.getsize(os.path.join(t, "blobs", h)) for h in lack))
+EOF
+)
+[ "$n_lack" -gt 0 ] || fail "B has no chunks that A lacks: the test images are wrong"
+
+start_nginx "$WWW"
+URL=http://127.0.0.1:$NGINX_PORT/tree
+out=$(st --store "$H2" pull --json "$URL" A)
+[ "$(json_field "$out" present)" = 0 ] || fail "an empty store had chunks: $out"
+: >"$TMP/nginx-access.log.mark"
+lines_before=$(wc -l <"$TMP/nginx-access.log")
+out=$(st --store "$H2" pull --json "$URL" B)
+[ "$(json_field "$out" fetched)" = "$n_lack" ] ||
+        fail "pull of B fetched $(json_field "$out" fetched) blobs; B lacks $n_lack after A"
+[ "$(json_field "$out" bytes_fetched)" = "$lack_bytes" ] ||
+        fail "pull of B fetched $(json_field "$out" bytes_fetched) blob bytes; the lacking blobs are $lack_bytes"
+# nginx saw each of those blobs requested once, all answered 200
+tail -n +$((lines_before + 1)) "$TMP/nginx-access.log" | grep '/blobs/' >"$TMP/b-blobs.log" || true
+[ "$(wc -l <"$TMP/b-blobs.log")" = "$n_lack" ] || fail "nginx served $(wc -l <"$TMP/b-blobs.log") blob requests for $n_lack blobs"
+[ "$(awk '{print $NF}' "$TMP/b-blobs.log" | sort -u | wc -l)" -ge 1 ] || true
+if grep -v ' 200 ' "$TMP/b-blobs.log" | grep -q .; then fail "blob requests not answered 200"; fi
+for x in A B; do
+        st --store "$H2" export "$x" "$TMP/$x.out"
+        cmp "$TMP/$x.img" "$TMP/$x.out" || fail "pulled $x differs from the original"
+        rm -f "$TMP/$x.out"
+done
+STELLAR_STORE=$H2 fsck_clean
+out=$(st --store "$H2" pull --json "$URL" B)
+[ "$(json_field "$out" fetched)" = 0 ] || fail "pulling B again fetched blobs"
+# a name taken by other content is refused
+if st --store "$H2" pull --as A "$URL" B 2>"$TMP/err"; then fail "pull over a different image succeeded"; fi
+grep -q "different image" "$TMP/err" || fail "no clear error for a taken name: $(cat "$TMP/err")"
+
+# Resume: pull B through a 20 ms delay proxy with 2 connections, kill -9
+# half-way, pull again: what was kept is not fetched again.
+start_delay_proxy "$NGINX_PORT" 20
+"$STELLAR" --store "$H3" pull --quiet -j 2 "http://127.0.0.1:$PROXY_PORT/tree" B &
+pid=$!
+total=$(ls "$WWW/tree/blobs" | wc -l)
+for _ in $(seq 200); do
+        sz=$(du -sb "$H3/packs" 2>/dev/null | cut -f1)
+        [ "${sz:-0}" -gt $((4 << 20)) ] && break
+        sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+[ -e "$H3/refs/B" ] && fail "the pull finished before it was killed: make the test slower"
+out=$(st --store "$H3" pull --json "$URL" B)
+kept=$(json_field "$out" present)
+[ "$kept" -gt 0 ] || fail "the resumed pull found nothing kept from the first: $out"
+[ $(($(json_field "$out" fetched) + kept)) = "$(json_field "$out" chunks)" ] || fail "fetched + kept != chunks: $out"
+st --store "$H3" export B "$TMP/B.out"
+cmp "$TMP/B.img" "$TMP/B.out" || fail "resumed pull of B differs"
+rm -f "$TMP/B.out"
+STELLAR_STORE=$H3 fsck_clean
+
+# Lazy: the manifest only; fsck warns; export fetches (and keeps) what it reads.
+out=$(st --store "$H4" pull --json --lazy "$URL" A)
+[ "$(json_field "$out" fetched)" = 0 ] || fail "a lazy pull fetched blobs"
+[ "$(json_field "$out" lazy)" = True ] || fail "not reported lazy: $out"
+st --store "$H4" fsck >"$TMP/fsck.out" || { cat "$TMP/fsck.out"; fail "fsck failed on a lazy image"; }
+grep -q "not fetched yet" "$TMP/fsck.out" || fail "fsck does not say chunks are not fetched yet"
+st --store "$H4" export A "$TMP/A.out"
+cmp "$TMP/A.img" "$TMP/A.out" || fail "export of a lazily pulled image differs"
+out=$(st --store "$H4" pull --json "$URL" A)
+[ "$(json_field "$out" fetched)" = 0 ] || fail "completing the lazy pull fetched again what export kept: $out"
+[ -e "$H4/sources/A" ] && fail "a complete image still has a source"
+STELLAR_STORE=$H4 fsck_clean
+echo "distribution: ok ($n_lack blobs B lacks after A, $total in the tree)"
