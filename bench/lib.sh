@@ -128,3 +128,15 @@ stellar_defaults() {
     rm -rf "$d"
     sed -n 's/.*avg \([0-9]*\), min \([0-9]*\), max \([0-9]*\), zstd \(-\{0,1\}[0-9]*\).*/avg=\1 min=\2 max=\3 zstd=\4/p' <<<"$msg"
 }
+
+# bin_build: the binary measured, as BUILDTYPE@HH:MM:SS (its build type from
+# meson, and its time, UTC: others may rebuild it while a benchmark runs)
+bin_build() {
+    local d bt=unknown
+    d=$(dirname "$(dirname "$STELLAR")")
+    if [ -f "$d/meson-info/intro-buildoptions.json" ]; then
+        bt=$(python3 -c 'import json, sys; print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))' \
+             "$d/meson-info/intro-buildoptions.json" 2>/dev/null || echo unknown)
+    fi
+    echo "$bt@$(date -u -r "$STELLAR" +%H:%M:%S)"
+}

@@ -16,6 +16,11 @@
 #                sequential reads, 4 KiB random writes with flushes
 #   nbd-scale.sh 1000 clone volumes attached at once: daemon RSS per attached
 #                volume; 100 concurrent connections checked for correct data
+#   pull.sh      distribution: publish A and B, pull B over A from nginx (bytes
+#                vs what B lacks, time vs casync extract --seed), pull rate
+#                with 20 ms added RTT vs none at -j 1/4/16/64
+#   lazy-boot.sh pull --lazy then boot a QEMU guest over NBD, against a full
+#                pull first: time to the first disk read and to the end of boot
 # Builds the release binary first (meson setup + ninja in $STELLAR_BENCH_BUILD,
 # default /tmp/bench-build) and the benchmark images if missing.
 #
@@ -24,11 +29,11 @@
 #             writes $STELLAR_BENCH_DATA/RESULTS-quick.md unless --out is given
 #   --out F   where to write the report (default bench/RESULTS.md)
 #   --only L  run only these benchmarks (comma-separated: index, hash, chunk,
-#             import, growth, volume, nbd); the others' numbers and the machine
+#             import, growth, volume, nbd, pull, lazyboot); the others' numbers and the machine
 #             header are kept from the report already at the --out path (its
 #             raw summary lines), and the header says what was rerun when;
 #             --only report runs nothing and rewrites the report from those
-#             lines (after a change to this script's text)
+#             lines (after a change to this script's text; it builds nothing)
 # Summary line (stdout): run: report=FILE seconds=N goals_met=N/M
 set -euo pipefail
 
@@ -50,7 +55,7 @@ if [ -z "$out" ]; then
     if [ "$QUICK" = 1 ]; then out=$DATA/RESULTS-quick.md; else out=$BENCH_DIR/RESULTS.md; fi
 fi
 start=$EPOCHREALTIME
-all_benches="index hash chunk import growth volume nbd"
+all_benches="index hash chunk import growth volume nbd pull lazyboot"
 # want NAME: whether this run measures NAME (all, unless --only)
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 for b in ${only//,/ }; do
@@ -59,8 +64,10 @@ done
 if [ -n "$only" ] && [ ! -f "$out" ]; then die "--only needs an earlier report at $out"; fi
 
 # Build the current tree (release). Others may be editing it: record the revision.
-[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC_DIR" -Dbuildtype=release >&2
-ninja -C "$BUILD" >&2 || die "build failed"
+if [ "$only" != report ]; then
+    [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC_DIR" -Dbuildtype=release >&2
+    ninja -C "$BUILD" >&2 || die "build failed"
+fi
 # the revision measured: others may commit while the benchmarks run
 BENCH_REV=$(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo unknown)
 ensure_images
@@ -117,6 +124,15 @@ if want nbd; then
     log "== nbd-scale.sh ${args[*]}"
     "$BENCH_DIR/nbd-scale.sh" "${args[@]}" | tail -n 1 | tee "$raw/nbd-scale"
 fi
+# sections 8 and 9: distribution
+if want pull; then
+    log "== pull.sh ${args[*]}"
+    "$BENCH_DIR/pull.sh" "${args[@]}" | tail -n 1 | tee "$raw/pull"
+fi
+if want lazyboot; then
+    log "== lazy-boot.sh ${args[*]}"
+    "$BENCH_DIR/lazy-boot.sh" "${args[@]}" | tail -n 1 | tee "$raw/lazyboot"
+fi
 
 secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 mem_kib=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
@@ -138,12 +154,13 @@ import os, sys
 raw, out = sys.argv[1], sys.argv[2]
 E = os.environ
 R, lines = {}, {}
-NAMES = ("index", "hash", "chunk", "import", "growth", "volume", "nbd", "nbd-scale")
+NAMES = ("index", "hash", "chunk", "import", "growth", "volume", "nbd", "nbd-scale", "pull",
+         "lazyboot")
 for name in NAMES:
     path = os.path.join(raw, name)
     line = open(path).read().strip() if os.path.exists(path) else ""
     if not line:
-        if name in ("volume", "nbd", "nbd-scale"):
+        if name in ("volume", "nbd", "nbd-scale", "pull", "lazyboot"):
             continue
         sys.exit(f"no summary line for {name}")
     lines[name] = line
@@ -619,6 +636,165 @@ if "nbd-scale" in lines:
     goals.append(("NBD 100 concurrent connections read correct data",
                   f"{int(x_('check_errors'))} wrong of {int(x_('check_reads')):,}",
                   int(x_("check_errors")) == 0))
+
+# ---- distribution: pull
+def build_note(X):  # the binary measured, when it is not the release build
+    b = X.get("build", "")
+    if not b or b.startswith("release@"):
+        return ""
+    t, _, when = b.partition("@")
+    return (f" (binary: a {t} build of the working tree, built at {when.replace('+', ' and ')} "
+            f"UTC{'; it was rebuilt between runs' if '+' in when else ''})")
+
+if "pull" in lines:
+    P = R["pull"]
+    def p_(k):
+        return float(P[k])
+    w("## 8. Distribution: pull (`bench/pull.sh`)\n")
+    w(f"Run {P['date'].replace('T', ' ').replace('Z', ' UTC')} at `{P['rev']}`"
+      f"{build_note(P)}. A store holding A "
+      f"and B (imported from A.raw and B.raw) publishes both into one static tree "
+      f"(`stellar publish`: `refs/`, `manifests/<id>.json`, `blobs/<hash>`, one zstd frame per "
+      f"chunk); casync makes `A.caibx` and `B.caibx` into one chunk store at its defaults "
+      f"(`casync make --store=castr`). nginx {P['nginx']} serves both from 127.0.0.1 (one worker, "
+      f"our own config: keep-alive, `keepalive_requests 100000`, sendfile, `gzip on` for "
+      f"application/json, an access log of `$msec $status $body_bytes_sent $request_uri`, from "
+      f"which every byte count below is cross-checked). **What B really lacks** next to A: the "
+      f"chunk hashes B's published manifest names minus those A's names, "
+      f"{int(p_('ideal_chunks')):,} of B's {int(p_('b_chunks')):,} chunks, whose blob files sum to "
+      f"{int(p_('ideal_blob_bytes')):,} bytes (what a perfect client downloads, manifest aside; "
+      f"all of B's blobs: {int(p_('b_blob_bytes')):,} bytes). **Pull B over A**: `stellar pull "
+      f"--json URL B` (default -j 16) into a store prepared by importing A.raw (not by pulling A: "
+      f"the chunker is deterministic, so the chunks are the same), against `casync extract "
+      f"--store=http://127.0.0.1:PORT/castr --seed=A.raw B.caibx OUT` from the same nginx (casync "
+      f"{P['casync']}, `B.caibx` local, {int(p_('b_caibx_bytes')):,} bytes; casync fetches one "
+      f"chunk at a time). Page caches are not dropped: A.raw and the fresh store are read into "
+      f"the page cache (cat) before each timed command, for both sides. `stellar export B` after "
+      f"the pull gives the end state casync gives (B as a file); both files are compared with "
+      f"B.raw: stellar {'**equal**' if P['same_st'] == 'yes' else '**differs**'}, casync "
+      f"{'**equal**' if P['same_ca'] == 'yes' else '**differs**'}. {P['runs']} interleaved runs "
+      f"(who goes first alternated), medians; bytes are the same in every run. Times are wall "
+      f"seconds of the whole process.\n")
+    w("| | stellar pull | casync extract --seed | stellar / casync |")
+    w("|---|---:|---:|---:|")
+    w(f"| blob bytes downloaded (stellar: `bytes_fetched`) | {int(p_('st_bytes_fetched')):,} | | |")
+    w(f"| manifest bytes (ref + manifest JSON, `manifest_bytes`) | {int(p_('st_manifest_bytes')):,} | "
+      f"({int(p_('b_caibx_bytes')):,}, local) | |")
+    w(f"| bytes nginx sent (access log) | {int(p_('st_log_bytes')):,} | {int(p_('ca_log_bytes')):,} | "
+      f"{p_('st_log_bytes') / p_('ca_log_bytes'):.3f} |")
+    w(f"| requests (access log) | {int(p_('st_log_requests')):,} | {int(p_('ca_log_requests')):,} | |")
+    w(f"| blobs / what B lacks ({int(p_('ideal_blob_bytes')):,} bytes) | {p_('blob_ratio'):.4f} | | |")
+    w(f"| blobs + manifest / what B lacks | {p_('with_manifest_ratio'):.4f} | | |")
+    w(f"| everything on the wire / what B lacks | {p_('wire_ratio'):.4f} | {p_('ca_bytes_ratio'):.4f} | |")
+    w(f"| wall time, s | {p_('st_pull_s'):.3f} | {p_('ca_s'):.3f} | {p_('st_pull_s') / p_('ca_s'):.3f} |")
+    w(f"| wall time with `stellar export B`, s | {p_('st_pull_export_s'):.3f} | {p_('ca_s'):.3f} | "
+      f"{p_('st_pull_export_s') / p_('ca_s'):.3f} |")
+    w(f"| CPU (user + sys), s | {p_('st_pull_cpu_s'):.2f} | {p_('ca_cpu_s'):.2f} | |")
+    w("")
+    w(f"Speed-up over casync: **{p_('speedup_pull'):.2f}x** (pull), **{p_('speedup_pull_export'):.2f}x** "
+      f"(pull + export). Retries: {int(p_('st_retries'))}; non-200 answers: "
+      f"{int(p_('st_log_non200'))} (stellar), {int(p_('ca_log_non200'))} (casync). The manifest "
+      f"travels uncompressed: the pull does not send `Accept-Encoding`, so nginx's gzip never "
+      f"applies.\n")
+    w(f"**Round-trip time**: pull B into an empty store at -j 1, 4, 16, 64, straight from nginx and "
+      f"through `tests/tools/delay-proxy.py` ({P['delay_ms']} ms added round-trip time, each new "
+      f"connection one RTT more; Python asyncio on the same 2 vCPUs). Rate = blob bytes / wall "
+      f"seconds. Each pull gets at most {P['window_s']} s: one not done by then is stopped "
+      f"(SIGTERM) and its rate is the blob bytes nginx logged for it / the time it ran (a pull "
+      f"resumes where it stopped, so this is its running rate). Done: 1 if the pull finished "
+      f"within the window (median over the runs; a full pull is {int(p_('b_chunks')):,} chunks, {int(p_('b_blob_bytes')):,} "
+      f"blob bytes).\n")
+    w("| -j | no delay MB/s | done | 20 ms RTT MB/s | done | 20 ms / none |")
+    w("|---:|---:|---:|---:|---:|---:|")
+    for j in (1, 4, 16, 64):
+        a, b = p_(f"rtt_d0_j{j}_mb_s"), p_(f"rtt_d{P['delay_ms']}_j{j}_mb_s")
+        w(f"| {j} | {a:,.2f} | {p_(f'rtt_d0_j{j}_done'):.0f} | {b:,.2f} | "
+          f"{p_('rtt_d' + P['delay_ms'] + f'_j{j}_done'):.0f} | "
+          f"{b / a if a else float('nan'):.2f} |")
+    w("")
+    w("Reading: with added RTT the pull is latency-bound, one HTTP/1.1 request per chunk "
+      "(no pipelining, no HTTP/2 on plain http), so its rate is about -j x mean blob "
+      f"({p_('b_blob_bytes') / p_('b_chunks'):,.0f} bytes) / RTT: at -j 16, 16 / 20 ms = 800 "
+      "blobs/s, ~2 MB/s. Half the no-delay rate would need ~300 requests in flight, or fewer, "
+      "larger requests (ranges over packed blobs). The delay proxy is a Python process on the "
+      "same two vCPUs; at -j 64 it carries ~2,700 requests/s, near the 3,200/s the RTT allows. "
+      "The blobs-only ratio is exact by construction (the pull fetches exactly the missing "
+      "set); the manifest (44-byte extents as JSON, ~87 bytes each, all of B's, not only the "
+      "new ones) adds 12% here; gzip would halve it (`gzip -6`: 1.64 MB of 3.22 MB).\n")
+    goals.append(("pull: blob bytes <= 1.02x the blobs B lacks (B over A)",
+                  f"{p_('blob_ratio'):.4f}x (with manifest {p_('with_manifest_ratio'):.3f}x)",
+                  p_("blob_ratio") <= 1.02))
+    goals.append(("pull B over A >= 3x faster than casync extract --seed",
+                  f"{p_('speedup_pull'):.2f}x (with export {p_('speedup_pull_export'):.2f}x)",
+                  p_("speedup_pull") >= 3))
+    rj = p_(f"rtt_d{P['delay_ms']}_j16_mb_s") / p_("rtt_d0_j16_mb_s")
+    goals.append((f"pull rate with {P['delay_ms']} ms RTT >= 50% of no delay (-j 16)", f"{100 * rj:.0f}%",
+                  rj >= 0.5))
+
+# ---- lazy pull and boot
+if "lazyboot" in lines:
+    L = R["lazyboot"]
+    def l_(k):
+        return float(L[k])
+    w("## 9. Lazy pull and boot (`bench/lazy-boot.sh`)\n")
+    w(f"Run {L['date'].replace('T', ' ').replace('Z', ' UTC')} at `{L['rev']}`"
+      f"{build_note(L)}. Disk: a "
+      f"{l_('image_bytes') / 2**20:.0f} MiB ext4 file system made with `mkfs.ext4 -d` from the "
+      f"Debian 12 minbase tree of `bench/make-images.sh` ({l_('image_data_bytes') / 1e6:.0f} MB "
+      f"allocated), published ({int(l_('published_chunks')):,} chunks, "
+      f"{l_('published_blob_bytes') / 1e6:.1f} MB of blobs) to a tree nginx serves on 127.0.0.1 "
+      f"(\"LAN\"), and through the {L['delay_ms']} ms delay proxy (\"CDN\"). Guest: the kernel "
+      f"({L['kernel']}) and virtio modules of `tests/vm/build-initramfs.sh` under QEMU {L['qemu']} "
+      f"(TCG, no KVM, q35, 1 vCPU, 256 MiB; the disk attached as `tests/vm/boot.sh` does: "
+      f"nbd+unix, raw, cache=none, virtio-blk, read-only) with the bench's own busybox initramfs: "
+      f"load virtio_blk, wait for /dev/vda, mount it (ext4, ro), then a boot's reads: chroot into "
+      f"it and run `dpkg -l`, `dpkg -S` (every file list), `apt-config dump` (libapt-pkg), perl "
+      f"with POSIX and File::Temp, `ls -lR /etc /usr/share`, a sort of dpkg's status; print "
+      f"STELLAR_BOOTED, power off. Modes, each from an empty store: **lazy** = `stellar pull "
+      f"--lazy`, `stellar serve`, boot (the daemon fetches missing chunks when read, one request "
+      f"per reader, and keeps them); **full** = `stellar pull` (-j 16), serve, boot; **local** = "
+      f"the image imported beforehand, serve, boot (the floor). Times in seconds from the start of "
+      f"`stellar pull` (host clock). **First read**: when QEMU's NBD client got the reply to its "
+      f"first NBD_CMD_READ (QEMU trace events `nbd_send_request` / `nbd_receive_*reply*`, log "
+      f"backend with `-msg timestamp=on`: wall clock, µs); that first read (512 bytes at offset 0) "
+      f"is made by QEMU and its firmware, ~0.05 s after QEMU starts and before the guest kernel "
+      f"runs (a geometry / boot sector probe); the guest kernel's first reads (its partition scan "
+      f"when virtio_blk loads) end at \"/dev/vda\". The daemon's `--stats` file is rewritten once a second, too coarse "
+      f"for this. **Boot end**: when the host read the guest's STELLAR_BOOTED line on the serial "
+      f"console (a pipe, each line stamped on arrival). {L['runs']} runs, the order of the modes "
+      f"rotated each run; medians.\n")
+    keys = (("local", "local (imported)"), ("lazy_lan", "lazy, LAN"), ("full_lan", "full, LAN"),
+            ("lazy_cdn", f"lazy, CDN ({L['delay_ms']} ms RTT)"), ("full_cdn", f"full, CDN ({L['delay_ms']} ms RTT)"))
+    w("| mode | pull done | daemon ready | first read served | kernel sees /dev/vda | mounted | "
+      "boot end | boot alone (daemon ready to end) | chunks fetched during boot | blob MB fetched, total |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k, label in keys:
+        if f"{k}_pull_s" not in L:
+            continue
+        fetched = l_(f"{k}_blobs_fetched") if k.startswith("lazy") else 0
+        w(f"| {label} | {l_(k + '_pull_s'):.3f} | {l_(k + '_serve_s'):.3f} | "
+          f"**{l_(k + '_first_read_s'):.3f}** | {l_(k + '_vda_s'):.3f} | {l_(k + '_mounted_s'):.3f} | "
+          f"**{l_(k + '_booted_s'):.3f}** | {l_(k + '_boot_only_s'):.3f} | {fetched:,.0f} | "
+          f"{l_(k + '_blob_bytes_fetched') / 1e6:.1f} |")
+    w("")
+    w(f"The boot read {l_('local_daemon_bytes_loaded') / 1e6:.1f} MB of the disk "
+      f"({int(l_('local_daemon_loads')):,} chunk loads by the daemon, "
+      f"{int(l_('local_nbd_reads')):,} NBD reads), {100 * l_('local_daemon_bytes_loaded') / l_('image_data_bytes'):.0f}% "
+      f"of its allocated data; a lazy boot fetched {l_('lazy_lan_blob_bytes_fetched') / 1e6:.1f} MB of "
+      f"blobs. Lazy vs full, time to the end of boot: LAN "
+      f"{l_('lazy_lan_booted_s') / l_('full_lan_booted_s'):.2f}x, CDN "
+      f"{l_('lazy_cdn_booted_s') / l_('full_cdn_booted_s'):.2f}x; to the first read: LAN "
+      f"{l_('lazy_lan_first_read_s') / l_('full_lan_first_read_s'):.2f}x, CDN "
+      f"{l_('lazy_cdn_first_read_s') / l_('full_cdn_first_read_s'):.2f}x.\n")
+    w("Reading: a lazy pull reaches the first read in about a tenth of a second either way; "
+      "on the LAN the lazy boot ends about when the local one does. Through 20 ms of RTT the "
+      "lazy boot is slower than pulling everything first: the daemon fetches each missing "
+      "chunk of a read one after another, one request per reader (a boot's reads come one at "
+      "a time from one vCPU), so every chunk loaded costs a round trip: "
+      f"{int(l_('lazy_cdn_blobs_fetched')):,} x ~22 ms is most of its "
+      f"{l_('lazy_cdn_booted_s'):.0f} s. Fetching a read's missing chunks in parallel, and "
+      "reading ahead in manifest order, are the obvious remedies. Boot times under TCG vary by "
+      "a few tenths of a second between runs on this shared machine.\n")
 
 # ---- goals table
 gt = ["## Goals\n", "| goal | result | met |", "|---|---|---|"]

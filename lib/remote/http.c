@@ -363,16 +363,18 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                 return -ENOMEM;
         }
         curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-        curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->parallel);
         bool exhausted = false;
         int r = 0;
         for (;;) {
                 uint64_t now = now_ms(), wake = now + 200;
                 unsigned busy = 0;
+                bool started = false;
                 for (unsigned i = 0; r == 0 && i < h->parallel; i++) {
                         slot *sl = &slots[i];
-                        if (sl->waiting && sl->retry_at_ms <= now)
+                        if (sl->waiting && sl->retry_at_ms <= now) {
                                 r = slot_start(h, m, sl);
+                                started = true;
+                        }
                         else if (!sl->active && !sl->waiting && !exhausted) {
                                 sl->q = (target_req){ 0 };
                                 int k = io->next(io->ctx, &sl->q);
@@ -380,8 +382,10 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                         r = k;
                                 else if (k == 0)
                                         exhausted = true;
-                                else
+                                else {
                                         r = slot_start(h, m, sl);
+                                        started = true;
+                                }
                         }
                         if (sl->waiting && sl->retry_at_ms < wake)
                                 wake = sl->retry_at_ms;
@@ -393,6 +397,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                 curl_multi_perform(m, &running);
                 CURLMsg *msg;
                 int left;
+                bool freed = false;
                 while (r == 0 && (msg = curl_multi_info_read(m, &left))) {
                         if (msg->msg != CURLMSG_DONE)
                                 continue;
@@ -403,6 +408,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
                         curl_multi_remove_handle(m, msg->easy_handle);
                         sl->active = false;
+                        freed = true;
                         int k = classify(sl, cc, status);
                         if (k == 1 && sl->q.attempts >= h->retries)
                                 k = final_error(cc, status);
@@ -440,9 +446,18 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                 }
                 if (r < 0)
                         break;
+                /* Hand out the next requests at once; and give a handle just
+                 * added a second perform (a reused connection may not send
+                 * in the first) before sleeping. */
+                if (freed || started)
+                        continue;
                 now = now_ms();
                 int wait = wake > now ? (int)(wake - now) : 0;
-                curl_multi_poll(m, NULL, 0, wait, NULL);
+                long ct = -1; /* what curl itself waits for (connects, its timers) */
+                if (curl_multi_timeout(m, &ct) == CURLM_OK && ct >= 0 && ct < wait)
+                        wait = (int)ct;
+                if (wait > 0)
+                        curl_multi_poll(m, NULL, 0, wait, NULL);
         }
         for (unsigned i = 0; i < h->parallel; i++) {
                 if (slots[i].active)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -31,6 +32,7 @@
 
 #define PULL_BATCH_BYTES (8u << 20)
 #define PULL_COMMIT_BYTES (256ull << 20)
+#define PULL_FLUSH_NS 500000000ull
 
 typedef struct puller {
         st_store *s;
@@ -48,8 +50,15 @@ typedef struct puller {
         size_t *offs; /* where each item's payload is in buf (buf moves as it grows) */
         size_t n_items, cap_items;
         uint64_t since_commit;
+        uint64_t last_flush_ns;
         st_diag *err;
 } puller;
+
+static uint64_t mono_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 int pull_read_ref(target *t, const char *name, st_digest *ret, uint64_t *bytes, st_diag *reterr) {
         char key[300];
@@ -156,6 +165,7 @@ static int flush_batch(puller *p) {
         int r = store_put_chunks(p->s, p->items, p->n_items, &stored);
         p->n_items = 0;
         p->buf_len = 0;
+        p->last_flush_ns = mono_ns();
         if (r < 0)
                 return st_diag_fail(p->err, "packs", ST_DIAG_NO_OFFSET, "cannot append to the store", r);
         p->since_commit += stored;
@@ -223,7 +233,11 @@ static int pull_done(void *ctx, target_req *q) {
         p->res->raw_fetched += (uint64_t)n;
         if (p->o && p->o->progress)
                 p->o->progress(p->o->userdata, p->res->n_fetched, p->n_missing);
-        return p->buf_len >= PULL_BATCH_BYTES ? flush_batch(p) : 0;
+        /* Append in batches, and at least every PULL_FLUSH_NS on a slow
+         * link: what was fetched before a crash or kill is kept. */
+        return p->buf_len >= PULL_BATCH_BYTES || mono_ns() - p->last_flush_ns > PULL_FLUSH_NS
+                       ? flush_batch(p)
+                       : 0;
 }
 
 /* The chunks of c the store lacks. */
@@ -313,6 +327,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                 p.missing = missing;
                 p.n_missing = n_missing;
                 p.dctx = ZSTD_createDCtx();
+                p.last_flush_ns = mono_ns();
                 r = p.dctx ? 0 : -ENOMEM;
                 target_io io = { pull_next, pull_done, &p };
                 if (r == 0)

@@ -21,6 +21,15 @@ struct target {
         unsigned tmp_seq;
 };
 
+static void mkdir_parents(char *path) {
+        for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+                *p = 0;
+                (void)mkdir(path, 0755);
+                *p = '/';
+        }
+        (void)mkdir(path, 0755);
+}
+
 int target_open(const char *url, const st_transfer_opts *o, target **ret, st_diag *reterr) {
         target *t = calloc(1, sizeof *t);
         if (!t)
@@ -39,7 +48,7 @@ int target_open(const char *url, const st_transfer_opts *o, target **ret, st_dia
                         r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "bad path", -EINVAL);
                 } else {
                         snprintf(t->root, sizeof t->root, "%s", path);
-                        (void)mkdir(path, 0755); /* a publish target may not exist yet */
+                        mkdir_parents(t->root); /* a publish target may not exist yet */
                         t->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                         r = t->dirfd < 0 ? -errno : 0;
                         if (r < 0)

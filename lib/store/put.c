@@ -34,6 +34,29 @@ static int own_pack(st_store *s, uint64_t need, store_pack **ret) {
         return 0;
 }
 
+/* pwritev until all of iov is written. */
+static int write_all(int fd, struct iovec *v, int cnt, uint64_t off) {
+        while (cnt > 0) {
+                ssize_t w = pwritev(fd, v, cnt, (off_t)off);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                off += (uint64_t)w;
+                while (cnt > 0 && (size_t)w >= v->iov_len) {
+                        w -= (ssize_t)v->iov_len;
+                        v++;
+                        cnt--;
+                }
+                if (cnt > 0) {
+                        v->iov_base = (uint8_t *)v->iov_base + w;
+                        v->iov_len -= (size_t)w;
+                }
+        }
+        return 0;
+}
+
 int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *ret_stored) {
         int r = store_writable(s);
         if (r < 0)
@@ -86,19 +109,12 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
                         iov[2 * j] = (struct iovec){ hdrs[j], PACK_RECORD_HEADER_LEN };
                         iov[2 * j + 1] = (struct iovec){ (void *)take[j]->payload, take[j]->stored_len };
                 }
-                uint64_t off = base;
-                for (size_t j = 0; j < m; j++) {
-                        r = st_pwrite_full(fd, iov[2 * j].iov_base, PACK_RECORD_HEADER_LEN, off);
-                        if (r == 0)
-                                r = st_pwrite_full(fd, iov[2 * j + 1].iov_base,
-                                                   iov[2 * j + 1].iov_len,
-                                                   off + PACK_RECORD_HEADER_LEN);
-                        if (r < 0) {
-                                s->broken = !(s->flags & ST_STORE_SHARED);
-                                return r;
-                        }
-                        off += PACK_RECORD_HEADER_LEN + iov[2 * j + 1].iov_len;
+                r = m ? write_all(fd, iov, (int)(2 * m), base) : 0;
+                if (r < 0) {
+                        s->broken = !(s->flags & ST_STORE_SHARED);
+                        return r;
                 }
+                uint64_t off;
                 pthread_rwlock_wrlock(&s->lock);
                 off = base;
                 for (size_t j = 0; j < m; j++) {

@@ -17,11 +17,11 @@ requires mkfs.ext4 b3sum zstd python3 curl
 # A: an ext4 image of some system files; B: A's files plus more.
 mkdir -p "$TMP/a" "$TMP/b"
 cp -a /etc "$TMP/a/" 2>/dev/null || true
-cp -a /usr/share/doc "$TMP/a/" 2>/dev/null || true
+cp -a /usr/sbin "$TMP/a/" 2>/dev/null || true
 cp -a "$TMP/a/." "$TMP/b/"
-cp -a /usr/lib/x86_64-linux-gnu/libzstd* /usr/bin/b3sum "$TMP/b/" 2>/dev/null || true
-mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/a" "$TMP/A.img" 96M
-mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/b" "$TMP/B.img" 96M
+cp -a /usr/lib/x86_64-linux-gnu/perl-base /usr/bin/b3sum "$TMP/b/" 2>/dev/null || true
+mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/a" "$TMP/A.img" 64M
+mkfs.ext4 -q -F -E root_owner=0:0 -U 0f0e0d0c-0b0a-0908-0706-050403020100 -d "$TMP/b" "$TMP/B.img" 64M
 rm -rf "$TMP/a" "$TMP/b"
 
 H1=$TMP/host1 H2=$TMP/host2 H3=$TMP/host3 H4=$TMP/host4 WWW=$TMP/www

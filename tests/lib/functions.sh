@@ -6,10 +6,15 @@ set -euo pipefail
 STELLAR=${STELLAR:?STELLAR must point to the stellar binary}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stellar-it-XXXXXX")
 export STELLAR_STORE="$TMP/store"
+_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)
 _cleanup_pids=()
+_s3_dir=
 _cleanup() {
+        if [ -n "$_s3_dir" ]; then "$_TOOLS/s3-server.sh" stop "$_s3_dir" >/dev/null 2>&1 || true; fi
+        # A server that dies of the SIGTERM (wait returns 143) must not end
+        # the cleanup early under set -e.
         for p in "${_cleanup_pids[@]:-}"; do
-                [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+                if [ -n "$p" ] && kill "$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
         done
         rm -rf "$TMP"
 }
@@ -67,3 +72,137 @@ start_serve() {
         [ "$(cat "$TMP/pid")" = "$SERVE" ] || fail "the pidfile does not hold the daemon's pid"
 }
 U() { echo "nbd+unix:///$1?socket=$SOCK"; }
+
+# free_port: a TCP port on 127.0.0.1 that nothing uses now, below the
+# kernel's ephemeral range (so no outgoing connection takes it meanwhile).
+free_port() {
+        python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 32000)
+    try:
+        socket.socket().bind(("127.0.0.1", p))
+        print(p)
+        break
+    except OSError:
+        pass'
+}
+
+# _wait_port_file FILE PID LOG WHAT: wait until the server PID has written its
+# port to FILE, and print it; fail with LOG if it exits first or takes 10 s.
+_wait_port_file() {
+        for _ in $(seq 100); do
+                [ -s "$1" ] && { cat "$1"; return 0; }
+                kill -0 "$2" 2>/dev/null || break
+                sleep 0.1
+        done
+        cat "$3" >&2
+        fail "$4 did not start"
+}
+
+# start_nginx ROOT: serve the files under ROOT over HTTP/1.1 with keep-alive:
+# nginx (nginx-light) in the foreground as our child, on 127.0.0.1:$NGINX_PORT
+# (a free port), with its config, pid, temp files and error log in
+# $TMP/nginx-$NGINX_PORT. Each request is one line of $TMP/nginx-access.log
+# (shared if a test starts several):
+#     METHOD URI STATUS BODY_BYTES CONNECTION_ID REQUEST_NO_ON_IT SECONDS
+# so a test can count requests, bytes and connections. Sets NGINX_PORT and
+# NGINX_PID (stopped at exit); returns once it answers.
+start_nginx() {
+        [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
+        local root dir
+        root=$(realpath "$1")
+        NGINX_PORT=$(free_port)
+        dir=$TMP/nginx-$NGINX_PORT
+        mkdir -p "$dir/tmp"
+        # "user root": as root, nginx's workers would otherwise run as nobody,
+        # who cannot read under $TMP (mode 0700).
+        cat >"$dir/nginx.conf" <<EOF
+user root;
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+        types { application/json json; }
+        default_type application/octet-stream;
+        log_format counts '\$request_method \$uri \$status \$body_bytes_sent \$connection \$connection_requests \$request_time';
+        access_log $TMP/nginx-access.log counts;
+        sendfile on;
+        keepalive_timeout 60s;
+        keepalive_requests 100000;
+        client_body_temp_path $dir/tmp/body;
+        proxy_temp_path $dir/tmp/proxy;
+        fastcgi_temp_path $dir/tmp/fastcgi;
+        uwsgi_temp_path $dir/tmp/uwsgi;
+        scgi_temp_path $dir/tmp/scgi;
+        server {
+                listen 127.0.0.1:$NGINX_PORT;
+                root $root;
+                location = /.probe { access_log off; return 204; }
+        }
+}
+EOF
+        /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' 2>"$dir/stderr" &
+        NGINX_PID=$!
+        _cleanup_pids+=("$NGINX_PID")
+        # Ready when this nginx answers (not whoever else had the port); the
+        # probe is not logged, so the access log holds the test's requests.
+        for _ in $(seq 100); do
+                curl -s -m 1 -o /dev/null -D - "http://127.0.0.1:$NGINX_PORT/.probe" 2>/dev/null |
+                        grep -qi '^server: nginx' && return 0
+                kill -0 "$NGINX_PID" 2>/dev/null || break
+                sleep 0.1
+        done
+        cat "$dir/stderr" "$dir/error.log" >&2
+        fail "nginx did not start"
+}
+
+# start_s3: a throw-away S3 server (tests/tools/s3-server.sh: a one-node Ceph
+# cluster with radosgw on 127.0.0.1, state in $TMP/s3, stopped at exit).
+# Exports AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_REGION and S3_BUCKET (an empty bucket). Skips the test (77) when radosgw
+# is not installed. The server runs as our child (`run`, not `start`), so it
+# is reaped here and shares our fate if the test is killed.
+start_s3() {
+        command -v radosgw >/dev/null 2>&1 || { echo "SKIP: radosgw not installed"; exit 77; }
+        _s3_dir=$TMP/s3
+        "$_TOOLS/s3-server.sh" run "$_s3_dir" >/dev/null 2>"$TMP/s3.log" &
+        S3_PID=$!
+        _cleanup_pids+=("$S3_PID")
+        while [ ! -s "$_s3_dir/env" ]; do
+                kill -0 "$S3_PID" 2>/dev/null || { cat "$TMP/s3.log" >&2; fail "the S3 server did not start"; }
+                sleep 0.2
+        done
+        . "$_s3_dir/env"
+}
+
+# start_delay_proxy UPSTREAM_PORT DELAY_MS [OPTION...]: a TCP proxy from
+# 127.0.0.1:$PROXY_PORT to 127.0.0.1:UPSTREAM_PORT that adds DELAY_MS of round
+# trip (tests/tools/delay-proxy.py; a new connection costs one RTT more, as
+# its handshake would, unless OPTION is --no-handshake-delay). Sets PROXY_PORT
+# and PROXY_PID (stopped at exit); it logs to $TMP/proxy.log, and at exit how
+# many connections and bytes it carried.
+start_delay_proxy() {
+        local pf
+        pf=$(mktemp -u "$TMP/proxy-port.XXXXXX")
+        python3 "$_TOOLS/delay-proxy.py" --upstream "127.0.0.1:$1" --delay-ms "$2" --port-file "$pf" \
+                "${@:3}" 2>>"$TMP/proxy.log" &
+        PROXY_PID=$!
+        _cleanup_pids+=("$PROXY_PID")
+        PROXY_PORT=$(_wait_port_file "$pf" "$PROXY_PID" "$TMP/proxy.log" "the delay proxy")
+}
+
+# start_bad_http ROOT MODE [OPTION...]: tests/tools/bad-http.py serving ROOT on
+# 127.0.0.1:$BAD_PORT, misbehaving as MODE says (ok, flaky500, always500,
+# 404blobs, reset, stall, wrongbytes, truncate, huge; see the tool). Sets
+# BAD_PORT and BAD_PID (stopped at exit); its request log, one "req METHOD
+# PATH STATUS BYTES ACTION" line each, is $TMP/bad-http.log.
+start_bad_http() {
+        local pf
+        pf=$(mktemp -u "$TMP/bad-port.XXXXXX")
+        python3 "$_TOOLS/bad-http.py" --root "$1" --mode "$2" --port-file "$pf" "${@:3}" 2>>"$TMP/bad-http.log" &
+        BAD_PID=$!
+        _cleanup_pids+=("$BAD_PID")
+        BAD_PORT=$(_wait_port_file "$pf" "$BAD_PID" "$TMP/bad-http.log" "bad-http.py")
+}
