@@ -4,8 +4,9 @@
  * flight over keep-alive connections (HTTP/2 multiplexed where the server
  * offers it), retries with exponential backoff on 5xx, 429, resets and
  * stalls, and bodies bounded as they arrive. S3 requests are signed with
- * AWS SigV4 by libcurl. Connections are shared between runs (a CURLSH), so
- * the daemon's on-demand fetches from many threads reuse them too.
+ * AWS SigV4 by libcurl. Connections live in multi handles kept between
+ * runs (libcurl does not share one connection cache between threads), so
+ * each of the daemon's fetching threads reuses connections too.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -28,8 +29,9 @@ struct http_engine {
         char userpwd[1024];
         char token_hdr[2200];
         unsigned parallel, retries, timeout_s;
-        CURLSH *share;
-        pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+        pthread_mutex_t idle_lock;
+        CURLM *idle[16]; /* multis not in use, with their open connections */
+        unsigned n_idle;
         _Atomic uint64_t n_retries;
 };
 
@@ -53,19 +55,6 @@ static uint64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void share_lock(CURL *e, curl_lock_data d, curl_lock_access a, void *u) {
-        (void)e;
-        (void)a;
-        http_engine *h = u;
-        pthread_mutex_lock(&h->share_locks[d]);
-}
-
-static void share_unlock(CURL *e, curl_lock_data d, void *u) {
-        (void)e;
-        http_engine *h = u;
-        pthread_mutex_unlock(&h->share_locks[d]);
 }
 
 static const char *env(const char *a, const char *b) {
@@ -150,19 +139,7 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
                 else
                         snprintf(h->base, sizeof h->base, "%.*s", (int)n, url);
         }
-        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-                pthread_mutex_init(&h->share_locks[i], NULL);
-        h->share = curl_share_init();
-        if (r == 0 && !h->share)
-                r = -ENOMEM;
-        if (r == 0) {
-                curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-                curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-                curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-                curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-        }
+        pthread_mutex_init(&h->idle_lock, NULL);
         if (r < 0) {
                 http_close(h);
                 return r;
@@ -174,10 +151,9 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
 http_engine *http_close(http_engine *h) {
         if (!h)
                 return NULL;
-        if (h->share)
-                curl_share_cleanup(h->share);
-        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-                pthread_mutex_destroy(&h->share_locks[i]);
+        for (unsigned i = 0; i < h->n_idle; i++)
+                curl_multi_cleanup(h->idle[i]);
+        pthread_mutex_destroy(&h->idle_lock);
         free(h);
         return NULL;
 }
@@ -253,7 +229,6 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         char url[4096];
         http_url(h, sl->q.key, NULL, url, sizeof url);
         curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_SHARE, h->share);
         curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -355,7 +330,11 @@ static const char *describe(int err) {
 }
 
 int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
-        CURLM *m = curl_multi_init();
+        pthread_mutex_lock(&h->idle_lock);
+        CURLM *m = h->n_idle ? h->idle[--h->n_idle] : NULL;
+        pthread_mutex_unlock(&h->idle_lock);
+        if (!m)
+                m = curl_multi_init();
         slot *slots = calloc(h->parallel, sizeof *slots);
         if (!m || !slots) {
                 curl_multi_cleanup(m);
@@ -468,6 +447,12 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                 free(slots[i].buf);
         }
         free(slots);
+        pthread_mutex_lock(&h->idle_lock);
+        if (h->n_idle < 16) {
+                h->idle[h->n_idle++] = m; /* keep its connections for the next run */
+                m = NULL;
+        }
+        pthread_mutex_unlock(&h->idle_lock);
         curl_multi_cleanup(m);
         return r;
 }
