@@ -239,6 +239,9 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->timeout_s);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "stellar/" "0.1");
+        /* a server or CDN may gzip manifests; blobs are zstd already */
+        if (sl->q.op == TARGET_GET && strncmp(sl->q.key, "blobs/", 6) != 0)
+                curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, sl);
         struct curl_slist *hl = NULL;

@@ -108,6 +108,86 @@ static int fetch(void *ctx, st_store *s, const st_digest *id) {
         return r;
 }
 
+/* Read-ahead: fetch ids (those nobody is fetching yet) in parallel from the
+ * first source, verify, keep them in one append. */
+typedef struct batch {
+        const st_digest *ids;
+        size_t n, next;
+        uint8_t *buf, *raw;
+        size_t buf_len, buf_cap, raw_cap;
+        store_put *items;
+        size_t *offs;
+        size_t n_items;
+} batch;
+
+static int batch_next(void *ctx, target_req *q) {
+        batch *b = ctx;
+        if (b->next >= b->n)
+                return 0;
+        char hex[ST_DIGEST_HEX_LEN + 1];
+        st_digest_to_hex(&b->ids[b->next], hex);
+        q->op = TARGET_GET;
+        snprintf(q->key, sizeof q->key, "blobs/%s", hex);
+        q->max_len = blob_max_len();
+        q->user = (void *)&b->ids[b->next++];
+        return 1;
+}
+
+static int batch_done(void *ctx, target_req *q) {
+        batch *b = ctx;
+        if (q->err < 0)
+                return 0; /* best effort: the reader fetches it again */
+        const st_digest *id = q->user;
+        const char *why;
+        int64_t n = blob_verify(id, q->data, q->len, &b->raw, &b->raw_cap, NULL, &why);
+        if (n < 0)
+                return 0;
+        bool z = q->len < (size_t)n;
+        size_t len = z ? q->len : (size_t)n;
+        if (st_buf_grow(&b->buf, &b->buf_cap, b->buf_len + len) < 0)
+                return 0;
+        memcpy(b->buf + b->buf_len, z ? q->data : b->raw, len);
+        b->offs[b->n_items] = b->buf_len;
+        b->items[b->n_items++] = (store_put){ .hash = *id, .stored_len = (uint32_t)len,
+                                              .raw_len = (uint32_t)n, .zstd = z };
+        b->buf_len += len;
+        return 0;
+}
+
+static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
+        fetcher *f = ctx;
+        st_digest mine[64];
+        size_t k = 0;
+        pthread_mutex_lock(&f->mu);
+        for (size_t i = 0; i < n && k < 64 && f->n_inflight < INFLIGHT_MAX; i++)
+                if (inflight_find(f, &ids[i]) < 0) {
+                        f->inflight[f->n_inflight++] = ids[i];
+                        mine[k++] = ids[i];
+                }
+        pthread_mutex_unlock(&f->mu);
+        if (k == 0)
+                return;
+        store_put items[64];
+        size_t offs[64];
+        batch b = { .ids = mine, .n = k, .items = items, .offs = offs };
+        target_io io = { batch_next, batch_done, &b };
+        if (target_run(f->targets[0], &io, NULL) == 0 || b.n_items > 0) {
+                for (size_t i = 0; i < b.n_items; i++)
+                        items[i].payload = b.buf + offs[i];
+                (void)store_put_chunks(s, items, b.n_items, NULL);
+        }
+        free(b.buf);
+        free(b.raw);
+        pthread_mutex_lock(&f->mu);
+        for (size_t i = 0; i < k; i++) {
+                ssize_t at = inflight_find(f, &mine[i]);
+                if (at >= 0)
+                        f->inflight[at] = f->inflight[--f->n_inflight];
+        }
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+}
+
 int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
         _cleanup_close_ int fd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
@@ -127,7 +207,7 @@ int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
         pthread_cond_init(&f->cv, NULL);
         st_transfer_opts to = o ? *o : (st_transfer_opts){ 0 };
         if (!to.parallel)
-                to.parallel = 1; /* one request per reader */
+                to.parallel = 32; /* read-ahead fetches in parallel */
         for (size_t i = 0; i < n; i++) {
                 uint8_t *buf;
                 size_t len;
@@ -158,6 +238,7 @@ int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
         if (s->fetch_free)
                 s->fetch_free(s->fetch_ctx);
         s->fetch = fetch;
+        s->fetch_many = fetch_many;
         s->fetch_ctx = f;
         s->fetch_free = fetcher_free;
         return (int)f->n;

@@ -77,6 +77,9 @@ struct st_store {
         /* Reads of chunks the store lacks ask this (lib/remote: lazily
          * pulled images); 0 means the chunk is in the store now. */
         int (*fetch)(void *ctx, st_store *s, const st_digest *id);
+        /* The same for several chunks at once, in parallel (read-ahead);
+         * best effort: a chunk it could not fetch is fetched again when read. */
+        void (*fetch_many)(void *ctx, st_store *s, const st_digest *ids, size_t n);
         void *fetch_ctx;
         void (*fetch_free)(void *ctx);
 };

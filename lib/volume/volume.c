@@ -139,8 +139,35 @@ st_volume *st_volume_close(st_volume *v) {
         return NULL;
 }
 
+/* Lazily pulled images: before reading [off, off + len), fetch the chunks
+ * it and the next FETCH_AHEAD bytes need that the store lacks, in
+ * parallel, so a read costs about one round trip, not one per chunk. */
+#define FETCH_AHEAD (1u << 20)
+#define FETCH_MAX 64
+static void fetch_ahead(st_volume *v, uint64_t off, size_t len) {
+        st_store *s = v->s;
+        st_digest ids[FETCH_MAX];
+        size_t n = 0;
+        uint64_t end = ST_MIN(off + len + ST_MAX((uint64_t)len, (uint64_t)FETCH_AHEAD),
+                              v->ref.size);
+        pthread_rwlock_rdlock(&s->lock);
+        while (off < end && n < FETCH_MAX) {
+                view_run run;
+                view_run_at(&v->chain, off, end, &run);
+                if (run.kind == RUN_CHUNK && index_find(s->idx, &run.ext->hash) == INDEX_NONE &&
+                    (n == 0 || memcmp(&ids[n - 1], &run.ext->hash, sizeof ids[0])))
+                        ids[n++] = run.ext->hash;
+                off += run.len;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (n > 1)
+                s->fetch_many(s->fetch_ctx, s, ids, n);
+}
+
 /* Committed content: [off, off + len) from the manifest chain. */
 static int read_view(st_volume *v, uint8_t *buf, size_t len, uint64_t off, store_chunk_buf *cb) {
+        if (v->s->fetch_many)
+                fetch_ahead(v, off, len);
         while (len > 0) {
                 view_run run;
                 view_run_at(&v->chain, off, off + len, &run);
