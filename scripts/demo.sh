@@ -3,7 +3,8 @@
 # The main job on an embedded default: build two small ext4 root-like images
 # from files on this machine (B = A plus more files, as after a package
 # install), import both into a fresh local store, and show what dedup saved;
-# then export B, check it is byte-identical, and fsck the store.
+# then export B, check it is byte-identical, and fsck the store; then publish
+# both to a static tree and pull them into a second store.
 # Usage: scripts/demo.sh [STELLAR_BINARY]   (store and images go to a temp dir;
 # set DEMO_DIR to keep them)
 set -euo pipefail
@@ -51,3 +52,16 @@ else
         exit 1
 fi
 "$STELLAR" fsck
+
+# Distribution: publish both images as a static tree (what a web server or
+# S3 bucket would serve), then a second host's store pulls A, then B: it
+# fetches only the chunks B has and A lacks, each verified.
+echo
+echo "== publish to a static tree, pull into a second store"
+"$STELLAR" publish debian-a "$DIR/cdn"
+"$STELLAR" publish debian-b "$DIR/cdn"
+"$STELLAR" --store "$DIR/host2" pull "file://$DIR/cdn" debian-a
+"$STELLAR" --store "$DIR/host2" pull "file://$DIR/cdn" debian-b
+"$STELLAR" --store "$DIR/host2" export debian-b "$DIR/b2.out"
+cmp -s "$DIR/b.img" "$DIR/b2.out" || { echo "pulled debian-b DIFFERS from the source image" >&2; exit 1; }
+echo "pulled debian-b is byte-identical to the source image"
