@@ -112,6 +112,15 @@ int st_store_remove(st_store *s, const char *name) {
                 r = st_fsync_dir(s->refs_fd);
         if (r == 0)
                 r = store_remove_delta(s, name);
+        if (r == 0) {
+                /* a lazily pulled image's source (lib/remote) */
+                int sfd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (sfd >= 0) {
+                        if (unlinkat(sfd, name, 0) < 0 && errno != ENOENT)
+                                r = -errno;
+                        close(sfd);
+                }
+        }
         if (r == 0)
                 r = store_prune_manifests(s, false, NULL);
         if (r == 0)
