@@ -18,7 +18,7 @@ static const char publish_usage[] =
         "Blobs the target has are not sent again; blobs go first, then manifests,\n"
         "then the name, so readers never see a manifest whose blobs are missing.\n\n"
         "Options:\n"
-        "  -j, --parallel N   uploads in flight (default 16)\n"
+        "  -j, --parallel N   uploads in flight (default 64)\n"
         "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
         "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
         "S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), AWS_REGION\n"
@@ -37,9 +37,12 @@ static const char pull_usage[] =
         "                     read (stellar serve, export) and kept. A later pull\n"
         "                     without --lazy fetches the rest.\n"
         "  --as LOCAL         store it under another name\n"
-        "  -j, --parallel N   requests in flight (default 16)\n"
+        "  -j, --parallel N   requests in flight (default 64; over HTTP/2 they share\n"
+        "                     one connection, else one connection each)\n"
         "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
-        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n";
+        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
+        "HTTPS: the system's CAs, or STELLAR_CA_BUNDLE / CURL_CA_BUNDLE (a PEM file).\n"
+        "S3: as for publish (stellar publish --help).\n";
 
 /* Options shared by both verbs; returns the index of the first operand. */
 static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_opts *o,

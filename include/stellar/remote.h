@@ -20,7 +20,7 @@
 #include <stellar/store.h>
 
 typedef struct st_transfer_opts {
-        unsigned parallel;     /* requests in flight (0: 16) */
+        unsigned parallel;     /* requests in flight (0: 64; at most 256) */
         unsigned retries;      /* per request, on 5xx, resets and timeouts (0: 5) */
         unsigned timeout_s;    /* a request that moves no byte for this long fails (0: 20) */
         bool lazy;             /* pull: the manifests only; chunks on first read */

@@ -28,6 +28,7 @@ struct http_engine {
         char sigv4[128];
         char userpwd[1024];
         char token_hdr[2200];
+        char cainfo[1024]; /* a CA bundle to trust instead of the system's, or "" */
         unsigned parallel, retries, timeout_s;
         pthread_mutex_t idle_lock;
         CURLM *idle[16]; /* multis not in use, with their open connections */
@@ -122,12 +123,17 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
         http_engine *h = calloc(1, sizeof *h);
         if (!h)
                 return -ENOMEM;
-        h->parallel = o && o->parallel ? o->parallel : 16;
+        h->parallel = o && o->parallel ? o->parallel : REMOTE_PARALLEL_DEFAULT;
         if (h->parallel > 256)
                 h->parallel = 256;
         h->retries = o && o->retries ? o->retries : 5;
         h->timeout_s = o && o->timeout_s ? o->timeout_s : 20;
         int r = 0;
+        const char *ca = env("STELLAR_CA_BUNDLE", "CURL_CA_BUNDLE");
+        if (!ca && !strncmp(url, "s3://", 5))
+                ca = env("AWS_CA_BUNDLE", NULL);
+        if (ca)
+                snprintf(h->cainfo, sizeof h->cainfo, "%s", ca);
         if (!strncmp(url, "s3://", 5))
                 r = parse_s3(h, url, reterr);
         else {
@@ -234,6 +240,8 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        if (h->cainfo[0])
+                curl_easy_setopt(e, CURLOPT_CAINFO, h->cainfo);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->timeout_s);

@@ -14,6 +14,10 @@
 
 #include <stellar/remote.h>
 
+/* Requests in flight by default: a blob is a few KiB, so a pull is bound by
+ * round trips; 64 keeps a 20 ms link busy (bench/RESULTS.md, pull). */
+#define REMOTE_PARALLEL_DEFAULT 64
+
 typedef struct target target;
 
 enum { TARGET_GET = 1, TARGET_PUT = 2 };

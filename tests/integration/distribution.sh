@@ -9,7 +9,9 @@
 # from the two manifests, and in nginx's access log: each once), and export
 # both byte-identical. Host 3 pulls through a delay proxy, is killed -9 in
 # the middle, and resumes: nothing it kept is fetched again. Host 4 pulls
-# lazily: fsck warns, export fetches, then a full pull completes it.
+# lazily: fsck warns, export fetches, then a full pull completes it. Host 5
+# pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
+# without the CA bundle the self-signed certificate is refused.
 . "$(dirname "$0")/../lib/functions.sh"
 requires mkfs.ext4 b3sum zstd python3 curl
 [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
@@ -122,3 +124,19 @@ out=$(st --store "$H4" pull --json "$URL" A)
 [ -e "$H4/sources/A" ] && fail "a complete image still has a source"
 STELLAR_STORE=$H4 fsck_clean
 echo "distribution: ok ($n_lack blobs B lacks after A, $total in the tree)"
+
+# HTTPS with HTTP/2: one connection carries the parallel requests.
+mkdir -p "$TMP/www2" && cp -a "$WWW/tree" "$TMP/www2/"
+: >"$TMP/nginx-access.log"
+NGINX_TLS=1 start_nginx "$TMP/www2"
+out=$(STELLAR_CA_BUNDLE=$NGINX_CA st --store "$TMP/host5" pull --json -j 64 "https://127.0.0.1:$NGINX_PORT/tree" B)
+[ "$(json_field "$out" fetched)" = "$(json_field "$out" chunks)" ] || fail "https pull did not fetch everything: $out"
+grep -q 'HTTP/2.0$' "$TMP/nginx-access.log" || fail "no request over HTTP/2"
+conns=$(awk '{print $5}' "$TMP/nginx-access.log" | sort -u | wc -l)
+[ "$conns" -le 4 ] || fail "HTTP/2 pull used $conns connections for 64 requests in flight"
+st --store "$TMP/host5" export B "$TMP/B.out"
+cmp "$TMP/B.img" "$TMP/B.out" || fail "https pull of B differs"
+if st --store "$TMP/host6" pull "https://127.0.0.1:$NGINX_PORT/tree" B 2>"$TMP/err"; then
+        fail "a pull trusted a self-signed certificate"
+fi
+echo "https: HTTP/2 over $conns connection(s)"

@@ -108,13 +108,25 @@ _wait_port_file() {
 #     METHOD URI STATUS BODY_BYTES CONNECTION_ID REQUEST_NO_ON_IT SECONDS
 # so a test can count requests, bytes and connections. Sets NGINX_PORT and
 # NGINX_PID (stopped at exit); returns once it answers.
+# With NGINX_TLS=1: HTTPS with HTTP/2 (ALPN) on a self-signed certificate for
+# 127.0.0.1, whose PEM is $NGINX_CA; log lines end with the protocol.
 start_nginx() {
         [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
-        local root dir
+        local root dir listen scheme=http proto=""
         root=$(realpath "$1")
         NGINX_PORT=$(free_port)
         dir=$TMP/nginx-$NGINX_PORT
         mkdir -p "$dir/tmp"
+        listen="127.0.0.1:$NGINX_PORT"
+        if [ "${NGINX_TLS:-0}" = 1 ]; then
+                NGINX_CA=$dir/cert.pem
+                openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$NGINX_CA" \
+                        -days 2 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null ||
+                        fail "cannot make a certificate"
+                listen="$listen ssl http2; ssl_certificate $NGINX_CA; ssl_certificate_key $dir/key.pem"
+                scheme=https
+                proto=' $server_protocol'
+        fi
         # "user root": as root, nginx's workers would otherwise run as nobody,
         # who cannot read under $TMP (mode 0700).
         cat >"$dir/nginx.conf" <<EOF
@@ -126,7 +138,7 @@ events { worker_connections 1024; }
 http {
         types { application/json json; }
         default_type application/octet-stream;
-        log_format counts '\$request_method \$uri \$status \$body_bytes_sent \$connection \$connection_requests \$request_time';
+        log_format counts '\$request_method \$uri \$status \$body_bytes_sent \$connection \$connection_requests \$request_time$proto';
         access_log $TMP/nginx-access.log counts;
         sendfile on;
         keepalive_timeout 60s;
@@ -137,7 +149,7 @@ http {
         uwsgi_temp_path $dir/tmp/uwsgi;
         scgi_temp_path $dir/tmp/scgi;
         server {
-                listen 127.0.0.1:$NGINX_PORT;
+                listen $listen;
                 root $root;
                 location = /.probe { access_log off; return 204; }
         }
@@ -149,7 +161,7 @@ EOF
         # Ready when this nginx answers (not whoever else had the port); the
         # probe is not logged, so the access log holds the test's requests.
         for _ in $(seq 100); do
-                curl -s -m 1 -o /dev/null -D - "http://127.0.0.1:$NGINX_PORT/.probe" 2>/dev/null |
+                curl -s -k -m 1 -o /dev/null -D - "$scheme://127.0.0.1:$NGINX_PORT/.probe" 2>/dev/null |
                         grep -qi '^server: nginx' && return 0
                 kill -0 "$NGINX_PID" 2>/dev/null || break
                 sleep 0.1
