@@ -13,7 +13,7 @@
 # pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
 # without the CA bundle the self-signed certificate is refused.
 . "$(dirname "$0")/../lib/functions.sh"
-requires mkfs.ext4 b3sum zstd python3 curl
+requires mkfs.ext4 b3sum zstd python3 curl openssl
 [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
 
 # A: an ext4 image of some system files; B: A's files plus more.
