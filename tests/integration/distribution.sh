@@ -11,7 +11,8 @@
 # the middle, and resumes: nothing it kept is fetched again. Host 4 pulls
 # lazily: fsck warns, export fetches, then a full pull completes it. Host 5
 # pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
-# without the CA bundle the self-signed certificate is refused.
+# without the CA bundle the self-signed certificate is refused. Host 7 serves
+# a lazy image over NBD and is killed -9 mid-read.
 . "$(dirname "$0")/../lib/functions.sh"
 requires mkfs.ext4 b3sum zstd python3 curl openssl
 [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
@@ -124,6 +125,33 @@ out=$(st --store "$H4" pull --json "$URL" A)
 [ -e "$H4/sources/A" ] && fail "a complete image still has a source"
 STELLAR_STORE=$H4 fsck_clean
 echo "distribution: ok ($n_lack blobs B lacks after A, $total in the tree)"
+
+# The daemon fetching a lazy image on demand is killed -9 mid-read: what it
+# kept survives (recovery indexes it), fsck is clean, and a full pull
+# fetches exactly the rest.
+if command -v nbdcopy >/dev/null; then
+        H7=$TMP/host7
+        st --store "$H7" pull --quiet --lazy "http://127.0.0.1:$PROXY_PORT/tree" B
+        STELLAR_STORE=$H7 start_serve
+        nbdcopy "$(U B)" "$TMP/B.nbd" 2>/dev/null &
+        copy=$!
+        for _ in $(seq 100); do
+                sz=$(du -sb "$H7/packs" | cut -f1)
+                [ "$sz" -gt $((2 << 20)) ] && break
+                sleep 0.05
+        done
+        kill -9 "$SERVE"
+        wait "$SERVE" 2>/dev/null || true
+        wait "$copy" 2>/dev/null || true
+        st --store "$H7" fsck >"$TMP/fsck.out" || { cat "$TMP/fsck.out"; fail "fsck after killing the daemon"; }
+        out=$(st --store "$H7" pull --json "$URL" B)
+        kept=$(json_field "$out" present)
+        [ "$kept" -gt 0 ] || fail "nothing the killed daemon fetched was kept: $out"
+        [ $(($(json_field "$out" fetched) + kept)) = "$(json_field "$out" chunks)" ] || fail "fetched + kept != chunks: $out"
+        st --store "$H7" export B "$TMP/B.out"
+        cmp "$TMP/B.img" "$TMP/B.out" || fail "B differs after the daemon was killed"
+        STELLAR_STORE=$H7 fsck_clean
+fi
 
 # HTTPS with HTTP/2: one connection carries the parallel requests.
 mkdir -p "$TMP/www2" && cp -a "$WWW/tree" "$TMP/www2/"
