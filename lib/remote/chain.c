@@ -94,7 +94,8 @@ int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *r
         return 0;
 }
 
-int chain_chunks(const layer_chain *c, const st_digest **ret, size_t *ret_n, uint64_t *ret_bytes) {
+int chain_chunks(const layer_chain *c, const st_digest **ret, size_t *ret_n, uint32_t **ret_lens,
+                 uint64_t *ret_bytes) {
         digest_set set = { 0 };
         for (size_t i = 0; i < c->n; i++)
                 for (size_t k = 0; k < c->layers[i]->n; k++) {
@@ -108,29 +109,38 @@ int chain_chunks(const layer_chain *c, const st_digest **ret, size_t *ret_n, uin
                         }
                 }
         digest_set_seal(&set);
-        /* lengths: the first extent naming each chunk (all name the same bytes) */
-        uint64_t bytes = 0;
-        if (ret_bytes) {
-                bool *seen = calloc(set.n ? set.n : 1, 1);
-                if (!seen) {
-                        digest_set_free(&set);
-                        return -ENOMEM;
-                }
-                for (size_t i = 0; i < c->n; i++)
-                        for (size_t k = 0; k < c->layers[i]->n; k++) {
-                                const manifest_extent *e = &c->layers[i]->ext[k];
-                                if (manifest_hash_is_hole(&e->hash))
-                                        continue;
-                                const st_digest *f = bsearch(&e->hash, set.v, set.n, sizeof *set.v, cmp);
-                                size_t at = (size_t)(f - set.v);
-                                if (!seen[at]) {
-                                        seen[at] = true;
-                                        bytes += e->len;
-                                }
-                        }
-                free(seen);
-                *ret_bytes = bytes;
+        /* each chunk's length: every extent naming it must agree */
+        uint32_t *lens = calloc(set.n ? set.n : 1, sizeof *lens);
+        if (!lens) {
+                digest_set_free(&set);
+                return -ENOMEM;
         }
+        uint64_t bytes = 0;
+        int r = 0;
+        for (size_t i = 0; r == 0 && i < c->n; i++)
+                for (size_t k = 0; r == 0 && k < c->layers[i]->n; k++) {
+                        const manifest_extent *e = &c->layers[i]->ext[k];
+                        if (manifest_hash_is_hole(&e->hash))
+                                continue;
+                        const st_digest *f = bsearch(&e->hash, set.v, set.n, sizeof *set.v, cmp);
+                        size_t at = (size_t)(f - set.v);
+                        if (!lens[at]) {
+                                lens[at] = e->len;
+                                bytes += e->len;
+                        } else if (lens[at] != e->len)
+                                r = -EBADMSG;
+                }
+        if (r < 0) {
+                free(lens);
+                digest_set_free(&set);
+                return r;
+        }
+        if (ret_bytes)
+                *ret_bytes = bytes;
+        if (ret_lens)
+                *ret_lens = lens;
+        else
+                free(lens);
         *ret = set.v;
         *ret_n = set.n;
         return 0;

@@ -27,7 +27,9 @@ typedef struct layer_chain {
 
 /* The layers of a local name (an empty volume gets one empty layer). */
 int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *reterr);
-/* The distinct chunks the layers name, sorted (caller frees *ret), and the
- * sum of their lengths. */
-int chain_chunks(const layer_chain *c, const st_digest **ret, size_t *ret_n, uint64_t *ret_bytes);
+/* The distinct chunks the layers name, sorted (caller frees *ret), their
+ * lengths (*ret_lens, parallel, if wanted; caller frees) and the sum of
+ * those. -EBADMSG if two extents give one chunk different lengths. */
+int chain_chunks(const layer_chain *c, const st_digest **ret, size_t *ret_n, uint32_t **ret_lens,
+                 uint64_t *ret_bytes);
 void chain_free(layer_chain *c);

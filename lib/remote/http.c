@@ -43,8 +43,9 @@ typedef struct slot {
         uint8_t *buf;
         size_t cap, len;
         size_t body_at;
-        bool active, waiting, too_big;
+        bool active, waiting, too_big, stalled;
         uint64_t retry_at_ms;
+        uint64_t moved, moved_ms, timeout_ms; /* stall detection */
 } slot;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -183,7 +184,7 @@ void http_url(const http_engine *h, const char *key, const char *query, char *ou
                 return;
         }
         size_t k = (size_t)snprintf(out, out_len, "%s/", h->base);
-        char path[1300];
+        char path[6000];
         snprintf(path, sizeof path, "%s%s", h->prefix, key);
         for (const char *p = path; *p && k + 4 < out_len; p++) {
                 unsigned char c = (unsigned char)*p;
@@ -211,6 +212,22 @@ static size_t on_write(char *data, size_t size, size_t n, void *u) {
         return len;
 }
 
+static int on_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+        (void)dltotal;
+        (void)ultotal;
+        slot *sl = u;
+        uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow, t = now_ms();
+        if (moved != sl->moved) {
+                sl->moved = moved;
+                sl->moved_ms = t;
+        } else if (t - sl->moved_ms > sl->timeout_ms) {
+                sl->stalled = true;
+                return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+        }
+        return 0;
+}
+
 static size_t on_read(char *out, size_t size, size_t n, void *u) {
         slot *sl = u;
         size_t left = sl->q.body_len - sl->body_at, len = size * n;
@@ -232,7 +249,7 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         sl->body_at = 0;
         sl->too_big = false;
         sl->q.attempts++;
-        char url[4096];
+        char url[8192];
         http_url(h, sl->q.key, NULL, url, sizeof url);
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
@@ -243,8 +260,17 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         if (h->cainfo[0])
                 curl_easy_setopt(e, CURLOPT_CAINFO, h->cainfo);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->timeout_s);
+        /* A stall is no byte either way for timeout_s (curl's low-speed
+         * check averages over seconds more than that). */
+        sl->moved_ms = now_ms();
+        sl->moved = 0;
+        sl->stalled = false;
+        sl->timeout_ms = (uint64_t)h->timeout_s * 1000u;
+        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(e, CURLOPT_XFERINFODATA, sl);
+        if (sl->q.op == TARGET_GET)
+                curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)sl->q.max_len);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "stellar/" "0.1");
         /* a server or CDN may gzip manifests; blobs are zstd already */
@@ -253,7 +279,10 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, sl);
         struct curl_slist *hl = NULL;
-        hl = curl_slist_append(hl, "Expect:");
+        /* No 100-continue round trip on PUTs. Not for S3: libcurl 7.88
+         * signs the empty header it then does not send (403). */
+        if (!h->s3)
+                hl = curl_slist_append(hl, "Expect:");
         if (h->s3) {
                 hl = curl_slist_append(hl, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
                 if (h->token_hdr[0])
@@ -297,6 +326,10 @@ static int classify(slot *sl, CURLcode cc, long status) {
         switch (cc) {
         case CURLE_WRITE_ERROR:
                 return sl->too_big ? -EFBIG : -ENOMEM;
+        case CURLE_FILESIZE_EXCEEDED: /* refused by its Content-Length */
+                return -EFBIG;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return sl->stalled ? 1 : -EIO;
         case CURLE_OPERATION_TIMEDOUT:
         case CURLE_COULDNT_CONNECT:
         case CURLE_RECV_ERROR:
@@ -315,8 +348,10 @@ static int classify(slot *sl, CURLcode cc, long status) {
 }
 
 static int final_error(CURLcode cc, long status) {
-        if (cc == CURLE_OPERATION_TIMEDOUT)
+        if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK)
                 return -ETIMEDOUT;
+        if (cc == CURLE_PARTIAL_FILE)
+                return -EPIPE;
         if (cc == CURLE_COULDNT_CONNECT)
                 return -ECONNREFUSED;
         if (cc != CURLE_OK)
@@ -324,14 +359,15 @@ static int final_error(CURLcode cc, long status) {
         return status == 429 ? -EAGAIN : -EIO;
 }
 
-static const char *describe(int err) {
+const char *remote_describe(int err) {
         switch (err) {
-        case -ENOENT: return "not found on the server (404)";
+        case -ENOENT: return "not found";
         case -EACCES: return "access denied (401/403): check the credentials";
         case -EFBIG: return "the answer is larger than allowed";
         case -ETIMEDOUT: return "the server stalled (no bytes within the timeout), retries exhausted";
         case -ECONNREFUSED: return "cannot connect, retries exhausted";
         case -ECONNRESET: return "the connection broke, retries exhausted";
+        case -EPIPE: return "the body ended before its length (truncated), retries exhausted";
         case -EAGAIN: return "the server kept answering 429 (slow down), retries exhausted";
         case -EPROTO: return "unexpected HTTP status";
         case -EHOSTUNREACH: return "cannot resolve the host";
@@ -422,7 +458,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                         } else if (k < 0) {
                                 r = k;
                                 if (reterr && !reterr->what) {
-                                        char url[4096], where[256];
+                                        char url[8192], where[256];
                                         http_url(h, sl->q.key, NULL, url, sizeof url);
                                         if (sl->q.status)
                                                 snprintf(where, sizeof where, "%.200s (HTTP %ld)",
@@ -430,7 +466,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                         else
                                                 snprintf(where, sizeof where, "%.240s", url);
                                         (void)st_diag_fail(reterr, where, ST_DIAG_NO_OFFSET,
-                                                           describe(k), k);
+                                                           remote_describe(k), k);
                                 }
                         }
                 }

@@ -140,30 +140,30 @@ static int parse_root(json_t *root, manifest **ret, st_diag *d) {
                 if ((k != 2 && k != 3) || !get_uint(json_array_get(e, 0), size, &off) ||
                     !get_uint(json_array_get(e, 1), size, &len) || len == 0) {
                         manifest_free(m);
-                        return bad(d, i, "manifest: extent is not [offset, length, hash] or [offset, length]");
+                        return bad(d, ST_DIAG_NO_OFFSET, "manifest: an extent is not [offset, length, hash] or [offset, length]");
                 }
                 if (off < end || off + len > size) {
                         manifest_free(m);
-                        return bad(d, i, off < end ? "manifest: extents overlap or are out of order"
+                        return bad(d, ST_DIAG_NO_OFFSET, off < end ? "manifest: extents overlap or are out of order"
                                                    : "manifest: extent past the end of the image");
                 }
                 if (k == 3) {
                         if (len > ST_CHUNK_MAX_LIMIT || !get_hex(json_array_get(e, 2), &h) ||
                             manifest_hash_is_hole(&h)) {
                                 manifest_free(m);
-                                return bad(d, i, "manifest: bad chunk extent (length or hash)");
+                                return bad(d, ST_DIAG_NO_OFFSET, "manifest: bad chunk extent (length or hash)");
                         }
                         r = manifest_append(m, off, (uint32_t)len, &h);
                 } else {
                         if (manifest_hash_is_hole(&parent)) {
                                 manifest_free(m);
-                                return bad(d, i, "manifest: a hole extent in a layer without parent");
+                                return bad(d, ST_DIAG_NO_OFFSET, "manifest: a hole extent in a layer without parent");
                         }
                         r = manifest_append_hole(m, off, len);
                 }
                 if (r < 0) {
                         manifest_free(m);
-                        return r == -EINVAL ? bad(d, i, "manifest: extent rejected") : r;
+                        return r == -EINVAL ? bad(d, ST_DIAG_NO_OFFSET, "manifest: extent rejected") : r;
                 }
                 end = off + len;
         }
@@ -175,6 +175,14 @@ int json_manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag 
         if (len > JSON_MANIFEST_MAX)
                 return st_diag_fail(reterr, NULL, ST_DIAG_NO_OFFSET, "manifest: file too large",
                                     -EFBIG);
+        /* Count the values before building them: a hostile file of tiny
+         * values ("[0,0],...") would cost the parser 20 times its size. */
+        size_t n_values = 1;
+        for (size_t i = 0; i < len; i++)
+                n_values += buf[i] == ',' || buf[i] == '[' || buf[i] == '{';
+        if (n_values > JSON_MANIFEST_VALUES_MAX)
+                return st_diag_fail(reterr, NULL, ST_DIAG_NO_OFFSET,
+                                    "manifest: too many values", -EFBIG);
         json_error_t err;
         json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
         if (!root)

@@ -12,7 +12,10 @@
 #include "../store/manifest.h"
 
 #define JSON_MANIFEST_VERSION 1
-#define JSON_MANIFEST_MAX (512u << 20) /* bytes of one manifest file */
+#define JSON_MANIFEST_MAX (384u << 20) /* bytes of one manifest file */
+/* JSON values in one manifest (4 an extent): bounds the parser's memory,
+ * about 64 bytes a value, whatever the bytes are. */
+#define JSON_MANIFEST_VALUES_MAX (16u << 20)
 
 /* Encode m; its parent is given as the id of the parent's JSON form (NULL:
  * none), since JSON and binary ids differ. Caller frees *ret. */

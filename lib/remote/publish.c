@@ -116,7 +116,7 @@ int st_publish(st_store *s, const char *name, const char *url, const st_transfer
                                  "http:// and https:// are read-only: publish to the directory "
                                  "the web server serves, or to s3://", -EOPNOTSUPP);
         if (r == 0)
-                r = chain_chunks(&ch, &p.todo, &p.n_todo, &p.total_bytes);
+                r = chain_chunks(&ch, &p.todo, &p.n_todo, NULL, &p.total_bytes);
         if (r == 0) {
                 p.t = t;
                 r = target_list(t, "blobs/", have_add, &p.have, reterr);

@@ -36,9 +36,11 @@
 
 typedef struct puller {
         st_store *s;
+        target *t;
         const st_transfer_opts *o;
         st_pull_result *res;
         const st_digest *missing;
+        const uint32_t *missing_lens;
         size_t n_missing, next;
         ZSTD_DCtx *dctx;
         uint8_t *raw;
@@ -204,6 +206,13 @@ static int pull_done(void *ctx, target_req *q) {
                 return 1; /* try again; the engine gives up after its retries */
         if (n < 0)
                 return (int)n;
+        if ((uint64_t)n != p->missing_lens[id - p->missing]) {
+                char url[1024];
+                target_url(p->t, q->key, url, sizeof url);
+                return st_diag_fail(p->err, url, ST_DIAG_NO_OFFSET,
+                                    "the chunk's length differs from the manifest's extent",
+                                    -EBADMSG);
+        }
         /* keep the frame if it saves space, else the raw bytes */
         bool z = q->len < (size_t)n;
         const uint8_t *src = z ? q->data : p->raw;
@@ -240,29 +249,52 @@ static int pull_done(void *ctx, target_req *q) {
                        : 0;
 }
 
-/* The chunks of c the store lacks. */
-static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, size_t *ret_n,
-                        st_pull_result *res) {
+/* The chunks of c the store lacks, and the length each must have. A chunk
+ * the store has must have the length the manifest gives it. */
+static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, uint32_t **ret_lens,
+                        size_t *ret_n, st_pull_result *res, st_diag *reterr) {
         const st_digest *all;
+        uint32_t *lens;
         size_t n;
-        int r = chain_chunks(c, &all, &n, NULL);
+        int r = chain_chunks(c, &all, &n, &lens, NULL);
+        if (r == -EBADMSG)
+                return st_diag_fail(reterr, "manifest", ST_DIAG_NO_OFFSET,
+                                    "manifest: extents give one chunk two different lengths", r);
         if (r < 0)
                 return r;
         st_digest *miss = malloc((n ? n : 1) * sizeof *miss);
-        if (!miss) {
+        uint32_t *miss_lens = malloc((n ? n : 1) * sizeof *miss_lens);
+        if (!miss || !miss_lens) {
+                free(miss);
+                free(miss_lens);
                 free((void *)all);
+                free(lens);
                 return -ENOMEM;
         }
         size_t k = 0;
         pthread_rwlock_rdlock(&s->lock);
-        for (size_t i = 0; i < n; i++)
-                if (index_find(s->idx, &all[i]) == INDEX_NONE)
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                uint32_t id = index_find(s->idx, &all[i]);
+                if (id == INDEX_NONE) {
+                        miss_lens[k] = lens[i];
                         miss[k++] = all[i];
+                } else if (index_get(s->idx, id)->raw_len != lens[i])
+                        r = st_diag_fail(reterr, "manifest", ST_DIAG_NO_OFFSET,
+                                         "manifest: an extent's length differs from its chunk's",
+                                         -EBADMSG);
+        }
         pthread_rwlock_unlock(&s->lock);
+        free((void *)all);
+        free(lens);
+        if (r < 0) {
+                free(miss);
+                free(miss_lens);
+                return r;
+        }
         res->n_chunks = n;
         res->n_present = n - k;
-        free((void *)all);
         *ret = miss;
+        *ret_lens = miss_lens;
         *ret_n = k;
         return 0;
 }
@@ -300,6 +332,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
         target *t = NULL;
         layer_chain c = { 0 };
         st_digest *missing = NULL;
+        uint32_t *missing_lens = NULL;
         size_t n_missing = 0;
         puller p = { .s = s, .o = o, .res = &res, .err = reterr };
         st_digest top;
@@ -321,10 +354,12 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
         }
         if (r == 0) {
                 res.size = c.layers[c.n - 1]->size;
-                r = find_missing(s, &c, &missing, &n_missing, &res);
+                r = find_missing(s, &c, &missing, &missing_lens, &n_missing, &res, reterr);
         }
         if (r == 0 && !res.lazy && n_missing > 0) {
+                p.t = t;
                 p.missing = missing;
+                p.missing_lens = missing_lens;
                 p.n_missing = n_missing;
                 p.dctx = ZSTD_createDCtx();
                 p.last_flush_ns = mono_ns();
@@ -383,6 +418,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
         free(p.items);
         free(p.offs);
         free(missing);
+        free(missing_lens);
         chain_free(&c);
         target_close(t);
         if (ret)

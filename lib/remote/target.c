@@ -131,11 +131,11 @@ static int dir_get(target *t, target_req *q, uint8_t **buf, size_t *cap) {
 /* Write key through a temporary name and a rename, so a reader sees the
  * whole file or none. Parent directories are made as needed. */
 static int dir_put(target *t, const target_req *q) {
-        char tmp[300];
+        char tmp[sizeof q->key + 40];
         snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", q->key, (int)getpid(), t->tmp_seq++);
         int fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 && errno == ENOENT) {
-                char dir[256];
+                char dir[sizeof q->key];
                 snprintf(dir, sizeof dir, "%s", q->key);
                 for (char *p = strchr(dir, '/'); p; p = strchr(p + 1, '/')) {
                         *p = 0;
@@ -181,7 +181,10 @@ static int dir_run(target *t, const target_io *io, st_diag *reterr) {
                         target_url(t, q.key, where, sizeof where);
                         if (reterr && !reterr->what)
                                 (void)st_diag_fail(reterr, where, ST_DIAG_NO_OFFSET,
-                                                   "request failed", r);
+                                                   r == -EBADMSG || r == -ENOENT || r == -EFBIG
+                                                           ? remote_describe(r)
+                                                           : "cannot read or write the file",
+                                                   r);
                         return r;
                 }
         }
@@ -218,6 +221,8 @@ static int one_next(void *ctx, target_req *r) {
 static int one_done(void *ctx, target_req *r) {
         struct one *o = ctx;
         o->err = r->err;
+        if (r->err < 0)
+                return r->err; /* the engine describes it, with the HTTP status */
         if (r->err == 0 && r->op == TARGET_GET) {
                 o->data = malloc(r->len ? r->len : 1);
                 if (!o->data)
@@ -236,8 +241,7 @@ static int one_run(target *t, struct one *o, st_diag *reterr) {
         if (r < 0 && reterr && !reterr->what) {
                 char url[512];
                 target_url(t, o->key, url, sizeof url);
-                (void)st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET,
-                                   r == -ENOENT ? "not found" : "request failed", r);
+                (void)st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, remote_describe(r), r);
         }
         return r;
 }
@@ -260,6 +264,21 @@ int target_put(target *t, const char *key, const void *data, size_t len, st_diag
         return one_run(t, &o, reterr);
 }
 
+/* Percent-encode all but unreserved characters (RFC 3986), as SigV4's
+ * canonical query wants. */
+static void query_encode(const char *in, char *out, size_t out_len) {
+        size_t k = 0;
+        for (const char *p = in; *p && k + 4 < out_len; p++) {
+                unsigned char c = (unsigned char)*p;
+                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    strchr("-_.~", c))
+                        out[k++] = (char)c;
+                else
+                        k += (size_t)snprintf(out + k, 4, "%%%02X", c);
+        }
+        out[k] = 0;
+}
+
 struct strip {
         int (*fn)(void *, const char *);
         void *ctx;
@@ -279,21 +298,13 @@ int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *
                 /* ListObjectsV2, page by page */
                 char token[1024] = "";
                 do {
-                        char enc[3200] = "", query[4096], key[4200];
-                        size_t k = 0;
-                        for (const char *p = token; *p && k + 4 < sizeof enc; p++) {
-                                unsigned char c = (unsigned char)*p;
-                                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                                    (c >= '0' && c <= '9') || strchr("-_.~", c))
-                                        enc[k++] = (char)c;
-                                else
-                                        k += (size_t)snprintf(enc + k, 4, "%%%02X", c);
-                        }
-                        enc[k] = 0;
-                        /* SigV4 wants the query sorted by name */
-                        snprintf(query, sizeof query, "%s%s%slist-type=2&prefix=%s%s",
-                                 *token ? "continuation-token=" : "", enc, *token ? "&" : "",
-                                 http_s3_prefix(t->http), prefix);
+                        char enc[3100], pre[1400], both[1400], query[4600], key[4700];
+                        snprintf(both, sizeof both, "%s%s", http_s3_prefix(t->http), prefix);
+                        query_encode(token, enc, sizeof enc);
+                        query_encode(both, pre, sizeof pre);
+                        /* SigV4 wants the query sorted by name, every value encoded */
+                        snprintf(query, sizeof query, "%s%s%slist-type=2&prefix=%s",
+                                 *token ? "continuation-token=" : "", enc, *token ? "&" : "", pre);
                         snprintf(key, sizeof key, "?%s", query);
                         uint8_t *xml;
                         size_t len;

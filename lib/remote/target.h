@@ -25,7 +25,7 @@ enum { TARGET_GET = 1, TARGET_PUT = 2 };
 typedef struct target_req {
         /* set by next() */
         int op;
-        char key[256];
+        char key[4800]; /* a path, or "?QUERY" on the bucket (S3 listings) */
         const void *body; /* PUT */
         size_t body_len;
         size_t max_len; /* GET: a longer body fails with -EFBIG */
@@ -74,6 +74,9 @@ int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *
 /* Make what was PUT durable before what comes next refers to it (a
  * directory: syncfs; S3: a PUT is durable when answered). */
 int target_sync(target *t);
+
+/* What a request's final error means, for messages. */
+const char *remote_describe(int err);
 
 /* Internal: the HTTP/S3 engine (http.c) and the S3 listing parser (s3-list.c). */
 typedef struct http_engine http_engine;

@@ -62,7 +62,7 @@ make_ext4() {
 # and returns once the socket and pidfile are there. U NAME gives a URI.
 start_serve() {
         SOCK="$TMP/nbd.sock"
-        PORT=$((20000 + RANDOM % 20000))
+        PORT=$(free_port)
         "$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
                 --stats "$TMP/stats.json" "$@" 2>"$TMP/serve.log" &
         SERVE=$!
@@ -191,14 +191,17 @@ start_s3() {
 
 # start_delay_proxy UPSTREAM_PORT DELAY_MS [OPTION...]: a TCP proxy from
 # 127.0.0.1:$PROXY_PORT to 127.0.0.1:UPSTREAM_PORT that adds DELAY_MS of round
-# trip (tests/tools/delay-proxy.py; a new connection costs one RTT more, as
-# its handshake would, unless OPTION is --no-handshake-delay). Sets PROXY_PORT
-# and PROXY_PID (stopped at exit); it logs to $TMP/proxy.log, and at exit how
-# many connections and bytes it carried.
+# trip (the C build of tests/tools/delay-proxy.c when $DELAY_PROXY names it, as
+# meson sets it, else tests/tools/delay-proxy.py: same options, same
+# behaviour; a new connection costs one RTT more, as its handshake would,
+# unless OPTION is --no-handshake-delay). Sets PROXY_PORT and PROXY_PID
+# (stopped at exit); it logs to $TMP/proxy.log, and at exit how many
+# connections and bytes it carried.
 start_delay_proxy() {
-        local pf
+        local pf cmd=(python3 "$_TOOLS/delay-proxy.py")
+        [ -z "${DELAY_PROXY:-}" ] || cmd=("$DELAY_PROXY")
         pf=$(mktemp -u "$TMP/proxy-port.XXXXXX")
-        python3 "$_TOOLS/delay-proxy.py" --upstream "127.0.0.1:$1" --delay-ms "$2" --port-file "$pf" \
+        "${cmd[@]}" --upstream "127.0.0.1:$1" --delay-ms "$2" --port-file "$pf" \
                 "${@:3}" 2>>"$TMP/proxy.log" &
         PROXY_PID=$!
         _cleanup_pids+=("$PROXY_PID")
