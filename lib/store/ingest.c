@@ -189,26 +189,13 @@ static int write_batch(const batch *b, int fd, uint64_t off) {
                         };
                         n++;
                 }
-                struct iovec *v = iov;
-                int cnt = (int)(2 * n);
-                while (cnt > 0) {
-                        ssize_t w = pwritev(fd, v, cnt, (off_t)off);
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return -errno;
-                        }
-                        off += (uint64_t)w;
-                        while (cnt > 0 && (size_t)w >= v->iov_len) {
-                                w -= (ssize_t)v->iov_len;
-                                v++;
-                                cnt--;
-                        }
-                        if (cnt > 0) {
-                                v->iov_base = (uint8_t *)v->iov_base + w;
-                                v->iov_len -= (size_t)w;
-                        }
-                }
+                uint64_t len = 0;
+                for (size_t k = 0; k < 2 * n; k++)
+                        len += iov[k].iov_len;
+                int r = st_pwritev_full(fd, iov, (int)(2 * n), off);
+                if (r < 0)
+                        return r;
+                off += len;
         }
         return 0;
 }

@@ -34,29 +34,6 @@ static int own_pack(st_store *s, uint64_t need, store_pack **ret) {
         return 0;
 }
 
-/* pwritev until all of iov is written. */
-static int write_all(int fd, struct iovec *v, int cnt, uint64_t off) {
-        while (cnt > 0) {
-                ssize_t w = pwritev(fd, v, cnt, (off_t)off);
-                if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                off += (uint64_t)w;
-                while (cnt > 0 && (size_t)w >= v->iov_len) {
-                        w -= (ssize_t)v->iov_len;
-                        v++;
-                        cnt--;
-                }
-                if (cnt > 0) {
-                        v->iov_base = (uint8_t *)v->iov_base + w;
-                        v->iov_len -= (size_t)w;
-                }
-        }
-        return 0;
-}
-
 int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *ret_stored) {
         int r = store_writable(s);
         if (r < 0)
@@ -109,7 +86,7 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
                         iov[2 * j] = (struct iovec){ hdrs[j], PACK_RECORD_HEADER_LEN };
                         iov[2 * j + 1] = (struct iovec){ (void *)take[j]->payload, take[j]->stored_len };
                 }
-                r = m ? write_all(fd, iov, (int)(2 * m), base) : 0;
+                r = m ? st_pwritev_full(fd, iov, (int)(2 * m), base) : 0;
                 if (r < 0) {
                         s->broken = !(s->flags & ST_STORE_SHARED);
                         return r;
@@ -140,22 +117,9 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
 }
 
 int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, pack_record *ret) {
-        if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
-                return -ENOMEM;
-        pthread_rwlock_rdlock(&s->lock);
-        int r;
-        uint32_t i = index_find(s->idx, id);
-        index_entry e = { 0 };
-        if (i == INDEX_NONE || (e = *index_get(s->idx, i)).pack == INDEX_PACK_PENDING)
-                r = -ENOENT;
-        else if ((r = st_buf_grow(&b->scratch, &b->scratch_cap,
-                                  PACK_RECORD_HEADER_LEN + (size_t)e.stored_len)) == 0 &&
-                 (r = st_buf_grow(&b->out, &b->out_cap, e.raw_len)) == 0)
-                r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
-        pthread_rwlock_unlock(&s->lock);
-        if (r < 0)
-                return r;
-        *ret = (pack_record){ .flags = 0, .raw_len = e.raw_len, .stored_len = e.stored_len,
-                              .hash = *id };
+        uint32_t stored_len = 0;
+        int64_t n = store_read_chunk_local(s, id, b, &stored_len);
+        if (n < 0)
+                return (int)n;
         return pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, ret, NULL);
 }

@@ -157,6 +157,11 @@ bool store_volume_is_open(st_store *s, const char *name);
 int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
                      uint8_t *scratch, void *dctx);
 
+/* The same, from this store only (no fetch from a lazy pull's source);
+ * the record as stored stays in b->scratch, its payload length in
+ * *ret_stored_len if wanted. */
+int64_t store_read_chunk_local(st_store *s, const st_digest *id, store_chunk_buf *b,
+                               uint32_t *ret_stored_len);
 /* Read and verify chunk id into b->out; returns its length. Thread-safe
  * (takes the store lock shared). */
 int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b);

@@ -543,7 +543,8 @@ void store_chunk_buf_done(store_chunk_buf *b) {
         *b = (store_chunk_buf){ 0 };
 }
 
-static int64_t read_local(st_store *s, const st_digest *id, store_chunk_buf *b) {
+int64_t store_read_chunk_local(st_store *s, const st_digest *id, store_chunk_buf *b,
+                               uint32_t *ret_stored_len) {
         if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
                 return -ENOMEM;
         pthread_rwlock_rdlock(&s->lock);
@@ -557,15 +558,17 @@ static int64_t read_local(st_store *s, const st_digest *id, store_chunk_buf *b) 
                  (r = st_buf_grow(&b->out, &b->out_cap, e.raw_len)) == 0)
                 r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
         pthread_rwlock_unlock(&s->lock);
+        if (ret_stored_len)
+                *ret_stored_len = e.stored_len;
         return r < 0 ? r : (int64_t)e.raw_len;
 }
 
 int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
-        int64_t r = read_local(s, id, b);
+        int64_t r = store_read_chunk_local(s, id, b, NULL);
         /* A chunk of a lazily pulled image: fetch it, keep it, read it. */
         if (r == -ENOENT && s->fetch) {
                 int k = s->fetch(s->fetch_ctx, s, id);
-                r = k < 0 ? k : read_local(s, id, b);
+                r = k < 0 ? k : store_read_chunk_local(s, id, b, NULL);
         }
         return r;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -152,5 +153,27 @@ int st_list_dir(int dirfd, bool (*keep)(const char *name), char ***ret, size_t *
                 qsort(names, n, sizeof *names, cmp_str);
         *ret = names;
         *ret_n = n;
+        return 0;
+}
+
+int st_pwritev_full(int fd, struct iovec *v, int cnt, uint64_t off) {
+        while (cnt > 0) {
+                ssize_t w = pwritev(fd, v, cnt, (off_t)off);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                off += (uint64_t)w;
+                while (cnt > 0 && (size_t)w >= v->iov_len) {
+                        w -= (ssize_t)v->iov_len;
+                        v++;
+                        cnt--;
+                }
+                if (cnt > 0) {
+                        v->iov_base = (uint8_t *)v->iov_base + w;
+                        v->iov_len -= (size_t)w;
+                }
+        }
         return 0;
 }

@@ -9,6 +9,9 @@
 /* pread/pwrite until done. Return 0, -EIO on a short read (EOF), or -errno. */
 int st_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int st_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* pwritev until all of iov is written (iov is consumed). 0 or -errno. */
+struct iovec;
+int st_pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off);
 /* Durably replace dir/name with data: temp file, fsync, renameat, fsync dir. */
 int st_write_atomic(int dirfd, const char *name, const void *data, size_t len);
 /* Read a whole file (at most max bytes; -EFBIG beyond). Caller frees *ret. */
