@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 
@@ -44,4 +45,47 @@ int64_t blob_verify(const st_digest *id, const uint8_t *blob, size_t len, uint8_
                 return -EBADMSG;
         }
         return (int64_t)n;
+}
+
+int chunk_batch_add(chunk_batch *b, const st_digest *id, const uint8_t *blob, size_t blob_len,
+                    const uint8_t *raw, size_t raw_len) {
+        bool z = blob_len < raw_len;
+        const uint8_t *src = z ? blob : raw;
+        size_t len = z ? blob_len : raw_len;
+        if (st_buf_grow(&b->buf, &b->cap, b->len + len) < 0)
+                return -ENOMEM;
+        if (b->n == b->cap_items) {
+                size_t cap = b->cap_items ? b->cap_items * 2 : 256;
+                store_put *it = realloc(b->items, cap * sizeof *it);
+                if (it)
+                        b->items = it;
+                size_t *of = realloc(b->offs, cap * sizeof *of);
+                if (of)
+                        b->offs = of;
+                if (!it || !of)
+                        return -ENOMEM;
+                b->cap_items = cap;
+        }
+        memcpy(b->buf + b->len, src, len);
+        b->offs[b->n] = b->len;
+        b->items[b->n++] = (store_put){ .hash = *id, .stored_len = (uint32_t)len,
+                                        .raw_len = (uint32_t)raw_len, .zstd = z };
+        b->len += len;
+        return 0;
+}
+
+int chunk_batch_flush(chunk_batch *b, st_store *s, uint64_t *ret_stored) {
+        for (size_t i = 0; i < b->n; i++)
+                b->items[i].payload = b->buf + b->offs[i];
+        int r = b->n ? store_put_chunks(s, b->items, b->n, ret_stored) : 0;
+        b->n = 0;
+        b->len = 0;
+        return r;
+}
+
+void chunk_batch_free(chunk_batch *b) {
+        free(b->buf);
+        free(b->items);
+        free(b->offs);
+        *b = (chunk_batch){ 0 };
 }

@@ -45,12 +45,7 @@ typedef struct puller {
         ZSTD_DCtx *dctx;
         uint8_t *raw;
         size_t raw_cap;
-        /* verified chunks waiting to be appended */
-        uint8_t *buf;
-        size_t buf_len, buf_cap;
-        store_put *items;
-        size_t *offs; /* where each item's payload is in buf (buf moves as it grows) */
-        size_t n_items, cap_items;
+        chunk_batch batch; /* verified chunks waiting to be appended */
         uint64_t since_commit;
         uint64_t last_flush_ns;
         st_diag *err;
@@ -159,14 +154,8 @@ int pull_local_ids(layer_chain *c, st_digest *ret_top) {
 }
 
 static int flush_batch(puller *p) {
-        if (p->n_items == 0)
-                return 0;
-        for (size_t i = 0; i < p->n_items; i++)
-                p->items[i].payload = p->buf + p->offs[i];
         uint64_t stored = 0;
-        int r = store_put_chunks(p->s, p->items, p->n_items, &stored);
-        p->n_items = 0;
-        p->buf_len = 0;
+        int r = chunk_batch_flush(&p->batch, p->s, &stored);
         p->last_flush_ns = mono_ns();
         if (r < 0)
                 return st_diag_fail(p->err, "packs", ST_DIAG_NO_OFFSET, "cannot append to the store", r);
@@ -213,30 +202,8 @@ static int pull_done(void *ctx, target_req *q) {
                                     "the chunk's length differs from the manifest's extent",
                                     -EBADMSG);
         }
-        /* keep the frame if it saves space, else the raw bytes */
-        bool z = q->len < (size_t)n;
-        const uint8_t *src = z ? q->data : p->raw;
-        size_t len = z ? q->len : (size_t)n;
-        if (st_buf_grow(&p->buf, &p->buf_cap, p->buf_len + len) < 0)
+        if (chunk_batch_add(&p->batch, id, q->data, q->len, p->raw, (size_t)n) < 0)
                 return -ENOMEM;
-        if (p->n_items == p->cap_items) {
-                size_t cap = p->cap_items ? p->cap_items * 2 : 256;
-                store_put *it = realloc(p->items, cap * sizeof *it);
-                if (it)
-                        p->items = it;
-                size_t *of = realloc(p->offs, cap * sizeof *of);
-                if (of)
-                        p->offs = of;
-                if (!it || !of)
-                        return -ENOMEM;
-                p->cap_items = cap;
-        }
-        memcpy(p->buf + p->buf_len, src, len);
-        p->offs[p->n_items] = p->buf_len;
-        p->items[p->n_items++] = (store_put){ .hash = *id,
-                                              .stored_len = (uint32_t)len, .raw_len = (uint32_t)n,
-                                              .zstd = z };
-        p->buf_len += len;
         p->res->n_fetched++;
         p->res->bytes_fetched += q->len;
         p->res->raw_fetched += (uint64_t)n;
@@ -244,7 +211,7 @@ static int pull_done(void *ctx, target_req *q) {
                 p->o->progress(p->o->userdata, p->res->n_fetched, p->n_missing);
         /* Append in batches, and at least every PULL_FLUSH_NS on a slow
          * link: what was fetched before a crash or kill is kept. */
-        return p->buf_len >= PULL_BATCH_BYTES || mono_ns() - p->last_flush_ns > PULL_FLUSH_NS
+        return p->batch.len >= PULL_BATCH_BYTES || mono_ns() - p->last_flush_ns > PULL_FLUSH_NS
                        ? flush_batch(p)
                        : 0;
 }
@@ -414,9 +381,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
         res.n_retries = t ? target_retries(t) : 0;
         ZSTD_freeDCtx(p.dctx);
         free(p.raw);
-        free(p.buf);
-        free(p.items);
-        free(p.offs);
+        chunk_batch_free(&p.batch);
         free(missing);
         free(missing_lens);
         chain_free(&c);

@@ -70,14 +70,11 @@ static int fetch_one(fetcher *f, st_store *s, const st_digest *id) {
                         break;
                 const char *why;
                 int64_t n = blob_verify(id, blob, len, &raw, &cap, NULL, &why);
-                if (n >= 0) {
-                        bool z = len < (size_t)n;
-                        store_put put = { .hash = *id, .payload = z ? blob : raw,
-                                          .stored_len = (uint32_t)(z ? len : (size_t)n),
-                                          .raw_len = (uint32_t)n, .zstd = z };
-                        r = store_put_chunks(s, &put, 1, NULL);
-                } else
-                        r = (int)n;
+                chunk_batch one = { 0 };
+                r = n < 0 ? (int)n : chunk_batch_add(&one, id, blob, len, raw, (size_t)n);
+                if (r == 0)
+                        r = chunk_batch_flush(&one, s, NULL);
+                chunk_batch_free(&one);
                 free(blob);
                 free(raw);
                 if (r == 0 || r != -EBADMSG)
@@ -113,11 +110,9 @@ static int fetch(void *ctx, st_store *s, const st_digest *id) {
 typedef struct batch {
         const st_digest *ids;
         size_t n, next;
-        uint8_t *buf, *raw;
-        size_t buf_len, buf_cap, raw_cap;
-        store_put *items;
-        size_t *offs;
-        size_t n_items;
+        uint8_t *raw;
+        size_t raw_cap;
+        chunk_batch chunks;
 } batch;
 
 static int batch_next(void *ctx, target_req *q) {
@@ -142,15 +137,7 @@ static int batch_done(void *ctx, target_req *q) {
         int64_t n = blob_verify(id, q->data, q->len, &b->raw, &b->raw_cap, NULL, &why);
         if (n < 0)
                 return 0;
-        bool z = q->len < (size_t)n;
-        size_t len = z ? q->len : (size_t)n;
-        if (st_buf_grow(&b->buf, &b->buf_cap, b->buf_len + len) < 0)
-                return 0;
-        memcpy(b->buf + b->buf_len, z ? q->data : b->raw, len);
-        b->offs[b->n_items] = b->buf_len;
-        b->items[b->n_items++] = (store_put){ .hash = *id, .stored_len = (uint32_t)len,
-                                              .raw_len = (uint32_t)n, .zstd = z };
-        b->buf_len += len;
+        (void)chunk_batch_add(&b->chunks, id, q->data, q->len, b->raw, (size_t)n);
         return 0;
 }
 
@@ -167,16 +154,11 @@ static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
         pthread_mutex_unlock(&f->mu);
         if (k == 0)
                 return;
-        store_put items[64];
-        size_t offs[64];
-        batch b = { .ids = mine, .n = k, .items = items, .offs = offs };
+        batch b = { .ids = mine, .n = k };
         target_io io = { batch_next, batch_done, &b };
-        if (target_run(f->targets[0], &io, NULL) == 0 || b.n_items > 0) {
-                for (size_t i = 0; i < b.n_items; i++)
-                        items[i].payload = b.buf + offs[i];
-                (void)store_put_chunks(s, items, b.n_items, NULL);
-        }
-        free(b.buf);
+        (void)target_run(f->targets[0], &io, NULL);
+        (void)chunk_batch_flush(&b.chunks, s, NULL); /* what arrived, even if some failed */
+        chunk_batch_free(&b.chunks);
         free(b.raw);
         pthread_mutex_lock(&f->mu);
         for (size_t i = 0; i < k; i++) {
