@@ -18,7 +18,7 @@ static const char publish_usage[] =
         "Blobs the target has are not sent again; blobs go first, then manifests,\n"
         "then the name, so readers never see a manifest whose blobs are missing.\n\n"
         "Options:\n"
-        "  -j, --parallel N   uploads in flight (default 64)\n"
+        "  -j, --parallel N   at most N uploads in flight (default 512; starts with 64)\n"
         "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
         "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
         "S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), AWS_REGION\n"
@@ -37,8 +37,10 @@ static const char pull_usage[] =
         "                     read (stellar serve, export) and kept. A later pull\n"
         "                     without --lazy fetches the rest.\n"
         "  --as LOCAL         store it under another name\n"
-        "  -j, --parallel N   requests in flight (default 64; over HTTP/2 they share\n"
-        "                     one connection, else one connection each)\n"
+        "  -j, --parallel N   at most N requests in flight (default 512, at most 1024).\n"
+        "                     A pull starts with 64 and doubles while the rate rises:\n"
+        "                     a long round trip needs many. Over HTTP/2 they share\n"
+        "                     a connection, else each has its own.\n"
         "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
         "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
         "HTTPS: the system's CAs, or STELLAR_CA_BUNDLE / CURL_CA_BUNDLE (a PEM file).\n"
@@ -74,7 +76,7 @@ static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_o
                         }
                         i++;
                         if (a[1] == 'j' || !strcmp(a, "--parallel"))
-                                o->parallel = (unsigned)(v > 256 ? 256 : v);
+                                o->parallel = (unsigned)v; /* the engine caps it */
                         else if (!strcmp(a, "--retries"))
                                 o->retries = (unsigned)v;
                         else

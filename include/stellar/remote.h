@@ -20,7 +20,8 @@
 #include <stellar/store.h>
 
 typedef struct st_transfer_opts {
-        unsigned parallel;     /* requests in flight (0: 64; at most 256) */
+        unsigned parallel;     /* most requests in flight (0: 512; at most 1024); a
+                                * transfer starts with 64 and doubles while that pays */
         unsigned retries;      /* per request, on 5xx, resets and timeouts (0: 5) */
         unsigned timeout_s;    /* a request that moves no byte for this long fails (0: 20) */
         bool lazy;             /* pull: the manifests only; chunks on first read */

@@ -48,6 +48,8 @@ typedef struct slot {
         uint64_t moved, moved_ms, timeout_ms; /* stall detection */
 } slot;
 
+#define RAMP_WINDOW_MS 150
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -125,8 +127,8 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
         if (!h)
                 return -ENOMEM;
         h->parallel = o && o->parallel ? o->parallel : REMOTE_PARALLEL_DEFAULT;
-        if (h->parallel > 256)
-                h->parallel = 256;
+        if (h->parallel > REMOTE_PARALLEL_MAX)
+                h->parallel = REMOTE_PARALLEL_MAX;
         h->retries = o && o->retries ? o->retries : 5;
         h->timeout_s = o && o->timeout_s ? o->timeout_s : 20;
         int r = 0;
@@ -391,17 +393,35 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
         curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
         bool exhausted = false;
         int r = 0;
+        /* How many requests to keep in flight: start low and double while
+         * that raises the rate by 15% or more (a long round trip needs many
+         * in flight; on a fast link more only costs), up to h->parallel. */
+        unsigned limit = h->parallel < 64 ? h->parallel : 64;
+        bool growing = limit < h->parallel;
+        uint64_t win_start = now_ms(), win_bytes = 0;
+        double last_rate = 0;
         for (;;) {
                 uint64_t now = now_ms(), wake = now + 200;
                 unsigned busy = 0;
                 bool started = false;
+                if (growing && now - win_start >= RAMP_WINDOW_MS) {
+                        double rate = (double)win_bytes / (double)(now - win_start);
+                        if (rate > last_rate * 1.15) {
+                                last_rate = rate;
+                                limit = limit * 2 < h->parallel ? limit * 2 : h->parallel;
+                                growing = limit < h->parallel;
+                        } else
+                                growing = false;
+                        win_start = now;
+                        win_bytes = 0;
+                }
                 for (unsigned i = 0; r == 0 && i < h->parallel; i++) {
                         slot *sl = &slots[i];
                         if (sl->waiting && sl->retry_at_ms <= now) {
                                 r = slot_start(h, m, sl);
                                 started = true;
                         }
-                        else if (!sl->active && !sl->waiting && !exhausted) {
+                        else if (!sl->active && !sl->waiting && !exhausted && i < limit) {
                                 sl->q = (target_req){ 0 };
                                 int k = io->next(io->ctx, &sl->q);
                                 if (k < 0)
@@ -442,6 +462,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                 sl->q.err = k;
                                 sl->q.data = sl->buf;
                                 sl->q.len = sl->len;
+                                win_bytes += sl->len + sl->q.body_len;
                                 k = io->done(io->ctx, &sl->q);
                                 if (k == 1 && sl->q.attempts >= h->retries)
                                         k = -EBADMSG;
