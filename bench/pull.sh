@@ -29,15 +29,19 @@
 #             dropped: A.raw and the fresh store are read into the page cache
 #             before each timed command (cat), for both sides alike.
 #             Both outputs are compared with B.raw once (cmp, untimed).
-#   c (RTT)   pull B into an EMPTY store at -j 1, 4, 16, 64, straight from
-#             nginx and through tests/tools/delay-proxy.py (20 ms added
+#   c (RTT)   pull B into an EMPTY store at -j 1, 4, 16, 64, 128, 256
+#             (PULL_JS overrides the list), straight from nginx and through
+#             tests/tools/delay-proxy.c (built here with cc; 20 ms added
 #             round-trip time, each new connection one RTT more): MB/s of
 #             blob bytes. Each pull is given at most WINDOW seconds (30;
 #             --quick 8): one that is not done by then is stopped (SIGTERM)
 #             and its rate is the blob bytes nginx served for it / the time
 #             it ran (a pull resumes where it stopped, so this is its steady
 #             rate); otherwise bytes_fetched / wall time of the process.
-#             Ratio = with delay / without, per -j.
+#             Ratio = with delay / without, per -j. The CPU seconds of the
+#             pull (user + sys), of the nginx worker and of the proxy during
+#             each pull (/proc/PID/stat), / its wall time: which of them is
+#             the limit (each is one thread; the machine may have few cores).
 # RUNS interleaved runs (5; --quick 1; PULL_RUNS overrides), order of the
 # sides alternated (a/b) or rotated (c) each run; medians. Goals: blob bytes
 # <= 1.02x the ideal; pull >= 3x faster than casync extract; at -j 16, pull
@@ -57,10 +61,11 @@ need_tool cmp diffutils
 
 n_runs=${PULL_RUNS:-$(runs 5 1)}
 window=${PULL_WINDOW:-$(runs 30 8)}
-JS=(1 4 16 64)
+read -ra JS <<<"${PULL_JS:-1 4 16 64 128 256}"
 DELAY_MS=20
-PROXY=$SRC_DIR/tests/tools/delay-proxy.py
-[ -f "$PROXY" ] || die "no $PROXY"
+PROXY_SRC=$SRC_DIR/tests/tools/delay-proxy.c
+[ -f "$PROXY_SRC" ] || die "no $PROXY_SRC"
+need_tool cc gcc
 
 W=$WORK/pull
 ngx_pid='' px_pid=''
@@ -77,6 +82,9 @@ cleanup() {
 rm -rf "$W"
 mkdir -p "$W/www" "$W/ngx/tmp"
 trap cleanup EXIT
+# the delay proxy: C, epoll (the Python one tops out near 2,700 requests/s)
+PROXY=$W/delay-proxy
+cc -O2 -Wall -Wextra -Werror -o "$PROXY" "$PROXY_SRC" || die "cannot build $PROXY_SRC"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -152,7 +160,8 @@ http {
 EOF
 nginx -p "$W/ngx" -c "$W/ngx/nginx.conf" -e "$W/ngx/error.log" -g 'daemon off;' &
 ngx_pid=$!
-python3 "$PROXY" --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --delay-ms "$DELAY_MS" \
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+"$PROXY" --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --delay-ms "$DELAY_MS" \
         --port-file "$W/proxy.port" 2>"$W/proxy.log" &
 px_pid=$!
 for _ in $(seq 100); do
@@ -163,6 +172,8 @@ done
 pport=$(cat "$W/proxy.port")
 curl -fs -o /dev/null "http://127.0.0.1:$pport/st/refs/B" || die "delay proxy does not answer"
 URL=http://127.0.0.1:$port/st
+ngx_worker=$(pgrep -P "$ngx_pid" | head -n 1)
+[ -n "$ngx_worker" ] || die "no nginx worker"
 PURL=http://127.0.0.1:$pport/st
 ALOG=$W/ngx/access.log
 
@@ -226,28 +237,41 @@ side_ca() {
     line+=" ca_s=${t%% *} ca_cpu_s=${t#* } ca_log_requests=${l%% *} ca_log_bytes=$(awk '{ print $2 }' <<<"$l") ca_log_non200=${l##* }"
     log "casync extract B --seed A: ${t%% *}s, nginx ${l}"
 }
-# rtt_one J DELAY: pull B into an empty store at -j J, straight or through the proxy
+# cpu_ticks PID: its user + system time so far, in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+# rtt_one J DELAY: pull B into an empty store at -j J, straight or through the
+# proxy; also the CPU the pull, the nginx worker and the proxy used meanwhile
+# (% of one core)
 rtt_one() {
-    local jn=$1 d=$2 s=$W/rt u=$URL m t0 t1 rc=0 secs bytes l
+    local jn=$1 d=$2 s=$W/rt u=$URL k=rtt_d${2}_j${1} m t0 t1 rc=0 secs bytes l n0 p0 n1 p1 c_st c_ngx c_px
     [ "$d" = 0 ] || u=$PURL
     prep_store "$s"
     m=$(logmark)
+    n0=$(cpu_ticks "$ngx_worker") p0=$(cpu_ticks "$px_pid")
     t0=$EPOCHREALTIME
-    timeout "$window" "$STELLAR" --store "$s" pull --json -j "$jn" "$u" B >"$W/rt.json" 2>"$W/rt.err" || rc=$?
+    /usr/bin/time -f '%U %S' -o "$W/rt.time" \
+        timeout "$window" "$STELLAR" --store "$s" pull --json -j "$jn" "$u" B >"$W/rt.json" 2>"$W/rt.err" || rc=$?
     t1=$EPOCHREALTIME
+    n1=$(cpu_ticks "$ngx_worker") p1=$(cpu_ticks "$px_pid")
     secs=$(CALC_FMT=%.6f calc "$t1 - $t0")
+    c_st=$(calc "100 * $(tail -n 1 "$W/rt.time" | awk '{ print $1 + $2 }') / $secs")
+    c_ngx=$(calc "100 * ($n1 - $n0) / $hz / $secs")
+    c_px=$(calc "100 * ($p1 - $p0) / $hz / $secs")
     l=$(logsum "$m" /st/blobs/)
     if [ "$rc" = 0 ]; then
         bytes=$(json_get "$(cat "$W/rt.json")" bytes_fetched)
-        line+=" rtt_d${d}_j${jn}_done=1"
+        line+=" ${k}_done=1"
     elif [ "$rc" = 124 ]; then
         bytes=$(awk '{ print $2 }' <<<"$l")
-        line+=" rtt_d${d}_j${jn}_done=0"
+        line+=" ${k}_done=0"
     else
         die "pull -j $jn (delay $d) failed: $(cat "$W/rt.err")"
     fi
-    line+=" rtt_d${d}_j${jn}_s=$secs rtt_d${d}_j${jn}_bytes=$bytes rtt_d${d}_j${jn}_mb_s=$(calc "$bytes / $secs / 1e6")"
-    log "pull -j $jn delay ${d}ms: $bytes blob bytes in ${secs}s ($(calc "$bytes / $secs / 1e6") MB/s, $([ "$rc" = 0 ] && echo done || echo stopped))"
+    line+=" ${k}_s=$secs ${k}_bytes=$bytes ${k}_mb_s=$(calc "$bytes / $secs / 1e6")"
+    line+=" ${k}_cpu_st=$c_st ${k}_cpu_ngx=$c_ngx ${k}_cpu_px=$c_px"
+    log "pull -j $jn delay ${d}ms: $bytes blob bytes in ${secs}s ($(calc "$bytes / $secs / 1e6") MB/s," \
+        "$([ "$rc" = 0 ] && echo 'done' || echo stopped)); CPU % stellar $c_st, nginx $c_ngx, proxy $c_px"
 }
 
 rot() { local n=$1; shift; local a=("$@") k=$#; for ((q = 0; q < k; q++)); do printf '%s\n' "${a[(q + n) % k]}"; done; }
@@ -265,11 +289,13 @@ for ((r = 0; r < n_runs; r++)); do
 done
 
 line="pull: date=$(date -u +%Y-%m-%dT%H:%MZ) rev=$(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
-line+=" build=$(bin_build) runs=$n_runs window_s=$window delay_ms=$DELAY_MS same_st=$same_st same_ca=$same_ca"
+line+=" build=$(bin_build) runs=$n_runs window_s=$window delay_ms=$DELAY_MS proxy=c js=$(IFS=,; echo "${JS[*]}")"
+line+=" pull_default_j=$("$STELLAR" pull --help 2>&1 | sed -n 's/.*requests in flight (default \([0-9]*\)[;)].*/\1/p')"
+line+=" same_st=$same_st same_ca=$same_ca"
 line+=" nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///; s/ .*//') casync=$(casync --version 2>&1 | awk '{ print $2 }')"
 line+=" $ideal a_publish_blob_bytes=$(json_get "$pubA" bytes_uploaded) b_publish_new_blob_bytes=$(json_get "$pubB" bytes_uploaded)"
 line+=" castr_bytes=$(du -sb "$W/www/castr" | cut -f1) b_caibx_bytes=$(fsize "$W/B.caibx")"
-line+=" $(python3 - "$W/runs" "$ideal_bytes" "$b_blob_bytes" <<'EOF'
+line+=" $(python3 - "$W/runs" "$ideal_bytes" "$b_blob_bytes" "${JS[@]}" <<'EOF'
 import statistics, sys
 runs = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(sys.argv[1])]
 ideal, ball = int(sys.argv[2]), int(sys.argv[3])
@@ -283,12 +309,13 @@ out.append("with_manifest_ratio=%.4f" % ((med["st_bytes_fetched"] + med["st_mani
 out.append("ca_bytes_ratio=%.4f" % (med["ca_log_bytes"] / ideal))
 out.append("speedup_pull=%.3f" % (med["ca_s"] / med["st_pull_s"]))
 out.append("speedup_pull_export=%.3f" % (med["ca_s"] / med["st_pull_export_s"]))
-for j in (1, 4, 16, 64):
+for j in map(int, sys.argv[4:]):
     a, b = med.get("rtt_d0_j%d_mb_s" % j), med.get("rtt_d20_j%d_mb_s" % j)
     if a and b:
         out.append("rtt_j%d_ratio=%.4f" % (j, b / a))
-out.append("rtt_empty_ok=%s" % ("yes" if all(float(r["rtt_d0_j16_bytes"]) == ball for r in runs
-                                             if r["rtt_d0_j16_done"] == "1") else "no"))
+out.append("rtt_empty_ok=%s" % ("yes" if all(float(r["rtt_d0_j%s_bytes" % j]) == ball for r in runs
+                                             for j in sys.argv[4:]
+                                             if r["rtt_d0_j%s_done" % j] == "1") else "no"))
 print(" ".join(out))
 EOF
 )"
