@@ -61,7 +61,7 @@ need_tool cmp diffutils
 
 n_runs=${PULL_RUNS:-$(runs 5 1)}
 window=${PULL_WINDOW:-$(runs 30 8)}
-read -ra JS <<<"${PULL_JS:-1 4 16 64 128 256}"
+read -ra JS <<<"${PULL_JS:-16 64 256 512}"
 DELAY_MS=20
 PROXY_SRC=$SRC_DIR/tests/tools/delay-proxy.c
 [ -f "$PROXY_SRC" ] || die "no $PROXY_SRC"
@@ -290,7 +290,7 @@ done
 
 line="pull: date=$(date -u +%Y-%m-%dT%H:%MZ) rev=$(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
 line+=" build=$(bin_build) runs=$n_runs window_s=$window delay_ms=$DELAY_MS proxy=c js=$(IFS=,; echo "${JS[*]}")"
-line+=" pull_default_j=$("$STELLAR" pull --help 2>&1 | sed -n 's/.*requests in flight (default \([0-9]*\)[;)].*/\1/p')"
+line+=" pull_default_j=$("$STELLAR" pull --help 2>&1 | sed -n 's/.*requests in flight (default \([0-9]*\)[;,)].*/\1/p')"
 line+=" same_st=$same_st same_ca=$same_ca"
 line+=" nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///; s/ .*//') casync=$(casync --version 2>&1 | awk '{ print $2 }')"
 line+=" $ideal a_publish_blob_bytes=$(json_get "$pubA" bytes_uploaded) b_publish_new_blob_bytes=$(json_get "$pubB" bytes_uploaded)"
