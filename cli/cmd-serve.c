@@ -9,7 +9,8 @@
 
 static const char usage[] =
         "Usage: stellar serve --nbd unix:PATH|tcp:HOST:PORT [--nbd ...] [--pidfile FILE]\n"
-        "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n\n"
+        "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n"
+        "                     [--prefetch]\n\n"
         "Serve every image, snapshot and volume of the store over NBD, each as an\n"
         "export named after it: images and snapshots read-only, volumes writable\n"
         "(their writes go to the volume's delta). Names created while it runs are\n"
@@ -21,7 +22,11 @@ static const char usage[] =
         "  --stats FILE          rewrite JSON counters (cache hits, loads, connections,\n"
         "                        RSS) there every second\n"
         "  --cache SIZE          chunk cache budget (default 256M)\n"
-        "  --max-connections N   refuse clients beyond N (default 1024)\n\n"
+        "  --max-connections N   refuse clients beyond N (default 1024)\n"
+        "  --prefetch            lazily pulled images (pull --lazy): besides fetching\n"
+        "                        chunks when read, fetch all the others in the\n"
+        "                        background, in disk order (without it: only what\n"
+        "                        is read is fetched)\n\n"
         "Clients: qemu -drive file=nbd+unix:///NAME?socket=PATH, qemu-img, qemu-io,\n"
         "nbdinfo, nbdcopy, nbdsh. Metadata contexts: base:allocation, and\n"
         "stellar:shared (bit 0: the extent is stored in a deduplicated chunk).\n";
@@ -49,6 +54,8 @@ int cmd_serve(cli *c, int argc, char **argv) {
                                 return 2;
                         }
                         i++;
+                } else if (strcmp(argv[i], "--prefetch") == 0) {
+                        o.prefetch = true;
                 } else if (strcmp(argv[i], "--max-connections") == 0 && v) {
                         o.max_connections = (unsigned)atoi(v);
                         i++;

@@ -194,9 +194,10 @@ int serve_run(const serve_opts *o) {
                       d.what ? ": " : "", strerror(-r));
                 return 1;
         }
-        r = st_store_attach_sources(s, NULL);
+        r = st_store_attach_sources(s, &(st_transfer_opts){ .background = o->prefetch });
         if (r > 0)
-                logf_("lazily pulled images: missing chunks are fetched from %d source(s)", r);
+                logf_("lazily pulled images: missing chunks are fetched when read%s, from %d "
+                      "source(s)", o->prefetch ? ", and the rest in the background" : "", r);
         r = st_store_set_cache(s, o->cache_bytes);
         if (r < 0) {
                 logf_("cannot allocate the cache: %s", strerror(-r));

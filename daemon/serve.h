@@ -18,6 +18,7 @@ typedef struct serve_opts {
         const char *pidfile;
         const char *stats_file; /* JSON counters, rewritten every second */
         uint64_t cache_bytes;
+        bool prefetch; /* lazily pulled images: fetch the rest in the background */
         unsigned max_connections;
 } serve_opts;
 

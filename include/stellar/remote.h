@@ -25,6 +25,8 @@ typedef struct st_transfer_opts {
         unsigned retries;      /* per request, on 5xx, resets and timeouts (0: 5) */
         unsigned timeout_s;    /* a request that moves no byte for this long fails (0: 20) */
         bool lazy;             /* pull: the manifests only; chunks on first read */
+        bool background;       /* attach_sources: also fetch the rest of lazily pulled
+                                * images in the background (the daemon) */
         const char *local_name; /* pull: the name to store it as (NULL: the remote name) */
         st_progress_fn progress;
         void *userdata;
@@ -68,6 +70,8 @@ ST_API int st_pull(st_store *s, const char *source, const char *name, const st_t
 
 /* Let reads of chunks the store lacks fetch them from the sources that lazy
  * pulls recorded, and keep them. Concurrent reads of one missing chunk cause
- * one fetch. Thread-safe once set; call after st_store_open. Returns the
- * number of sources (0: nothing to do). */
+ * one fetch. With o->background, a thread also fetches every other missing
+ * chunk of those images, in extent order, until done or the store closes.
+ * Thread-safe once set; call after st_store_open. Returns the number of
+ * sources (0: nothing to do). */
 ST_API int st_store_attach_sources(st_store *s, const st_transfer_opts *o);

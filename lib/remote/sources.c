@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,22 @@
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "blob.h"
+#include "chain.h"
 #include "target.h"
 
-#define INFLIGHT_MAX 256
+#define INFLIGHT_MAX 512
+#define BACKGROUND_BATCH 192
 
 typedef struct fetcher {
         target **targets;
         size_t n;
+        /* background fetch of the rest of the lazily pulled images */
+        st_store *s;
+        char **names;
+        size_t n_names;
+        pthread_t bg;
+        bool bg_started;
+        atomic_bool stop;
         pthread_mutex_t mu;
         pthread_cond_t cv;
         st_digest inflight[INFLIGHT_MAX];
@@ -39,6 +49,11 @@ static bool is_source_name(const char *name) {
 
 static void fetcher_free(void *ctx) {
         fetcher *f = ctx;
+        if (f->bg_started) {
+                atomic_store(&f->stop, true);
+                pthread_join(f->bg, NULL);
+        }
+        st_names_free(f->names, f->n_names);
         for (size_t i = 0; i < f->n; i++)
                 target_close(f->targets[i]);
         free(f->targets);
@@ -143,10 +158,10 @@ static int batch_done(void *ctx, target_req *q) {
 
 static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
         fetcher *f = ctx;
-        st_digest mine[64];
+        st_digest mine[BACKGROUND_BATCH];
         size_t k = 0;
         pthread_mutex_lock(&f->mu);
-        for (size_t i = 0; i < n && k < 64 && f->n_inflight < INFLIGHT_MAX; i++)
+        for (size_t i = 0; i < n && k < BACKGROUND_BATCH && f->n_inflight < INFLIGHT_MAX; i++)
                 if (inflight_find(f, &ids[i]) < 0) {
                         f->inflight[f->n_inflight++] = ids[i];
                         mine[k++] = ids[i];
@@ -168,6 +183,42 @@ static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
         }
         pthread_cond_broadcast(&f->cv);
         pthread_mutex_unlock(&f->mu);
+}
+
+/* The daemon's background fetch: every chunk of the lazily pulled images
+ * that the store still lacks, in the order of their extents, in batches
+ * (readers still come first: a chunk a reader needs that is not in a batch
+ * in flight is fetched at once, by the reader). */
+static void *background_main(void *arg) {
+        fetcher *f = arg;
+        st_digest *batch_ids = malloc(BACKGROUND_BATCH * sizeof *batch_ids);
+        for (size_t i = 0; batch_ids && i < f->n_names && !atomic_load(&f->stop); i++) {
+                layer_chain c = { 0 };
+                if (chain_load_local(f->s, f->names[i], &c, NULL) < 0)
+                        continue;
+                size_t k = 0;
+                for (size_t l = 0; l < c.n && !atomic_load(&f->stop); l++)
+                        for (size_t e = 0; e < c.layers[l]->n && !atomic_load(&f->stop); e++) {
+                                const manifest_extent *x = &c.layers[l]->ext[e];
+                                if (manifest_hash_is_hole(&x->hash))
+                                        continue;
+                                pthread_rwlock_rdlock(&f->s->lock);
+                                bool have = index_find(f->s->idx, &x->hash) != INDEX_NONE;
+                                pthread_rwlock_unlock(&f->s->lock);
+                                if (have)
+                                        continue;
+                                batch_ids[k++] = x->hash;
+                                if (k == BACKGROUND_BATCH) {
+                                        fetch_many(f, f->s, batch_ids, k);
+                                        k = 0;
+                                }
+                        }
+                if (k && !atomic_load(&f->stop))
+                        fetch_many(f, f->s, batch_ids, k);
+                chain_free(&c);
+        }
+        free(batch_ids);
+        return NULL;
 }
 
 int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
@@ -212,11 +263,16 @@ int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
                 if (!dup && target_open(url, &to, &t, NULL) == 0)
                         f->targets[f->n++] = t;
         }
-        st_names_free(names, n);
         if (f->n == 0) {
+                st_names_free(names, n);
                 fetcher_free(f);
                 return 0;
         }
+        f->s = s;
+        f->names = names;
+        f->n_names = n;
+        if (o && o->background)
+                f->bg_started = pthread_create(&f->bg, NULL, background_main, f) == 0;
         if (s->fetch_free)
                 s->fetch_free(s->fetch_ctx);
         s->fetch = fetch;

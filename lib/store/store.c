@@ -420,14 +420,14 @@ fail:
 st_store *st_store_close(st_store *s) {
         if (!s)
                 return NULL;
+        if (s->fetch_free) /* first: it may have a thread appending to packs */
+                s->fetch_free(s->fetch_ctx);
         for (size_t i = 0; i < s->n_packs; i++)
                 if (s->packs[i].fd >= 0)
                         close(s->packs[i].fd);
         free(s->packs);
         index_free(s->idx);
         st_pool_free(s->pool);
-        if (s->fetch_free)
-                s->fetch_free(s->fetch_ctx);
         store_cache_free(s);
         cache_free(s->hot);
         for (unsigned i = 0; i < s->n_bufs; i++) {

@@ -12,7 +12,8 @@
 # lazily: fsck warns, export fetches, then a full pull completes it. Host 5
 # pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
 # without the CA bundle the self-signed certificate is refused. Host 7 serves
-# a lazy image over NBD and is killed -9 mid-read.
+# a lazy image over NBD and is killed -9 mid-read; host 8 serves one with
+# --prefetch and ends up with all of it, unread.
 . "$(dirname "$0")/../lib/functions.sh"
 requires mkfs.ext4 b3sum zstd python3 curl openssl
 [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
@@ -152,6 +153,29 @@ if command -v nbdcopy >/dev/null; then
         cmp "$TMP/B.img" "$TMP/B.out" || fail "B differs after the daemon was killed"
         STELLAR_STORE=$H7 fsck_clean
 fi
+
+# serve --prefetch: the daemon fetches all of a lazy image in the
+# background, unread; a full pull afterwards has nothing left to fetch.
+H8=$TMP/host8
+st --store "$H8" pull --quiet --lazy "$URL" B
+STELLAR_STORE=$H8 start_serve --prefetch
+last=-1 still=0
+for _ in $(seq 300); do # until the packs stop growing for a second
+        sz=$(du -sb "$H8/packs" | cut -f1)
+        if [ "$sz" = "$last" ] && [ "$sz" -gt 4096 ]; then
+                still=$((still + 1))
+                [ $still -ge 10 ] && break
+        else
+                still=0
+        fi
+        last=$sz
+        sleep 0.1
+done
+kill "$SERVE"
+wait "$SERVE" || fail "stellar serve --prefetch did not exit cleanly"
+out=$(st --store "$H8" pull --json "$URL" B)
+[ "$(json_field "$out" fetched)" = 0 ] || fail "after serve --prefetch a pull still fetched: $out"
+STELLAR_STORE=$H8 fsck_clean
 
 # HTTPS with HTTP/2: one connection carries the parallel requests.
 mkdir -p "$TMP/www2" && cp -a "$WWW/tree" "$TMP/www2/"

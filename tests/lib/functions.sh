@@ -62,6 +62,7 @@ make_ext4() {
 # and returns once the socket and pidfile are there. U NAME gives a URI.
 start_serve() {
         SOCK="$TMP/nbd.sock"
+        rm -f "$SOCK" "$TMP/pid" # a daemon killed -9 before leaves them
         PORT=$(free_port)
         "$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
                 --stats "$TMP/stats.json" "$@" 2>"$TMP/serve.log" &
