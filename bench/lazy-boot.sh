@@ -211,11 +211,13 @@ boot_one() {
     m=$(stat -c %s "$ALOG")
     t0=$EPOCHREALTIME
     case $mode in
-        lazy) "$STELLAR" --store "$S" pull --quiet --lazy "${URL[$net]}" root ;;
+        lazy | prefetch) "$STELLAR" --store "$S" pull --quiet --lazy "${URL[$net]}" root ;;
         full) "$STELLAR" --store "$S" pull --quiet "${URL[$net]}" root ;;
     esac
     tp=$EPOCHREALTIME
-    "$STELLAR" --store "$S" serve --nbd "unix:$SOCK" --stats "$W/stats.json" 2>"$W/serve.log" &
+    local pf=()
+    [ "$mode" != prefetch ] || pf=(--prefetch)
+    "$STELLAR" --store "$S" serve --nbd "unix:$SOCK" --stats "$W/stats.json" "${pf[@]}" 2>"$W/serve.log" &
     sv_pid=$!
     while [ ! -S "$SOCK" ]; do
         kill -0 "$sv_pid" 2>/dev/null || die "stellar serve died: $(cat "$W/serve.log")"
@@ -294,7 +296,7 @@ EOF
 }
 
 rot() { local n=$1; shift; local a=("$@") k=$#; for ((q = 0; q < k; q++)); do printf '%s\n' "${a[(q + n) % k]}"; done; }
-MODES=(local: lazy:lan full:lan lazy:cdn full:cdn)
+MODES=(local: lazy:lan full:lan lazy:cdn full:cdn prefetch:cdn)
 warm "$IMG"
 : >"$W/runs"
 for ((r = 0; r < n_runs; r++)); do

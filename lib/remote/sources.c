@@ -24,8 +24,8 @@
 #include "chain.h"
 #include "target.h"
 
-#define INFLIGHT_MAX 512
-#define BACKGROUND_BATCH 192
+#define INFLIGHT_MAX 1024
+#define BACKGROUND_BATCH 512
 
 typedef struct fetcher {
         target **targets;
@@ -120,15 +120,28 @@ static int fetch(void *ctx, st_store *s, const st_digest *id) {
         return r;
 }
 
-/* Read-ahead: fetch ids (those nobody is fetching yet) in parallel from the
- * first source, verify, keep them in one append. */
+/* Read-ahead and background fetch: ids (those nobody is fetching yet) in
+ * parallel from the first source. Each chunk is verified and kept as it
+ * arrives, and its waiting readers woken then, not at the end of the batch. */
 typedef struct batch {
+        fetcher *f;
+        st_store *s;
         const st_digest *ids;
+        bool *done;
         size_t n, next;
         uint8_t *raw;
         size_t raw_cap;
-        chunk_batch chunks;
+        chunk_batch one;
 } batch;
+
+static void release(fetcher *f, const st_digest *id) {
+        pthread_mutex_lock(&f->mu);
+        ssize_t at = inflight_find(f, id);
+        if (at >= 0)
+                f->inflight[at] = f->inflight[--f->n_inflight];
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+}
 
 static int batch_next(void *ctx, target_req *q) {
         batch *b = ctx;
@@ -145,20 +158,22 @@ static int batch_next(void *ctx, target_req *q) {
 
 static int batch_done(void *ctx, target_req *q) {
         batch *b = ctx;
-        if (q->err < 0)
-                return 0; /* best effort: the reader fetches it again */
         const st_digest *id = q->user;
         const char *why;
-        int64_t n = blob_verify(id, q->data, q->len, &b->raw, &b->raw_cap, NULL, &why);
-        if (n < 0)
-                return 0;
-        (void)chunk_batch_add(&b->chunks, id, q->data, q->len, b->raw, (size_t)n);
+        /* best effort: a chunk that fails here is fetched again by its reader */
+        int64_t n = q->err < 0 ? q->err
+                               : blob_verify(id, q->data, q->len, &b->raw, &b->raw_cap, NULL, &why);
+        if (n >= 0 && chunk_batch_add(&b->one, id, q->data, q->len, b->raw, (size_t)n) == 0)
+                (void)chunk_batch_flush(&b->one, b->s, NULL);
+        b->done[id - b->ids] = true;
+        release(b->f, id);
         return 0;
 }
 
 static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
         fetcher *f = ctx;
         st_digest mine[BACKGROUND_BATCH];
+        bool done[BACKGROUND_BATCH] = { false };
         size_t k = 0;
         pthread_mutex_lock(&f->mu);
         for (size_t i = 0; i < n && k < BACKGROUND_BATCH && f->n_inflight < INFLIGHT_MAX; i++)
@@ -169,20 +184,14 @@ static void fetch_many(void *ctx, st_store *s, const st_digest *ids, size_t n) {
         pthread_mutex_unlock(&f->mu);
         if (k == 0)
                 return;
-        batch b = { .ids = mine, .n = k };
+        batch b = { .f = f, .s = s, .ids = mine, .done = done, .n = k };
         target_io io = { batch_next, batch_done, &b };
         (void)target_run(f->targets[0], &io, NULL);
-        (void)chunk_batch_flush(&b.chunks, s, NULL); /* what arrived, even if some failed */
-        chunk_batch_free(&b.chunks);
+        chunk_batch_free(&b.one);
         free(b.raw);
-        pthread_mutex_lock(&f->mu);
-        for (size_t i = 0; i < k; i++) {
-                ssize_t at = inflight_find(f, &mine[i]);
-                if (at >= 0)
-                        f->inflight[at] = f->inflight[--f->n_inflight];
-        }
-        pthread_cond_broadcast(&f->cv);
-        pthread_mutex_unlock(&f->mu);
+        for (size_t i = 0; i < k; i++) /* those the run never finished */
+                if (!done[i])
+                        release(f, &mine[i]);
 }
 
 /* The daemon's background fetch: every chunk of the lazily pulled images
@@ -239,8 +248,7 @@ int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
         pthread_mutex_init(&f->mu, NULL);
         pthread_cond_init(&f->cv, NULL);
         st_transfer_opts to = o ? *o : (st_transfer_opts){ 0 };
-        if (!to.parallel)
-                to.parallel = 32; /* read-ahead fetches in parallel */
+        /* to.parallel 0: the engine's default, ramping up from 64 in flight */
         for (size_t i = 0; i < n; i++) {
                 uint8_t *buf;
                 size_t len;
