@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -9,6 +10,12 @@
 
 #include "../util/fs.h"
 #include "blob.h"
+
+void blob_key(const st_digest *id, char *out, size_t out_len) {
+        char hex[ST_DIGEST_HEX_LEN + 1];
+        st_digest_to_hex(id, hex);
+        snprintf(out, out_len, "blobs/%s", hex);
+}
 
 size_t blob_max_len(void) {
         return ZSTD_compressBound(ST_CHUNK_MAX_LIMIT);

@@ -10,6 +10,9 @@
 
 #include "../store/store-internal.h"
 
+/* "blobs/<hex>": where chunk id lives in a tree. */
+void blob_key(const st_digest *id, char *out, size_t out_len);
+
 /* The largest blob accepted: a frame of the largest chunk. */
 size_t blob_max_len(void);
 

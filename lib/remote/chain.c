@@ -51,6 +51,14 @@ void chain_free(layer_chain *c) {
         *c = (layer_chain){ 0 };
 }
 
+void chain_reverse(layer_chain *c) {
+        for (size_t i = 0; i < c->n / 2; i++) {
+                manifest *t = c->layers[i];
+                c->layers[i] = c->layers[c->n - 1 - i];
+                c->layers[c->n - 1 - i] = t;
+        }
+}
+
 int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *reterr) {
         store_ref ref;
         int r = store_ref_load(s, name, &ref, reterr);
@@ -85,11 +93,7 @@ int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *r
                 c.layers[0]->ctime_ns = ref.ctime_ns;
                 c.n = 1;
         }
-        for (size_t i = 0; i < c.n / 2; i++) { /* bottom first */
-                manifest *t = c.layers[i];
-                c.layers[i] = c.layers[c.n - 1 - i];
-                c.layers[c.n - 1 - i] = t;
-        }
+        chain_reverse(&c);
         *ret = c;
         return 0;
 }

@@ -25,6 +25,8 @@ typedef struct layer_chain {
         size_t n;
 } layer_chain;
 
+/* Layers are collected top-down (following parents); make them bottom first. */
+void chain_reverse(layer_chain *c);
 /* The layers of a local name (an empty volume gets one empty layer). */
 int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *reterr);
 /* The distinct chunks the layers name, sorted (caller frees *ret), their

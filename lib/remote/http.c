@@ -179,8 +179,7 @@ uint64_t http_retries(const http_engine *h) {
         return h->n_retries;
 }
 
-void http_url(const http_engine *h, const char *key, const char *query, char *out, size_t out_len) {
-        (void)query;
+void http_url(const http_engine *h, const char *key, char *out, size_t out_len) {
         if (key[0] == '?') { /* the bucket itself, with a query */
                 snprintf(out, out_len, "%s/%s", h->base, key);
                 return;
@@ -188,15 +187,21 @@ void http_url(const http_engine *h, const char *key, const char *query, char *ou
         size_t k = (size_t)snprintf(out, out_len, "%s/", h->base);
         char path[6000];
         snprintf(path, sizeof path, "%s%s", h->prefix, key);
-        for (const char *p = path; *p && k + 4 < out_len; p++) {
+        if (k < out_len)
+                percent_encode(path, "/", out + k, out_len - k);
+}
+
+void percent_encode(const char *in, const char *keep, char *out, size_t out_len) {
+        size_t k = 0;
+        for (const char *p = in; *p && k + 4 < out_len; p++) {
                 unsigned char c = (unsigned char)*p;
                 if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    strchr("-_.~/", c))
+                    strchr("-_.~", c) || strchr(keep, c))
                         out[k++] = (char)c;
                 else
                         k += (size_t)snprintf(out + k, 4, "%%%02X", c);
         }
-        if (k < out_len)
+        if (out_len)
                 out[k] = 0;
 }
 
@@ -252,7 +257,7 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         sl->too_big = false;
         sl->q.attempts++;
         char url[8192];
-        http_url(h, sl->q.key, NULL, url, sizeof url);
+        http_url(h, sl->q.key, url, sizeof url);
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -384,7 +389,9 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
         pthread_mutex_unlock(&h->idle_lock);
         if (!m)
                 m = curl_multi_init();
-        slot *slots = calloc(h->parallel, sizeof *slots);
+        /* Slots are made on first use: most runs (one manifest, a lazy read)
+         * need a few, not h->parallel. */
+        slot **slots = calloc(h->parallel, sizeof *slots);
         if (!m || !slots) {
                 curl_multi_cleanup(m);
                 free(slots);
@@ -415,13 +422,21 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                         win_start = now;
                         win_bytes = 0;
                 }
-                for (unsigned i = 0; r == 0 && i < h->parallel; i++) {
-                        slot *sl = &slots[i];
+                for (unsigned i = 0; r == 0 && i < limit; i++) {
+                        if (!slots[i]) {
+                                if (exhausted)
+                                        continue;
+                                if (!(slots[i] = calloc(1, sizeof *slots[i]))) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                        }
+                        slot *sl = slots[i];
                         if (sl->waiting && sl->retry_at_ms <= now) {
                                 r = slot_start(h, m, sl);
                                 started = true;
                         }
-                        else if (!sl->active && !sl->waiting && !exhausted && i < limit) {
+                        else if (!sl->active && !sl->waiting && !exhausted) {
                                 sl->q = (target_req){ 0 };
                                 int k = io->next(io->ctx, &sl->q);
                                 if (k < 0)
@@ -480,7 +495,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                 r = k;
                                 if (reterr && !reterr->what) {
                                         char url[8192], where[256];
-                                        http_url(h, sl->q.key, NULL, url, sizeof url);
+                                        http_url(h, sl->q.key, url, sizeof url);
                                         if (sl->q.status)
                                                 snprintf(where, sizeof where, "%.200s (HTTP %ld)",
                                                          url, sl->q.status);
@@ -506,13 +521,15 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                 if (wait > 0)
                         curl_multi_poll(m, NULL, 0, wait, NULL);
         }
-        for (unsigned i = 0; i < h->parallel; i++) {
-                if (slots[i].active)
-                        curl_multi_remove_handle(m, slots[i].e);
-                if (slots[i].e)
-                        curl_easy_cleanup(slots[i].e);
-                curl_slist_free_all(slots[i].hdrs);
-                free(slots[i].buf);
+        for (unsigned i = 0; i < h->parallel && slots[i]; i++) {
+                slot *sl = slots[i];
+                if (sl->active)
+                        curl_multi_remove_handle(m, sl->e);
+                if (sl->e)
+                        curl_easy_cleanup(sl->e);
+                curl_slist_free_all(sl->hdrs);
+                free(sl->buf);
+                free(sl);
         }
         free(slots);
         pthread_mutex_lock(&h->idle_lock);

@@ -81,7 +81,7 @@ static int pub_next(void *ctx, target_req *q) {
                 }
         }
         q->op = TARGET_PUT;
-        snprintf(q->key, sizeof q->key, "blobs/%s", hex);
+        blob_key(id, q->key, sizeof q->key);
         q->body = body;
         q->body_len = len;
         q->user = body;

@@ -128,11 +128,7 @@ int pull_read_chain(target *t, const st_digest *top, layer_chain *ret, uint64_t 
                 chain_free(&c);
                 return r;
         }
-        for (size_t i = 0; i < c.n / 2; i++) { /* bottom first */
-                manifest *x = c.layers[i];
-                c.layers[i] = c.layers[c.n - 1 - i];
-                c.layers[c.n - 1 - i] = x;
-        }
+        chain_reverse(&c);
         *ret = c;
         return 0;
 }
@@ -175,12 +171,7 @@ static int pull_next(void *ctx, target_req *q) {
         puller *p = ctx;
         if (p->next >= p->n_missing)
                 return 0;
-        char hex[ST_DIGEST_HEX_LEN + 1];
-        st_digest_to_hex(&p->missing[p->next], hex);
-        q->op = TARGET_GET;
-        snprintf(q->key, sizeof q->key, "blobs/%s", hex);
-        q->max_len = blob_max_len();
-        q->user = (void *)&p->missing[p->next++];
+        target_req_blob(q, &p->missing[p->next++]);
         return 1;
 }
 

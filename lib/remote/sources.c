@@ -71,9 +71,8 @@ static ssize_t inflight_find(const fetcher *f, const st_digest *id) {
 
 /* Fetch, verify and keep one chunk. */
 static int fetch_one(fetcher *f, st_store *s, const st_digest *id) {
-        char hex[ST_DIGEST_HEX_LEN + 1], key[80];
-        st_digest_to_hex(id, hex);
-        snprintf(key, sizeof key, "blobs/%s", hex);
+        char key[80];
+        blob_key(id, key, sizeof key);
         int r = -ENOENT;
         for (size_t i = 0; i < f->n; i++) {
                 uint8_t *blob = NULL, *raw = NULL;
@@ -147,12 +146,7 @@ static int batch_next(void *ctx, target_req *q) {
         batch *b = ctx;
         if (b->next >= b->n)
                 return 0;
-        char hex[ST_DIGEST_HEX_LEN + 1];
-        st_digest_to_hex(&b->ids[b->next], hex);
-        q->op = TARGET_GET;
-        snprintf(q->key, sizeof q->key, "blobs/%s", hex);
-        q->max_len = blob_max_len();
-        q->user = (void *)&b->ids[b->next++];
+        target_req_blob(q, &b->ids[b->next++]);
         return 1;
 }
 

@@ -12,6 +12,7 @@
 #include "../util/cleanup.h"
 #include "../util/diag.h"
 #include "../util/fs.h"
+#include "blob.h"
 #include "target.h"
 
 struct target {
@@ -21,13 +22,18 @@ struct target {
         unsigned tmp_seq;
 };
 
-static void mkdir_parents(char *path) {
-        for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+/* Make the directories of path (relative to dirfd) that are missing: all
+ * of them, or all but the last component. */
+static int make_dirs(int dirfd, const char *path, bool last) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
                 *p = 0;
-                (void)mkdir(path, 0755);
+                if (mkdirat(dirfd, dir, 0755) < 0 && errno != EEXIST)
+                        return -errno;
                 *p = '/';
         }
-        (void)mkdir(path, 0755);
+        return last && mkdirat(dirfd, dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 int target_open(const char *url, const st_transfer_opts *o, target **ret, st_diag *reterr) {
@@ -48,7 +54,7 @@ int target_open(const char *url, const st_transfer_opts *o, target **ret, st_dia
                         r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET, "bad path", -EINVAL);
                 } else {
                         snprintf(t->root, sizeof t->root, "%s", path);
-                        mkdir_parents(t->root); /* a publish target may not exist yet */
+                        (void)make_dirs(AT_FDCWD, t->root, true); /* a publish target may not exist yet */
                         t->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                         r = t->dirfd < 0 ? -errno : 0;
                         if (r < 0)
@@ -74,17 +80,13 @@ target *target_close(target *t) {
         return NULL;
 }
 
-bool target_is_dir(const target *t) {
-        return !t->http;
-}
-
 bool target_writable(const target *t) {
         return !t->http || http_is_s3(t->http);
 }
 
 void target_url(const target *t, const char *key, char *out, size_t out_len) {
         if (t->http)
-                http_url(t->http, key, NULL, out, out_len);
+                http_url(t->http, key, out, out_len);
         else {
                 size_t a = strlen(t->root), b = strlen(key);
                 if (out_len == 0)
@@ -135,14 +137,9 @@ static int dir_put(target *t, const target_req *q) {
         snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", q->key, (int)getpid(), t->tmp_seq++);
         int fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 && errno == ENOENT) {
-                char dir[sizeof q->key];
-                snprintf(dir, sizeof dir, "%s", q->key);
-                for (char *p = strchr(dir, '/'); p; p = strchr(p + 1, '/')) {
-                        *p = 0;
-                        if (mkdirat(t->dirfd, dir, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        *p = '/';
-                }
+                int r = make_dirs(t->dirfd, q->key, false);
+                if (r < 0)
+                        return r;
                 fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         }
         if (fd < 0)
@@ -190,6 +187,13 @@ static int dir_run(target *t, const target_io *io, st_diag *reterr) {
         }
 }
 
+void target_req_blob(target_req *r, const st_digest *id) {
+        r->op = TARGET_GET;
+        blob_key(id, r->key, sizeof r->key);
+        r->max_len = blob_max_len();
+        r->user = (void *)id;
+}
+
 int target_run(target *t, const target_io *io, st_diag *reterr) {
         return t->http ? http_run(t->http, io, reterr) : dir_run(t, io, reterr);
 }
@@ -200,7 +204,6 @@ struct one {
         const void *body;
         size_t len, max;
         bool issued;
-        int err;
         uint8_t *data;
         size_t data_len;
 };
@@ -220,13 +223,12 @@ static int one_next(void *ctx, target_req *r) {
 
 static int one_done(void *ctx, target_req *r) {
         struct one *o = ctx;
-        o->err = r->err;
         if (r->err < 0)
                 return r->err; /* the engine describes it, with the HTTP status */
-        if (r->err == 0 && r->op == TARGET_GET) {
+        if (r->op == TARGET_GET) {
                 o->data = malloc(r->len ? r->len : 1);
                 if (!o->data)
-                        return o->err = -ENOMEM;
+                        return -ENOMEM;
                 memcpy(o->data, r->data, r->len);
                 o->data_len = r->len;
         }
@@ -236,8 +238,6 @@ static int one_done(void *ctx, target_req *r) {
 static int one_run(target *t, struct one *o, st_diag *reterr) {
         target_io io = { one_next, one_done, o };
         int r = target_run(t, &io, reterr);
-        if (r == 0)
-                r = o->err;
         if (r < 0 && reterr && !reterr->what) {
                 char url[512];
                 target_url(t, o->key, url, sizeof url);
@@ -264,21 +264,6 @@ int target_put(target *t, const char *key, const void *data, size_t len, st_diag
         return one_run(t, &o, reterr);
 }
 
-/* Percent-encode all but unreserved characters (RFC 3986), as SigV4's
- * canonical query wants. */
-static void query_encode(const char *in, char *out, size_t out_len) {
-        size_t k = 0;
-        for (const char *p = in; *p && k + 4 < out_len; p++) {
-                unsigned char c = (unsigned char)*p;
-                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    strchr("-_.~", c))
-                        out[k++] = (char)c;
-                else
-                        k += (size_t)snprintf(out + k, 4, "%%%02X", c);
-        }
-        out[k] = 0;
-}
-
 struct strip {
         int (*fn)(void *, const char *);
         void *ctx;
@@ -300,8 +285,8 @@ int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *
                 do {
                         char enc[3100], pre[1400], both[1400], query[4600], key[4700];
                         snprintf(both, sizeof both, "%s%s", http_s3_prefix(t->http), prefix);
-                        query_encode(token, enc, sizeof enc);
-                        query_encode(both, pre, sizeof pre);
+                        percent_encode(token, "", enc, sizeof enc);
+                        percent_encode(both, "", pre, sizeof pre);
                         /* SigV4 wants the query sorted by name, every value encoded */
                         snprintf(query, sizeof query, "%s%s%slist-type=2&prefix=%s",
                                  *token ? "continuation-token=" : "", enc, *token ? "&" : "", pre);

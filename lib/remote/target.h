@@ -51,9 +51,11 @@ typedef struct target_io {
         void *ctx;
 } target_io;
 
+/* Fill r as a GET of chunk id's blob, with id as its user pointer. */
+void target_req_blob(target_req *r, const st_digest *id);
+
 int target_open(const char *url, const st_transfer_opts *o, target **ret, st_diag *reterr);
 target *target_close(target *t);
-bool target_is_dir(const target *t);
 /* Directories and S3 take PUTs; plain HTTP does not. */
 bool target_writable(const target *t);
 /* A human-readable URL of key (for messages). */
@@ -86,7 +88,10 @@ typedef struct http_engine http_engine;
 int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_diag *reterr);
 http_engine *http_close(http_engine *h);
 bool http_is_s3(const http_engine *h);
-void http_url(const http_engine *h, const char *key, const char *query, char *out, size_t out_len);
+void http_url(const http_engine *h, const char *key, char *out, size_t out_len);
+/* Percent-encode all but RFC 3986's unreserved characters and those in
+ * keep (SigV4 canonical form: "" for query values, "/" for paths). */
+void percent_encode(const char *in, const char *keep, char *out, size_t out_len);
 int http_run(http_engine *h, const target_io *io, st_diag *reterr);
 uint64_t http_retries(const http_engine *h);
 /* The prefix inside the bucket ("" or "a/b/"). */
