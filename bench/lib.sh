@@ -140,3 +140,48 @@ bin_build() {
     fi
     echo "$bt@$(date -u -r "$STELLAR" +%H:%M:%S)"
 }
+
+# free_port: a TCP port on 127.0.0.1 nobody listens on now
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_nginx DIR: nginx (one worker) serving DIR/www on a free 127.0.0.1
+# port, its config, pid, temp files and logs under DIR/ngx (access log
+# DIR/ngx/access.log: "$msec $status $body_bytes_sent $connection
+# $request_uri"), keep-alive, gzip for JSON. Runs in the foreground as our
+# child; sets port and ngx_pid (the caller stops it).
+start_nginx() {
+    local d=$1
+    port=$(free_port)
+    mkdir -p "$d/ngx/tmp"
+    cat >"$d/ngx/nginx.conf" <<NGINX
+user root;
+worker_processes 1;
+pid $d/ngx/nginx.pid;
+error_log $d/ngx/error.log;
+events { worker_connections 1024; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    log_format bench '\$msec \$status \$body_bytes_sent \$connection \$request_uri';
+    access_log $d/ngx/access.log bench;
+    client_body_temp_path $d/ngx/tmp/body;
+    proxy_temp_path $d/ngx/tmp/proxy;
+    fastcgi_temp_path $d/ngx/tmp/fastcgi;
+    uwsgi_temp_path $d/ngx/tmp/uwsgi;
+    scgi_temp_path $d/ngx/tmp/scgi;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 100000;
+    gzip on;
+    gzip_types application/json;
+    server {
+        listen 127.0.0.1:$port;
+        root $d/www;
+    }
+}
+NGINX
+    nginx -p "$d/ngx" -c "$d/ngx/nginx.conf" -e "$d/ngx/error.log" -g 'daemon off;' &
+    ngx_pid=$!
+}

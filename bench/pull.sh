@@ -86,7 +86,6 @@ trap cleanup EXIT
 PROXY=$W/delay-proxy
 cc -O2 -Wall -Wextra -Werror -o "$PROXY" "$PROXY_SRC" || die "cannot build $PROXY_SRC"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---- the published trees
 log "== pull: publishing A and B (stellar, casync)"
@@ -128,38 +127,7 @@ ideal_bytes=$(kv "$ideal" ideal_blob_bytes)
 b_blob_bytes=$(kv "$ideal" b_blob_bytes)
 
 # ---- nginx, and the delay proxy in front of it
-port=$(free_port)
-cat >"$W/ngx/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $W/ngx/nginx.pid;
-error_log $W/ngx/error.log;
-events { worker_connections 1024; }
-http {
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    log_format bench '\$msec \$status \$body_bytes_sent \$connection \$request_uri';
-    access_log $W/ngx/access.log bench;
-    client_body_temp_path $W/ngx/tmp/body;
-    proxy_temp_path $W/ngx/tmp/proxy;
-    fastcgi_temp_path $W/ngx/tmp/fastcgi;
-    uwsgi_temp_path $W/ngx/tmp/uwsgi;
-    scgi_temp_path $W/ngx/tmp/scgi;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_timeout 65;
-    keepalive_requests 100000;
-    gzip on;
-    gzip_types application/json;
-    server {
-        listen 127.0.0.1:$port;
-        root $W/www;
-    }
-}
-EOF
-nginx -p "$W/ngx" -c "$W/ngx/nginx.conf" -e "$W/ngx/error.log" -g 'daemon off;' &
-ngx_pid=$!
+start_nginx "$W"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$PROXY" --listen 127.0.0.1:0 --upstream "127.0.0.1:$port" --delay-ms "$DELAY_MS" \
         --port-file "$W/proxy.port" 2>"$W/proxy.log" &
