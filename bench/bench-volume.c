@@ -460,8 +460,8 @@ static int do_io(int argc, char **argv) {
         fflush(stdout);
         st_volume_close(w);
         st_volume_close(f);
-        (void)st_store_remove(s, wname);
-        (void)st_store_remove(s, fname);
+        (void)st_store_remove(s, wname, NULL);
+        (void)st_store_remove(s, fname, NULL);
         st_store_close(s);
         return errors ? 1 : 0;
 }

@@ -8,6 +8,9 @@
 static const char usage[] =
         "Usage: stellar gc [--json] [--quiet]\n\n"
         "Free chunks no image refers to, and compact the packs that held them.\n"
+        "What is referenced is recounted from every manifest the refs reach; while\n"
+        "any ref or manifest cannot be read, or a chunk in use is damaged, gc frees\n"
+        "nothing and says which file to look at (see 'stellar fsck').\n"
         "Safe to interrupt at any point.\n";
 
 int cmd_gc(cli *c, int argc, char **argv) {
@@ -26,22 +29,28 @@ int cmd_gc(cli *c, int argc, char **argv) {
         p.items = true;
         st_import_opts o = { .progress = cli_progress_cb, .userdata = &p };
         st_gc_result res;
-        int r = st_store_gc(s, &o, &res);
+        st_diag d = { 0 };
+        int r = st_store_gc(s, &o, &res, &d);
         cli_progress_end(&p);
         st_store_close(s);
         if (r < 0) {
-                cli_error("gc failed: %s", strerror(-r));
+                cli_diag_error("gc refused, nothing was freed", r, &d);
                 return 1;
         }
         if (c->json)
-                printf("{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu}\n",
+                printf("{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu,"
+                       "\"counts_corrected\":%llu}\n",
                        (unsigned long long)res.chunks_freed, (unsigned long long)res.bytes_freed,
-                       (unsigned long long)res.packs_rewritten);
+                       (unsigned long long)res.packs_rewritten,
+                       (unsigned long long)res.counts_corrected);
         else if (!c->quiet) {
                 char a[32];
                 printf("freed %llu chunks, reclaimed %s, rewrote %llu packs\n",
                        (unsigned long long)res.chunks_freed, cli_size(res.bytes_freed, a),
                        (unsigned long long)res.packs_rewritten);
+                if (res.counts_corrected)
+                        printf("corrected %llu reference counts that disagreed with the manifests\n",
+                               (unsigned long long)res.counts_corrected);
         }
         return 0;
 }

@@ -10,7 +10,9 @@
 static const char ls_usage[] =
         "Usage: stellar ls [--json]\n\n"
         "List the images, snapshots and volumes in the store, with the name each\n"
-        "was cloned or snapshotted from (PARENT).\n";
+        "was cloned or snapshotted from (PARENT). A name whose ref or manifests\n"
+        "cannot be read is listed as damaged, with the file at fault, and makes the\n"
+        "exit status 1. Never waits for an import or gc.\n";
 static const char info_usage[] =
         "Usage: stellar info [--json] NAME\n\n"
         "Describe NAME: kind, parent, size, data, manifest layers and extents, the\n"
@@ -29,11 +31,16 @@ static void print_json(const st_image_info *v) {
         when(v->ctime_ns, t);
         printf("{\"name\":\"%s\",\"kind\":\"%s\",\"parent\":\"%s\",\"size\":%llu,"
                "\"data_bytes\":%llu,\"delta_bytes\":%llu,\"layers\":%llu,\"extents\":%llu,"
-               "\"created\":\"%s\",\"manifest\":\"%s\"}",
+               "\"created\":\"%s\",\"manifest\":\"%s\"",
                v->name, st_kind_name(v->kind), v->parent, (unsigned long long)v->size,
                (unsigned long long)v->data_bytes, (unsigned long long)v->delta_bytes,
                (unsigned long long)v->n_layers, (unsigned long long)v->n_extents, t,
-               v->n_layers ? hex : "");
+               v->n_layers || v->error ? hex : "");
+        if (v->error) {
+                /* names are [A-Za-z0-9._+@:-] and messages ours: nothing to escape */
+                printf(",\"error\":\"%s\"", v->error_msg);
+        }
+        printf("}");
 }
 
 int cmd_ls(cli *c, int argc, char **argv) {
@@ -45,7 +52,7 @@ int cmd_ls(cli *c, int argc, char **argv) {
                 return 2;
         }
         st_store *s;
-        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+        if (cli_open(c, ST_STORE_RDONLY | ST_STORE_NOINDEX, &s) < 0)
                 return 1;
         st_image_info *v;
         size_t n;
@@ -69,6 +76,10 @@ int cmd_ls(cli *c, int argc, char **argv) {
                                "SIZE", "DATA", "DELTA", "CREATED");
                 for (size_t k = 0; k < n; k++) {
                         char a[32], b[32], d[32], t[32];
+                        if (v[k].error) {
+                                printf("%-24s %-8s damaged: %s\n", v[k].name, "?", v[k].error_msg);
+                                continue;
+                        }
                         when(v[k].ctime_ns, t);
                         printf("%-24s %-8s %-24s %10s %10s %10s  %s\n", v[k].name,
                                st_kind_name(v[k].kind), v[k].parent[0] ? v[k].parent : "-",
@@ -76,8 +87,11 @@ int cmd_ls(cli *c, int argc, char **argv) {
                                v[k].kind == ST_KIND_VOLUME ? cli_size(v[k].delta_bytes, d) : "-", t);
                 }
         }
+        int damaged = 0;
+        for (size_t k = 0; k < n; k++)
+                damaged |= v[k].error != 0;
         free(v);
-        return 0;
+        return damaged ? 1 : 0;
 }
 
 int cmd_info(cli *c, int argc, char **argv) {
@@ -89,7 +103,7 @@ int cmd_info(cli *c, int argc, char **argv) {
                 return 2;
         }
         st_store *s;
-        if (cli_open(c, ST_STORE_RDONLY, &s) < 0)
+        if (cli_open(c, ST_STORE_RDONLY | ST_STORE_NOINDEX, &s) < 0)
                 return 1;
         st_image_info v;
         st_diag d = { 0 };

@@ -25,7 +25,12 @@ int cmd_rm(cli *c, int argc, char **argv) {
                 return 1;
         int ret = 0;
         for (; i < argc; i++) {
-                int r = st_store_remove(s, argv[i]);
+                st_diag held = { 0 };
+                int r = st_store_remove(s, argv[i], &held);
+                if (r == 0 && held.what)
+                        cli_error("warning: '%s' removed, but the manifests it held are kept "
+                                  "until %s%s%s can be read (run 'stellar fsck')",
+                                  argv[i], held.file, held.file[0] ? ": " : "", held.what);
                 if (r < 0) {
                         cli_error("cannot remove '%s': %s", argv[i],
                                   r == -ENOENT   ? "no such image, snapshot or volume"

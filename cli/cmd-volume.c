@@ -34,6 +34,7 @@ static int errmsg(const char *what, const char *name, int r) {
                   : r == -ENOENT ? "no such image, snapshot or volume"
                   : r == -EINVAL ? "invalid name or argument"
                   : r == -EBUSY  ? "the volume is open elsewhere"
+                  : r == -EBADMSG ? "its ref or manifests are damaged (see 'stellar fsck')"
                                  : strerror(-r));
         return 1;
 }
@@ -63,7 +64,7 @@ int cmd_create(cli *c, int argc, char **argv) {
         }
         st_store *s;
         /* Shared: works while stellar serve runs, which then serves it. */
-        if (cli_open(c, ST_STORE_CREATE | ST_STORE_SHARED, &s) < 0)
+        if (cli_open(c, ST_STORE_CREATE | ST_STORE_SHARED | ST_STORE_NOINDEX, &s) < 0)
                 return 1;
         int r = st_volume_create(s, name, size);
         st_store_close(s);
@@ -81,7 +82,7 @@ static int derive(cli *c, int argc, char **argv, const char *usage, bool snapsho
         st_store *s;
         /* A clone only adds a ref: it works while stellar serve runs. A
          * snapshot commits first, which needs the store to itself. */
-        if (cli_open(c, snapshot ? 0 : ST_STORE_SHARED, &s) < 0)
+        if (cli_open(c, snapshot ? 0 : ST_STORE_SHARED | ST_STORE_NOINDEX, &s) < 0)
                 return 1;
         int r = snapshot ? st_volume_snapshot(s, argv[i], argv[i + 1])
                          : st_volume_clone(s, argv[i], argv[i + 1]);

@@ -33,9 +33,52 @@ void cli_diag_error(const char *what, int r, const st_diag *d) {
                 cli_error("%s: %s", what, strerror(-r));
 }
 
+/* "pid N (stellar import x.raw y)", from /proc, for messages. */
+static void describe_pid(long pid, char *buf, size_t len) {
+        char path[64], cmd[200] = "";
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+                size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+                fclose(f);
+                for (size_t i = 0; i + 1 < n; i++)
+                        if (cmd[i] == 0)
+                                cmd[i] = ' ';
+                cmd[n] = 0;
+        }
+        if (cmd[0])
+                snprintf(buf, len, "pid %ld: %s", pid, cmd);
+        else
+                snprintf(buf, len, "pid %ld", pid);
+}
+
 int cli_open(cli *c, unsigned flags, st_store **ret) {
         st_diag d = { 0 };
-        int r = st_store_open(c->store_dir, flags, ret, &d);
+        bool may_wait = (flags & (ST_STORE_RDONLY | ST_STORE_SHARED)) &&
+                        !((flags & ST_STORE_RDONLY) && (flags & ST_STORE_NOINDEX));
+        int r = st_store_open(c->store_dir, flags | (may_wait ? ST_STORE_NOWAIT : 0), ret, &d);
+        if (r == -EBUSY && may_wait) {
+                /* Say why we wait, then wait: a writer (import, gc) holds it. */
+                char who[256] = "another process";
+                long pid = st_store_writer_pid(c->store_dir);
+                if (pid > 0)
+                        describe_pid(pid, who, sizeof who);
+                cli_error("waiting for %s to finish changing the store", who);
+                d = (st_diag){ 0 };
+                r = st_store_open(c->store_dir, flags, ret, &d);
+        } else if (r == -EBUSY) {
+                char who[256] = "";
+                long pid = st_store_server_pid(c->store_dir);
+                if (pid <= 0)
+                        pid = st_store_writer_pid(c->store_dir);
+                if (pid > 0) {
+                        describe_pid(pid, who, sizeof who);
+                        cli_error("cannot open store: the store is in use by %s; this command "
+                                  "needs it to itself",
+                                  who);
+                        return r;
+                }
+        }
         if (r < 0) {
                 char what[600];
                 snprintf(what, sizeof what, "cannot open store");

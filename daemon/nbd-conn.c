@@ -207,6 +207,8 @@ static int do_list(conn *c) {
         if (r < 0)
                 return opt_reply(c, NBD_OPT_LIST, NBD_REP_ERR(4), NULL, 0); /* ERR_PLATFORM */
         for (size_t i = 0; r == 0 && i < n; i++) {
+                if (v[i].error)
+                        continue; /* damaged: cannot be served */
                 uint8_t d[4 + 256];
                 uint32_t l = (uint32_t)strlen(v[i].name);
                 put_be32(d, l);

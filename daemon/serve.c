@@ -74,7 +74,17 @@ static int listen_on(const char *spec, listener *ret) {
                 int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (fd < 0)
                         return -errno;
-                (void)unlink(a.sun_path); /* a stale socket from a killed daemon */
+                /* A socket nobody answers on is a killed daemon's: replace it.
+                 * One that answers belongs to a live server: leave it be. */
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                bool live = probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0;
+                if (probe >= 0)
+                        close(probe);
+                if (live) {
+                        close(fd);
+                        return -EADDRINUSE;
+                }
+                (void)unlink(a.sun_path);
                 if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 1024) < 0) {
                         int r = -errno;
                         close(fd);
@@ -194,6 +204,18 @@ int serve_run(const serve_opts *o) {
                       d.what ? ": " : "", strerror(-r));
                 return 1;
         }
+        /* One server per store: two would each hand out delta slots and
+         * journal numbers of the same volume and lose each other's writes. */
+        long holder = 0;
+        r = st_store_claim_server(s, &holder);
+        if (r < 0) {
+                if (r == -EBUSY && holder > 0)
+                        logf_("store %s is already served by pid %ld", o->store_dir, holder);
+                else
+                        logf_("cannot claim store %s for serving: %s", o->store_dir, strerror(-r));
+                st_store_close(s);
+                return 1;
+        }
         r = st_store_attach_sources(s, &(st_transfer_opts){ .background = o->prefetch });
         if (r > 0)
                 logf_("lazily pulled images: missing chunks are fetched when read%s, from %d "
@@ -206,10 +228,14 @@ int serve_run(const serve_opts *o) {
         }
         listener ls[8];
         unsigned n_ls = 0;
+        bool wrote_pidfile = false;
         for (unsigned i = 0; i < o->n_nbd; i++) {
                 r = listen_on(o->nbd[i], &ls[n_ls]);
                 if (r < 0) {
-                        logf_("cannot listen on %s: %s", o->nbd[i], strerror(-r));
+                        logf_("cannot listen on %s: %s", o->nbd[i],
+                              r == -EADDRINUSE && !strncmp(o->nbd[i], "unix:", 5)
+                                      ? "another server is listening on it"
+                                      : strerror(-r));
                         goto out;
                 }
                 logf_("listening on %s", o->nbd[i]);
@@ -230,6 +256,7 @@ int serve_run(const serve_opts *o) {
                         logf_("cannot write pidfile %s", o->pidfile);
                         goto out;
                 }
+                wrote_pidfile = true;
         }
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -325,7 +352,7 @@ out:
         for (unsigned i = 0; i < n_ls; i++)
                 if (ls[i].unix_path[0])
                         (void)unlink(ls[i].unix_path);
-        if (o->pidfile)
+        if (wrote_pidfile)
                 (void)unlink(o->pidfile);
         st_store_close(s);
         free(conn_fds);

@@ -25,6 +25,12 @@ enum {
          * runs): may create refs (volumes, clones) and write volumes, but not
          * change chunks or the index (import, commit, rm, gc give -EBUSY). */
         ST_STORE_SHARED = 1u << 2,
+        /* Refs and manifests only (ls, info, create, clone): no index is
+         * loaded and nothing is recovered. With RDONLY no lock is taken and
+         * it never waits; with SHARED it takes the shared lock. */
+        ST_STORE_NOINDEX = 1u << 3,
+        /* Fail with -EBUSY instead of waiting for a writer to finish. */
+        ST_STORE_NOWAIT = 1u << 4,
 };
 
 typedef struct st_store_config {
@@ -44,13 +50,27 @@ typedef struct st_store_config {
 /* Create a store in dir (made if missing). -EEXIST if one is there already. */
 ST_API int st_store_init(const char *dir, const st_store_config *cfg);
 
-/* Open the store in dir. If the last writer crashed, recovers: scans pack
- * tails, recounts references from the manifests, and (unless RDONLY) writes a
- * clean index. A writer takes the store to itself (an exclusive lock) and
- * gets -EBUSY at once if another process holds it; readers and SHARED
- * openers wait for a writer to finish. On failure *reterr (if non-NULL)
- * names the file and offset. */
+/* Open the store in dir. If the last writer crashed (or the index does not
+ * match the packs), recovers: scans pack tails, recounts references from the
+ * manifests and writes a clean index. Only a process that holds the store to
+ * itself writes anything while recovering; readers and SHARED openers that
+ * share the store with others catch up in memory. A writer takes the store
+ * to itself (an exclusive lock) and gets -EBUSY at once if another process
+ * holds it; readers and SHARED openers wait for a writer to finish (unless
+ * NOWAIT), then read the index it left. With CREATE, a directory that holds
+ * anything but a store is refused (-ENOTEMPTY). On failure *reterr (if
+ * non-NULL) names the file and offset. */
 ST_API int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr);
+/* The pid of the last process that took the store to itself (it may have
+ * finished), or 0: for "waiting for pid N" messages. */
+ST_API long st_store_writer_pid(const char *dir);
+/* Make this process the store's one server (stellar serve): holds
+ * DIR/serve.lock until the store is closed. -EBUSY if another process
+ * serves it, *ret_holder (if non-NULL) then getting its pid (0 if unknown). */
+ST_API int st_store_claim_server(st_store *s, long *ret_holder);
+/* The pid of the process serving the store, -1 if one does whose pid is
+ * unknown, 0 if none does. */
+ST_API long st_store_server_pid(const char *dir);
 /* Close; NULL-safe; returns NULL. */
 ST_API st_store *st_store_close(st_store *s);
 
@@ -102,15 +122,25 @@ typedef struct st_image_info {
         uint64_t delta_bytes; /* volumes: bytes in the uncommitted delta */
         uint64_t ctime_ns;
         st_digest id; /* the top manifest's id (BLAKE3 of its bytes); zero if none */
+        /* st_store_list: why the name cannot be described (negative errno,
+         * and "FILE: what"), or 0 and "". Such an entry is damaged: the other
+         * fields hold what could be read (its name, perhaps kind and size). */
+        int error;
+        char error_msg[320];
 } st_image_info;
 
-/* Everything in the store, sorted by name. Caller frees *ret with free(). */
+/* Everything in the store, sorted by name, damaged names too (with error
+ * set). Caller frees *ret with free(). */
 ST_API int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n);
 ST_API int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr);
 /* Remove an image, snapshot or volume. Data that clones or snapshots share
  * stays (their manifests hold it); chunks nothing uses lose their last
- * reference and gc frees them. A volume's uncommitted delta is deleted. */
-ST_API int st_store_remove(st_store *s, const char *name);
+ * reference and gc frees them. A volume's uncommitted delta is deleted.
+ * While any other ref or manifest cannot be read, the manifests the name
+ * held are kept (what the unreadable one reaches is unknown): the name is
+ * still removed, 0 is returned and *retheld (if non-NULL) names what could
+ * not be read; its 'what' stays NULL when nothing was held back. */
+ST_API int st_store_remove(st_store *s, const char *name, st_diag *retheld);
 
 typedef struct st_store_stats {
         uint64_t n_images; /* names of every kind */
@@ -131,10 +161,17 @@ typedef struct st_gc_result {
         uint64_t chunks_freed;
         uint64_t bytes_freed; /* pack bytes reclaimed */
         uint64_t packs_rewritten;
+        uint64_t counts_corrected; /* stored reference counts the recount found wrong */
 } st_gc_result;
 
-/* Free unreferenced chunks and compact the packs that held them. */
-ST_API int st_store_gc(st_store *s, const st_import_opts *opts, st_gc_result *ret);
+/* Free chunks no manifest refers to and compact the packs that held them.
+ * The references are recounted from the manifests every ref reaches; while
+ * any ref or manifest cannot be read gc frees nothing and returns -EBADMSG,
+ * *reterr (if non-NULL) naming it. A damaged chunk that is still in use also
+ * stops it (-EBADMSG, naming the pack and offset) before any pack is
+ * dropped. */
+ST_API int st_store_gc(st_store *s, const st_import_opts *opts, st_gc_result *ret,
+                       st_diag *reterr);
 
 typedef struct st_fsck_result {
         uint64_t n_errors;

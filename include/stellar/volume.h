@@ -36,7 +36,8 @@ enum {
 /* Create an empty volume of size bytes (reads as zeros; costs one small ref). */
 ST_API int st_volume_create(st_store *s, const char *name, uint64_t size);
 /* A writable clone of an image, snapshot or volume (a volume's uncommitted
- * writes are committed first). O(1): no extent is copied. */
+ * writes are committed first). O(1): no extent is copied. -EBADMSG if src's
+ * manifests cannot be read (nothing is created). */
 ST_API int st_volume_clone(st_store *s, const char *src, const char *dst);
 /* A read-only snapshot of a volume as it is now (its delta is committed
  * first). */

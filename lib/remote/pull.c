@@ -361,7 +361,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                 /* Chunks added under manifests that were already here (a lazy
                  * pull being completed) get their counts from a recount. */
                 if (!all_new && res.n_fetched > 0)
-                        r = store_prune_manifests(s, true, NULL);
+                        r = ST_MIN(store_prune_manifests(s, true, NULL, NULL), 0);
                 if (r == 0)
                         r = store_commit(s);
                 pthread_rwlock_unlock(&s->lock);

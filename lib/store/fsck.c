@@ -114,7 +114,10 @@ static int check_pack(fsck_ctx *c, store_pack *p) {
                 return 0;
         }
         uint64_t size = (uint64_t)st.st_size;
-        if (size < p->len)
+        if (p->lost)
+                problem(c, 1, name, size, "pack is shorter than the index says (%llu bytes lost)",
+                        (unsigned long long)p->lost);
+        else if (size < p->len)
                 problem(c, 1, name, size, "pack is shorter than the index says (%llu bytes lost)",
                         (unsigned long long)(p->len - size));
         else if (size > p->len)
@@ -294,6 +297,15 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
         c.seen = calloc(n ? n : 1, 1);
         _cleanup_free_ uint32_t *counts = calloc(n ? n : 1, sizeof(uint32_t));
         int r = (c.w && c.seen && counts) ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < s->n_lost_packs; i++) {
+                char name[48];
+                pack_name(name, s->lost_packs[i]);
+                char path[64];
+                snprintf(path, sizeof path, "packs/%s", name);
+                problem(&c, 1, path, ST_DIAG_NO_OFFSET,
+                        "pack listed in the index is missing (its chunks are lost; the index "
+                        "was rebuilt from the other packs)");
+        }
         for (size_t i = 0; r == 0 && i < s->n_packs; i++) {
                 r = check_pack(&c, &s->packs[i]);
                 if (o && o->progress)

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Garbage collection. References are exact, so the mark is "refs == 0".
- * Every pack holding dead bytes (freed chunks, duplicates left by a crash,
+ * Garbage collection. The mark recounts every chunk's references from the
+ * manifests that the refs reach, never trusting the stored counts (a stale
+ * index put back, or refs copied in from another store, would make them
+ * wrong); while any ref or manifest cannot be read gc refuses and frees
+ * nothing. Every record it keeps is read back and verified before its pack
+ * is dropped, so a damaged record stops gc instead of losing the copy that
+ * was still good elsewhere. Every pack holding dead bytes (freed chunks, duplicates left by a crash,
  * torn tails) is compacted: its live records are copied, byte for byte, into
  * new packs; the new packs are fsynced; the index is written without the old
  * packs; only then are the old packs unlinked. A crash at any point leaves
@@ -14,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <stellar/store.h>
 
 #include "../util/cleanup.h"
+#include "../util/diag.h"
 #include "../util/fs.h"
 #include "store-internal.h"
 
@@ -39,7 +46,38 @@ static bool keep_referenced(void *ctx, const index_entry *e) {
         return e->refs > 0;
 }
 
-static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *buf) {
+typedef struct gc_verify {
+        void *dctx;
+        uint8_t *out;
+        size_t out_cap;
+        st_diag *reterr;
+} gc_verify;
+
+/* Is the record at p (header and payload) the chunk the index entry says? */
+static int verify_record(gc_verify *v, uint32_t pack_id, const index_entry *e, const uint8_t *p) {
+        pack_record rec;
+        int r = p ? pack_record_decode(p, PACK_RECORD_HEADER_LEN, &rec, NULL) : -EBADMSG;
+        if (r == 0 && (rec.stored_len != e->stored_len || rec.raw_len != e->raw_len ||
+                       memcmp(rec.hash.b, e->prefix, INDEX_PREFIX_LEN) != 0))
+                r = -EBADMSG;
+        if (r == 0)
+                r = st_buf_grow(&v->out, &v->out_cap, rec.raw_len ? rec.raw_len : 1);
+        if (r == 0)
+                r = pack_payload_decode(&rec, p + PACK_RECORD_HEADER_LEN, v->out, v->dctx);
+        if (r == -EBADMSG) {
+                char file[48];
+                pack_name(file, pack_id);
+                char path[64];
+                snprintf(path, sizeof path, "packs/%s", file);
+                return st_diag_fail(v->reterr, path, e->off,
+                                    "a chunk in use is damaged: gc stopped before dropping any "
+                                    "pack (run 'stellar fsck')",
+                                    -EBADMSG);
+        }
+        return r;
+}
+
+static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *buf, gc_verify *v) {
         /* live[] is one victim pack's records in offset order: read runs of
          * them into buf and append each run to the current output pack. */
         size_t i = 0;
@@ -60,7 +98,7 @@ static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *bu
                         uint8_t *big = malloc((size_t)len);
                         if (!big)
                                 return -ENOMEM;
-                        int r = copy_records(s, live + i, 1, big);
+                        int r = copy_records(s, live + i, 1, big, v);
                         free(big);
                         if (r < 0)
                                 return r;
@@ -76,7 +114,12 @@ static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *bu
                 for (size_t q = i; q < k; q++) {
                         index_entry *e = index_get(s->idx, live[q].id);
                         size_t rl = PACK_RECORD_HEADER_LEN + e->stored_len;
-                        r = st_pread_full(src->fd, buf + w, rl, e->off);
+                        r = (uint64_t)e->off + rl > src->len
+                                    ? -EIO
+                                    : st_pread_full(src->fd, buf + w, rl, e->off);
+                        r = r == 0 ? verify_record(v, src->id, e, buf + w)
+                            : r == -EIO ? verify_record(v, src->id, e, NULL)
+                                        : r;
                         if (r < 0)
                                 return r;
                         w += rl;
@@ -98,7 +141,36 @@ static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *bu
         return 0;
 }
 
-static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
+/* Set every count from the manifests; refuse (restoring the old counts)
+ * when a ref or manifest cannot be read. */
+static int gc_mark(st_store *s, st_gc_result *res, st_diag *reterr) {
+        uint32_t n = index_count(s->idx);
+        _cleanup_free_ uint32_t *old = malloc((n ? n : 1) * sizeof *old);
+        void *live = store_live_new();
+        if (!old || !live) {
+                store_live_free(live);
+                return -ENOMEM;
+        }
+        for (uint32_t id = 0; id < n; id++)
+                old[id] = index_get(s->idx, id)->refs;
+        int r = store_mark(s, true, live, reterr);
+        store_live_free(live);
+        if (r != 0) {
+                for (uint32_t id = 0; id < n; id++)
+                        index_get(s->idx, id)->refs = old[id];
+                return r < 0 ? r : -EBADMSG;
+        }
+        for (uint32_t id = 0; id < n; id++)
+                if (index_get(s->idx, id)->refs != old[id])
+                        res->counts_corrected++;
+        return 0;
+}
+
+static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool *ret_changed,
+                  st_diag *reterr) {
+        int r = gc_mark(s, res, reterr);
+        if (r < 0)
+                return r;
         uint32_t n = index_count(s->idx);
         size_t np = s->n_packs;
         /* live bytes per pack, by position in s->packs */
@@ -134,9 +206,10 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
                         old_bytes += s->packs[i].len;
                 }
         if (n_victims == 0 && res->chunks_freed == 0)
-                return 0;
+                return res->counts_corrected ? store_commit(s) : 0;
 
-        int r = store_mark_dirty(s);
+        *ret_changed = true;
+        r = store_mark_dirty(s);
         if (r < 0)
                 return r;
         /* New output packs get ids above every victim, so appends never land
@@ -146,6 +219,9 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
                 return r;
         uint64_t new_bytes = 0;
         uint32_t first_new = s->next_pack_id - 1;
+        gc_verify ver = { .dctx = ZSTD_createDCtx(), .reterr = reterr };
+        if (!ver.dctx)
+                return -ENOMEM;
         for (size_t v = 0; v < n_victims; v++) {
                 size_t a = 0;
                 while (a < n_live && live[a].pack < victims[v])
@@ -153,12 +229,16 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
                 size_t b = a;
                 while (b < n_live && live[b].pack == victims[v])
                         b++;
-                r = copy_records(s, live + a, b - a, buf);
+                r = copy_records(s, live + a, b - a, buf, &ver);
                 if (r < 0)
-                        return r;
+                        break;
                 if (o && o->progress)
                         o->progress(o->userdata, v + 1, n_victims);
         }
+        ZSTD_freeDCtx(ver.dctx);
+        free(ver.out);
+        if (r < 0)
+                return r;
         r = index_filter(s->idx, keep_referenced, NULL);
         if (r < 0)
                 return r;
@@ -200,18 +280,22 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res) {
         return store_clear_dirty(s);
 }
 
-int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret) {
+int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret, st_diag *reterr) {
         int r = store_exclusive(s);
         if (r < 0)
                 return r;
         st_gc_result res = { 0 };
         pthread_mutex_lock(&s->write_lock);
         pthread_rwlock_wrlock(&s->lock);
-        r = gc_run(s, o, &res);
+        bool changed = false;
+        r = gc_run(s, o, &res, &changed, reterr);
         pthread_rwlock_unlock(&s->lock);
         pthread_mutex_unlock(&s->write_lock);
         if (r < 0) {
-                s->broken = true;
+                /* Refused before changing anything (an unreadable ref or
+                 * manifest): the store stays usable. */
+                if (changed)
+                        s->broken = true;
                 return r;
         }
         if (ret)

@@ -64,9 +64,30 @@ int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
                 return -ENOMEM;
         }
         size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-                if (st_store_info(s, names[i], &v[k], NULL) == 0)
-                        k++; /* damaged entries are fsck's to report */
+        for (size_t i = 0; i < n; i++) {
+                st_diag d = { 0 };
+                int e = st_store_info(s, names[i], &v[k], &d);
+                if (e == 0) {
+                        k++;
+                        continue;
+                }
+                if (!store_ref_exists(s, names[i]))
+                        continue; /* removed while we listed */
+                /* Shown, not hidden: a damaged name is the user's to see. */
+                store_ref ref;
+                st_image_info b = { .error = e };
+                if (store_ref_load(s, names[i], &ref, NULL) == 0) {
+                        b.kind = (st_kind)ref.kind;
+                        b.size = ref.size;
+                        b.ctime_ns = ref.ctime_ns;
+                        b.id = ref.manifest;
+                        snprintf(b.parent, sizeof b.parent, "%s", ref.parent);
+                }
+                snprintf(b.name, sizeof b.name, "%s", names[i]);
+                snprintf(b.error_msg, sizeof b.error_msg, "%s%s%s", d.file,
+                         d.file[0] ? ": " : "", d.what ? d.what : "cannot be read");
+                v[k++] = b;
+        }
         store_free_names(names, n);
         *ret = v;
         *ret_n = k;
@@ -82,8 +103,8 @@ bool store_delta_pending(st_store *s, const char *name) {
 }
 
 int store_remove_delta(st_store *s, const char *name) {
-        static const char *const ext[] = { "data", "map" };
-        for (size_t i = 0; i < 2; i++) {
+        static const char *const ext[] = { "data", "map", "lock" };
+        for (size_t i = 0; i < 3; i++) {
                 char file[REF_NAME_MAX + 16];
                 snprintf(file, sizeof file, "%s.%s", name, ext[i]);
                 if (unlinkat(s->deltas_fd, file, 0) < 0 && errno != ENOENT)
@@ -92,7 +113,7 @@ int store_remove_delta(st_store *s, const char *name) {
         return st_fsync_dir(s->deltas_fd);
 }
 
-int st_store_remove(st_store *s, const char *name) {
+int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
         int r = store_exclusive(s);
         if (r < 0)
                 return r;
@@ -122,7 +143,7 @@ int st_store_remove(st_store *s, const char *name) {
                 }
         }
         if (r == 0)
-                r = store_prune_manifests(s, false, NULL);
+                r = ST_MIN(store_prune_manifests(s, false, NULL, retheld), 0);
         if (r == 0)
                 r = store_commit(s);
         if (r < 0)

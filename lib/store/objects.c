@@ -195,46 +195,103 @@ static int id_set_add(id_set *set, const st_digest *id) {
         return 1;
 }
 
-int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned) {
-        /* Mark: every manifest a ref reaches, following parents. */
-        id_set live = { 0 };
-        char **names = NULL, **files = NULL;
-        size_t n_names = 0, n_files = 0;
-        uint64_t pruned = 0;
+/* Ref names vanish only under an exclusive writer (rm); anything else a
+ * ref or manifest load says is damage the mark cannot see past. */
+static int mark_fail(st_diag *why, const st_diag *d, const char *file, const char *what, int r) {
+        if (why && !why->what) {
+                if (d && d->what)
+                        *why = *d;
+                else
+                        (void)st_diag_fail(why, file, ST_DIAG_NO_OFFSET, what, r);
+        }
+        return r;
+}
+
+int store_mark(st_store *s, bool recount, void *ret_live, st_diag *retwhy) {
+        id_set *live = ret_live;
+        char **names = NULL;
+        size_t n_names = 0;
         int r = store_list_names(s, &names, &n_names);
         if (r < 0)
-                return r;
+                return mark_fail(retwhy, NULL, "refs", "cannot list refs", r);
         if (recount)
                 for (uint32_t id = 0; id < index_count(s->idx); id++)
                         index_get(s->idx, id)->refs = 0;
-        for (size_t i = 0; r >= 0 && i < n_names; i++) {
+        int incomplete = 0;
+        for (size_t i = 0; i < n_names; i++) {
                 store_ref ref;
-                if (store_ref_load(s, names[i], &ref, NULL) < 0)
-                        continue; /* a damaged ref holds nothing; fsck reports it */
+                st_diag d = { 0 };
+                r = store_ref_load(s, names[i], &ref, &d);
+                if (r == -ENOENT && !store_ref_exists(s, names[i]))
+                        continue;
+                if (r < 0) {
+                        incomplete = mark_fail(retwhy, &d, names[i], "cannot read ref", r);
+                        continue;
+                }
                 st_digest id = ref.manifest;
-                for (int depth = 0; !manifest_hash_is_hole(&id) && depth <= MANIFEST_DEPTH_MAX;
-                     depth++) {
-                        r = id_set_add(&live, &id);
-                        if (r <= 0)
-                                break; /* seen already (or ENOMEM) */
+                int depth = 0;
+                for (; !manifest_hash_is_hole(&id) && depth <= MANIFEST_DEPTH_MAX; depth++) {
+                        r = id_set_add(live, &id);
+                        if (r < 0) {
+                                store_free_names(names, n_names);
+                                return r;
+                        }
+                        if (r == 0)
+                                break; /* seen already, with its parents */
                         manifest *m;
-                        if (store_manifest_load(s, &id, &m, NULL) < 0)
+                        d = (st_diag){ 0 };
+                        r = store_manifest_load(s, &id, &m, &d);
+                        if (r < 0) {
+                                incomplete = mark_fail(retwhy, &d, "manifests", "cannot read", r);
                                 break;
+                        }
                         if (recount)
                                 store_manifest_count_refs(s, m, +1);
                         id = m->parent;
                         manifest_free(m);
                 }
+                if (depth > MANIFEST_DEPTH_MAX)
+                        incomplete = mark_fail(retwhy, NULL, names[i],
+                                               "manifest chain too deep (a loop?)", -ELOOP);
         }
         store_free_names(names, n_names);
-        if (r < 0)
-                goto done;
+        return incomplete < 0 ? 1 : 0;
+}
+
+void *store_live_new(void) {
+        return calloc(1, sizeof(id_set));
+}
+
+void store_live_free(void *live) {
+        id_set *set = live;
+        if (set)
+                free(set->v);
+        free(set);
+}
+
+int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned, st_diag *retwhy) {
+        id_set *live = store_live_new();
+        char **files = NULL;
+        size_t n_files = 0;
+        uint64_t pruned = 0;
+        if (!live)
+                return -ENOMEM;
+        int r = store_mark(s, recount, live, retwhy);
+        /* Nothing is deleted on the strength of a ref or manifest that could
+         * not be read: what it reaches is unknown. */
+        bool may_delete = r == 0 && store_files_writable(s);
+        if (r != 0 || !may_delete) {
+                store_live_free(live);
+                if (r == 0 && ret_pruned)
+                        *ret_pruned = 0;
+                return r;
+        }
         /* Sweep: manifest files nothing reaches. */
         r = st_list_dir(s->manifests_fd, manifest_name_valid, &files, &n_files);
         for (size_t i = 0; r >= 0 && i < n_files; i++) {
                 st_digest id;
                 (void)st_digest_from_hex(files[i], &id);
-                if (id_set_has(&live, &id))
+                if (id_set_has(live, &id))
                         continue;
                 if (!recount) {
                         manifest *m;
@@ -244,14 +301,13 @@ int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned) {
                         }
                 }
                 pruned++;
-                if (!(s->flags & ST_STORE_RDONLY) && unlinkat(s->manifests_fd, files[i], 0) < 0)
+                if (unlinkat(s->manifests_fd, files[i], 0) < 0)
                         r = -errno;
         }
         store_free_names(files, n_files);
-        if (r >= 0 && pruned && !(s->flags & ST_STORE_RDONLY))
+        if (r >= 0 && pruned)
                 r = st_fsync_dir(s->manifests_fd);
-done:
-        free(live.v);
+        store_live_free(live);
         if (r >= 0 && ret_pruned)
                 *ret_pruned = pruned;
         return r < 0 ? r : 0;

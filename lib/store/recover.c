@@ -56,7 +56,7 @@ static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
 }
 
 static bool writable(const st_store *s) {
-        return !(s->flags & ST_STORE_RDONLY) && !s->shared_only;
+        return store_files_writable(s);
 }
 
 /* Scan p from 'from' to the end of its file; cut a torn tail. */
@@ -96,6 +96,7 @@ static int recover_listed(st_store *s) {
                 if ((uint64_t)st.st_size < p->len) {
                         /* Bytes the index knew are gone: forget the chunks in them, so
                          * fsck reports the manifests that need them. */
+                        p->lost = p->len - (uint64_t)st.st_size;
                         p->len = (uint64_t)st.st_size;
                         int r = index_filter(s->idx, keep_below, p);
                         if (r < 0)
@@ -237,8 +238,10 @@ int store_recover(st_store *s, st_diag *reterr) {
         int r = recover_listed(s);
         if (r == 0)
                 r = recover_unlisted(s);
+        /* Held back (1) when a ref or manifest is unreadable: then nothing
+         * is pruned and the counts are a lower bound; gc recounts for itself. */
         if (r == 0)
-                r = store_prune_manifests(s, true, NULL);
+                r = ST_MIN(store_prune_manifests(s, true, NULL, NULL), 0);
         if (r < 0)
                 return r;
         store_recount_totals(s);

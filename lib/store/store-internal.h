@@ -47,19 +47,23 @@ typedef struct store_pack {
         int fd;
         uint64_t len;     /* bytes of intact records, header included */
         bool unsynced;    /* appended to since the last fsync */
+        uint64_t lost;    /* bytes the index listed that the file had lost at open (fsck) */
 } store_pack;
 
 struct st_store {
         int dirfd, packs_fd, manifests_fd, refs_fd, deltas_fd, lock_fd;
+        int serve_fd; /* serve.lock, held by the daemon (st_store_claim_server) */
         unsigned flags;
         st_store_config cfg;
         chunk_index *idx;
         store_pack *packs; /* sorted by id */
         size_t n_packs;
         uint32_t next_pack_id;
+        /* Packs the index listed that were gone at open (fsck reports them). */
+        uint32_t *lost_packs;
+        size_t n_lost_packs;
         bool dirty_marked; /* the 'dirty' file exists because of us */
         bool broken;       /* a write failed midway: refuse further writes */
-        bool shared_only;  /* while opening SHARED behind others: recover in memory only */
         uint64_t unique_bytes, stored_bytes;
         st_pool *pool;
         /* Readers of chunks (volume I/O) take it shared; anything that changes
@@ -101,6 +105,9 @@ int store_write_index(st_store *s);
 int store_clear_dirty(st_store *s);
 int store_commit(st_store *s);
 int store_writable(const st_store *s);
+/* May this handle change the store's files beyond its own (truncate torn
+ * tails, delete leftovers, write the index)? Only with the store to itself. */
+bool store_files_writable(const st_store *s);
 /* For changes to chunks and the index: also -EBUSY on a SHARED handle. */
 int store_exclusive(const st_store *s);
 /* Recompute unique_bytes and stored_bytes from the index. */
@@ -125,9 +132,19 @@ int store_manifest_load(st_store *s, const st_digest *id, manifest **ret, st_dia
 int store_manifest_save(st_store *s, const manifest *m, st_digest *ret_id, bool *ret_new);
 /* Add delta (+1/-1) to the count of every chunk m's extents name. */
 void store_manifest_count_refs(st_store *s, const manifest *m, int delta);
+/* Mark: the manifests every ref reaches (following parents) into live (from
+ * store_live_new); with recount, every chunk's count is set from them. 0 when
+ * every ref and manifest could be read; 1 when some could not (*retwhy, if
+ * non-NULL and still empty, names the first), the mark then being a lower
+ * bound; negative errno if it could not run. */
+int store_mark(st_store *s, bool recount, void *live, st_diag *retwhy);
+void *store_live_new(void);
+void store_live_free(void *live);
 /* Delete manifest files no ref reaches, taking their chunk references away;
- * with recount, set every chunk count from the reachable manifests instead. */
-int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned);
+ * with recount, set every chunk count from the reachable manifests instead.
+ * Returns 1 and deletes nothing when the mark is incomplete (see store_mark),
+ * and deletes nothing on a read-only or shared handle. */
+int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned, st_diag *retwhy);
 int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag *reterr);
 void store_chain_put(st_store *s, store_chain *c);
 void store_cache_free(st_store *s);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -121,6 +122,24 @@ int st_store_init(const char *dir, const st_store_config *cfg) {
                 return -errno;
         if (faccessat(dfd, "format", F_OK, 0) == 0)
                 return -EEXIST;
+        /* Never make a store of a directory that holds something else (an
+         * import into the wrong path would litter it); only of an empty one,
+         * or of one a crashed init left its own entries in. */
+        char **names;
+        size_t n_names;
+        int k = st_list_dir(dfd, NULL, &names, &n_names);
+        if (k < 0)
+                return k;
+        static const char *const ours[] = { "packs", "manifests", "refs", "deltas", "lock" };
+        bool foreign = false;
+        for (size_t i = 0; i < n_names && !foreign; i++) {
+                foreign = true;
+                for (size_t j = 0; j < 5 && foreign; j++)
+                        foreign = strcmp(names[i], ours[j]) != 0;
+        }
+        st_names_free(names, n_names);
+        if (foreign)
+                return -ENOTEMPTY;
         if (mkdirat(dfd, "packs", 0755) < 0 && errno != EEXIST)
                 return -errno;
         static const char *const dirs[] = { "manifests", "refs", "deltas" };
@@ -271,41 +290,167 @@ int store_pack_for_append(st_store *s, uint64_t need, store_pack **ret) {
         return store_pack_create(s, ret);
 }
 
-static int store_open_packs(st_store *s, st_diag *reterr) {
-        /* Open every pack file listed by the index; recover.c handles the rest. */
+static int store_open_packs(st_store *s, bool *ret_stale) {
+        /* Open every pack file listed by the index. One that is missing, or
+         * whose size is not what the index says, means the index is not the
+         * one the packs were last left with (a stale copy put back, a lost
+         * pack): recovery checks the packs themselves. */
+        *ret_stale = false;
         for (size_t i = 0; i < s->n_packs; i++) {
                 char name[32];
                 pack_name(name, s->packs[i].id);
                 int fd = openat(s->packs_fd, name,
-                                ((s->flags & ST_STORE_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-                if (fd < 0) {
-                        int r = -errno;
-                        diag(reterr, name, ST_DIAG_NO_OFFSET, "pack listed in the index cannot be opened");
-                        return r;
+                                (store_files_writable(s) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+                struct stat st;
+                if (fd < 0 || fstat(fd, &st) < 0) {
+                        if (fd >= 0)
+                                close(fd);
+                        if (errno != ENOENT)
+                                return -errno;
+                        *ret_stale = true;
+                        continue;
                 }
+                if ((uint64_t)st.st_size != s->packs[i].len)
+                        *ret_stale = true;
                 s->packs[i].fd = fd;
         }
+        /* A pack the index does not list (new since it was written). */
+        char **names;
+        size_t n;
+        int r = st_list_dir(s->packs_fd, NULL, &names, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && !*ret_stale; i++) {
+                uint32_t id;
+                if (pack_name_parse(names[i], &id) && !store_pack_find(s, id))
+                        *ret_stale = true;
+        }
+        st_names_free(names, n);
         return 0;
 }
 
-int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr) {
+static void store_reset_index(st_store *s) {
+        for (size_t i = 0; i < s->n_packs; i++)
+                if (s->packs[i].fd >= 0)
+                        close(s->packs[i].fd);
+        free(s->packs);
+        s->packs = NULL;
+        s->n_packs = 0;
+        s->next_pack_id = 1;
+        s->unique_bytes = s->stored_bytes = 0;
+        index_free(s->idx);
+        s->idx = index_new();
+}
+
+bool store_files_writable(const st_store *s) {
+        return !(s->flags & (ST_STORE_RDONLY | ST_STORE_SHARED));
+}
+
+/* Take the lock the flags ask for. Writers fail at once if anyone holds
+ * it; readers and SHARED openers wait for a writer unless NOWAIT. */
+static int store_lock(st_store *s, st_diag *reterr) {
+        if ((s->flags & ST_STORE_NOINDEX) && (s->flags & ST_STORE_RDONLY))
+                return 0; /* names only: refs and manifests come and go by rename */
+        if (!(s->flags & (ST_STORE_RDONLY | ST_STORE_SHARED))) {
+                if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                        diag(reterr, "lock", ST_DIAG_NO_OFFSET,
+                             r == -EBUSY ? "the store is in use by another process (stellar "
+                                           "serve, or an import or gc still running)"
+                                         : "cannot lock the store");
+                        return r;
+                }
+                /* Who holds it, for the messages of those who wait. */
+                char who[32];
+                int n = snprintf(who, sizeof who, "%ld\n", (long)getpid());
+                if (ftruncate(s->lock_fd, 0) == 0)
+                        (void)st_pwrite_full(s->lock_fd, who, (size_t)n, 0);
+                return 0;
+        }
+        if (flock(s->lock_fd, LOCK_SH | LOCK_NB) == 0)
+                return 0;
+        if (errno != EWOULDBLOCK)
+                return -errno;
+        if (s->flags & ST_STORE_NOWAIT) {
+                diag(reterr, "lock", ST_DIAG_NO_OFFSET,
+                     "another process is changing the store (an import, commit, rm or gc)");
+                return -EBUSY;
+        }
+        while (flock(s->lock_fd, LOCK_SH) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return 0;
+}
+
+static long read_pid(int dirfd, const char *file) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        if (st_read_file(dirfd, file, 31, &buf, &len) < 0)
+                return 0;
+        char txt[32];
+        memcpy(txt, buf, len);
+        txt[len] = 0;
+        long pid = strtol(txt, NULL, 10);
+        return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) ? pid : 0;
+}
+
+long st_store_writer_pid(const char *dir) {
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return dfd < 0 ? 0 : read_pid(dfd, "lock");
+}
+
+#define SERVE_LOCK "serve.lock"
+
+long st_store_server_pid(const char *dir) {
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return 0;
+        _cleanup_close_ int fd = openat(dfd, SERVE_LOCK, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0)
+                return 0; /* nobody serves it */
+        long pid = read_pid(dfd, SERVE_LOCK);
+        return pid ? pid : -1;
+}
+
+int st_store_claim_server(st_store *s, long *ret_holder) {
+        if (s->serve_fd >= 0)
+                return 0;
+        _cleanup_close_ int fd =
+                openat(s->dirfd, SERVE_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                if (r == -EBUSY && ret_holder)
+                        *ret_holder = read_pid(s->dirfd, SERVE_LOCK);
+                return r;
+        }
+        char who[32];
+        int n = snprintf(who, sizeof who, "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0)
+                return -errno;
+        int r = st_pwrite_full(fd, who, (size_t)n, 0);
+        if (r < 0)
+                return r;
+        s->serve_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_recovery,
+                           st_store **ret, st_diag *reterr) {
         _cleanup_free_ uint8_t *fmt = NULL, *ibuf = NULL;
         size_t fmt_len, ilen = 0;
         int r;
-        if (flags & ST_STORE_CREATE) {
-                r = st_store_init(dir, NULL);
-                if (r < 0 && r != -EEXIST)
-                        return r;
-        }
         st_store *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->dirfd = s->packs_fd = s->manifests_fd = s->refs_fd = s->deltas_fd = s->lock_fd = -EBADF;
+        s->serve_fd = -EBADF;
         pthread_rwlock_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_mutex_init(&s->bufs_lock, NULL);
         pthread_mutex_init(&s->cache_lock, NULL);
-        s->flags = flags & (ST_STORE_RDONLY | ST_STORE_SHARED);
+        s->flags = flags & (ST_STORE_RDONLY | ST_STORE_SHARED | ST_STORE_NOINDEX | ST_STORE_NOWAIT);
         s->next_pack_id = 1;
 
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -331,23 +476,9 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 diag(reterr, "lock", ST_DIAG_NO_OFFSET, "cannot open the lock file");
                 goto fail;
         }
-        /* A writer fails fast rather than queueing behind a daemon; a SHARED
-         * opener takes the lock exclusively first, in case it must recover,
-         * and shares it once the store is clean. */
-        if ((s->flags & ST_STORE_SHARED) && flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-                /* Others share it (the daemon): the store is clean, since
-                 * whoever took it first recovered it; join them. */
-                s->shared_only = true;
-        }
-        if (!(s->flags & ST_STORE_SHARED) &&
-            flock(s->lock_fd, (s->flags & ST_STORE_RDONLY) ? LOCK_SH : LOCK_EX | LOCK_NB) < 0) {
-                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-                diag(reterr, "lock", ST_DIAG_NO_OFFSET,
-                     r == -EBUSY ? "the store is in use by another process (stellar serve, or an "
-                                   "import or gc still running)"
-                                 : "cannot lock the store");
+        r = store_lock(s, reterr);
+        if (r < 0)
                 goto fail;
-        }
         static const char *const dirs[] = { "packs", "manifests", "refs", "deltas" };
         int *fds[] = { &s->packs_fd, &s->manifests_fd, &s->refs_fd, &s->deltas_fd };
         for (size_t i = 0; i < 4; i++) {
@@ -363,7 +494,13 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 r = -ENOMEM;
                 goto fail;
         }
+        if (s->flags & ST_STORE_NOINDEX) {
+                *ret = s;
+                return 0;
+        }
 
+        /* Read under the lock: what a writer that finished while we waited
+         * wrote is what we see. */
         bool need_recovery = faccessat(s->dirfd, "dirty", F_OK, 0) == 0;
         r = st_read_file(s->dirfd, "index", SIZE_MAX, &ibuf, &ilen);
         if (r == -ENOENT)
@@ -380,13 +517,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
                 }
                 if (r < 0) {
                         /* A damaged index is rebuilt from the packs alone. */
-                        index_free(s->idx);
-                        s->idx = index_new();
-                        free(s->packs);
-                        s->packs = NULL;
-                        s->n_packs = 0;
-                        s->next_pack_id = 1;
-                        s->unique_bytes = s->stored_bytes = 0;
+                        store_reset_index(s);
                         if (!s->idx) {
                                 r = -ENOMEM;
                                 goto fail;
@@ -396,25 +527,83 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
         }
         for (size_t i = 0; i < s->n_packs; i++)
                 s->packs[i].fd = -EBADF;
-        r = store_open_packs(s, reterr);
-        if (r < 0)
+        bool stale;
+        r = store_open_packs(s, &stale);
+        if (r < 0) {
+                diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot open the packs");
                 goto fail;
+        }
+        if (stale) {
+                /* Packs the index lists are gone: its entries cannot be
+                 * trusted; every pack is read again instead. */
+                bool lost = false;
+                for (size_t i = 0; i < s->n_packs; i++)
+                        if (s->packs[i].fd < 0) {
+                                uint32_t *t = realloc(s->lost_packs,
+                                                      (s->n_lost_packs + 1) * sizeof *t);
+                                if (t) {
+                                        s->lost_packs = t;
+                                        t[s->n_lost_packs++] = s->packs[i].id;
+                                }
+                                lost = true;
+                        }
+                if (lost) {
+                        store_reset_index(s);
+                        if (!s->idx) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                }
+                need_recovery = true;
+        }
+        if (need_recovery && ret_wants_recovery && (s->flags & ST_STORE_SHARED) &&
+            !(s->flags & ST_STORE_RDONLY)) {
+                /* The caller may recover it with the store to itself, then
+                 * open again. */
+                *ret_wants_recovery = true;
+                st_store_close(s);
+                return 0;
+        }
         if (need_recovery) {
-                s->dirty_marked = !(s->flags & ST_STORE_RDONLY);
+                /* Only a process holding the store to itself writes what it
+                 * finds; readers and SHARED openers catch up in memory. */
+                s->dirty_marked = store_files_writable(s);
                 r = store_recover(s, reterr);
                 if (r < 0)
                         goto fail;
         }
-        if ((s->flags & ST_STORE_SHARED) && flock(s->lock_fd, LOCK_SH) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        s->shared_only = false;
         *ret = s;
         return 0;
 fail:
         st_store_close(s);
         return r;
+}
+
+int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *reterr) {
+        int r;
+        if (flags & ST_STORE_CREATE) {
+                r = st_store_init(dir, NULL);
+                if (r < 0 && r != -EEXIST) {
+                        diag(reterr, dir, ST_DIAG_NO_OFFSET,
+                             r == -ENOTEMPTY ? "not a store, and not empty: will not make it one"
+                                             : "cannot create a store here");
+                        return r;
+                }
+        }
+        if ((flags & ST_STORE_SHARED) && !(flags & (ST_STORE_RDONLY | ST_STORE_NOINDEX))) {
+                bool wants = false;
+                r = store_open_once(dir, flags, &wants, ret, reterr);
+                if (r < 0 || !wants)
+                        return r;
+                /* Recover with the store to ourselves if nobody shares it (a
+                 * daemon does: then catch up in memory), then open shared. */
+                st_store *x;
+                r = store_open_once(dir, flags & ~(ST_STORE_SHARED | ST_STORE_NOWAIT), NULL, &x,
+                                    NULL);
+                if (r == 0)
+                        st_store_close(x);
+        }
+        return store_open_once(dir, flags, NULL, ret, reterr);
 }
 
 st_store *st_store_close(st_store *s) {
@@ -426,6 +615,7 @@ st_store *st_store_close(st_store *s) {
                 if (s->packs[i].fd >= 0)
                         close(s->packs[i].fd);
         free(s->packs);
+        free(s->lost_packs);
         index_free(s->idx);
         st_pool_free(s->pool);
         store_cache_free(s);
@@ -439,6 +629,8 @@ st_store *st_store_close(st_store *s) {
         for (size_t i = 0; i < 4; i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
+        if (s->serve_fd >= 0)
+                close(s->serve_fd);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dirfd >= 0)

@@ -127,7 +127,8 @@ int st_list_dir(int dirfd, bool (*keep)(const char *name), char ***ret, size_t *
         int r = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!keep(de->d_name))
+                if (keep ? !keep(de->d_name)
+                         : !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;

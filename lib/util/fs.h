@@ -20,6 +20,6 @@ int st_fsync_dir(int dirfd);
 /* Grow a byte buffer to at least need bytes (exactly need when it grows).
  * Returns 0 or -ENOMEM (then *p and *cap are unchanged). */
 int st_buf_grow(uint8_t **p, size_t *cap, size_t need);
-/* The names in dirfd that keep() accepts, sorted; free with st_names_free. */
+/* Sorted names in dirfd that keep() accepts (every name but . and .. if keep is NULL). */
 int st_list_dir(int dirfd, bool (*keep)(const char *name), char ***ret, size_t *ret_n);
 void st_names_free(char **names, size_t n);

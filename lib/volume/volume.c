@@ -9,10 +9,13 @@
  * store_read_chunk. Operations that change the store take its write mutex.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <stellar/volume.h>
 
@@ -32,6 +35,7 @@ struct st_volume {
         store_chain chain;
         delta d;
         bool writable;
+        int lock_fd; /* deltas/NAME.lock, flock()ed while open for writing */
         pthread_rwlock_t lock;
         struct st_volume *next_open; /* the store's list of open writable volumes */
 };
@@ -74,12 +78,37 @@ bool st_volume_writable(const st_volume *v) {
         return v->writable;
 }
 
+/* One writer per volume across processes (two daemons, or a daemon and a
+ * commit): each would hand out delta slots and journal numbers on its own
+ * and lose the other's writes. The lock dies with its holder. */
+static int lock_volume(st_store *s, const char *name, int *ret_fd, st_diag *reterr) {
+        char file[REF_NAME_MAX + 16], path[REF_NAME_MAX + 24];
+        snprintf(file, sizeof file, "%s.lock", name);
+        snprintf(path, sizeof path, "deltas/%s", file);
+        int fd = openat(s->deltas_fd, file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return st_diag_fail(reterr, path, ST_DIAG_NO_OFFSET, "cannot open the volume's lock",
+                                    -errno);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                close(fd);
+                return st_diag_fail(reterr, path, ST_DIAG_NO_OFFSET,
+                                    r == -EBUSY ? "the volume is open for writing by another "
+                                                  "process (stellar serve?)"
+                                                : "cannot lock the volume",
+                                    r);
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
 int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **ret,
                    st_diag *reterr) {
         st_volume *v = calloc(1, sizeof *v);
         if (!v)
                 return -ENOMEM;
         v->s = s;
+        v->lock_fd = -1;
         v->d = (delta){ .data_fd = -1, .map_fd = -1 };
         snprintf(v->name, sizeof v->name, "%s", name);
         int r = store_ref_load(s, name, &v->ref, reterr);
@@ -105,6 +134,14 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
                                             "volume already open for writing", r);
                 }
         }
+        if (v->writable) {
+                r = lock_volume(s, name, &v->lock_fd, reterr);
+                if (r < 0) {
+                        open_list_remove(v);
+                        free(v);
+                        return r;
+                }
+        }
         r = store_chain_get(s, &v->ref.manifest, &v->chain, reterr);
         if (r == 0 && v->ref.kind == ST_KIND_VOLUME) {
                 r = delta_open(s->deltas_fd, name, v->ref.ctime_ns,
@@ -116,6 +153,8 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
         if (r < 0) {
                 if (v->writable)
                         open_list_remove(v);
+                if (v->lock_fd >= 0)
+                        close(v->lock_fd);
                 store_chain_put(s, &v->chain);
                 free(v);
                 return r;
@@ -133,6 +172,8 @@ st_volume *st_volume_close(st_volume *v) {
                 open_list_remove(v);
         }
         delta_close(&v->d);
+        if (v->lock_fd >= 0)
+                close(v->lock_fd); /* after the last write is flushed */
         store_chain_put(v->s, &v->chain);
         pthread_rwlock_destroy(&v->lock);
         free(v);
@@ -451,7 +492,8 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
                 pthread_rwlock_wrlock(&s->lock);
                 if (is_new)
                         store_manifest_count_refs(s, m, +1);
-                r = flatten ? store_prune_manifests(s, false, NULL) : 0;
+                /* held back (1) when something is unreadable: pruned later */
+                r = flatten ? ST_MIN(store_prune_manifests(s, false, NULL, NULL), 0) : 0;
                 if (r == 0)
                         r = store_commit(s);
                 pthread_rwlock_unlock(&s->lock);
@@ -556,6 +598,12 @@ static int derive(st_store *s, const char *src, const char *dst, st_kind kind) {
                 return r;
         if (kind == ST_KIND_SNAPSHOT && from.kind != ST_KIND_VOLUME)
                 return -EINVAL;
+        /* A name over manifests that cannot be read would be a second broken
+         * name; the lock we hold keeps them from being pruned after this. */
+        store_chain c;
+        if (store_chain_get(s, &from.manifest, &c, NULL) < 0)
+                return -EBADMSG;
+        store_chain_put(s, &c);
         store_ref ref = { .kind = (uint32_t)kind, .size = from.size, .ctime_ns = store_now_ns(),
                           .manifest = from.manifest };
         snprintf(ref.parent, sizeof ref.parent, "%s", src);

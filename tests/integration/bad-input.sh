@@ -97,7 +97,7 @@ printf '\x07' | dd of="$pack" bs=1 seek=8 conv=notrunc status=none
 expect_fail "unknown pack format version" st fsck
 restore
 printf '\x07' | dd of="$STELLAR_STORE/index" bs=1 seek=8 conv=notrunc status=none
-expect_fail "index at offset 8: unknown index format version" st ls
+expect_fail "index at offset 8: unknown index format version" st stats
 restore
 printf '\x07' | dd of="$STELLAR_STORE/format" bs=1 seek=8 conv=notrunc status=none
 expect_fail "format at offset 8: unknown store format version" st ls

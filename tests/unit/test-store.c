@@ -108,13 +108,13 @@ static void test_roundtrip_and_refs(void) {
         ST_CHECK(stats.referenced_bytes == 2 * ra.data_bytes + (1 << 20));
 
         /* rm a: nothing is freed (b shares everything); rm b: a's chunks go */
-        ST_CHECK_ERR(st_store_remove(s, "a"), 0);
-        ST_CHECK_ERR(st_store_remove(s, "a"), -ENOENT);
+        ST_CHECK_ERR(st_store_remove(s, "a", NULL), 0);
+        ST_CHECK_ERR(st_store_remove(s, "a", NULL), -ENOENT);
         st_gc_result g;
-        ST_CHECK_ERR(st_store_gc(s, NULL, &g), 0);
+        ST_CHECK_ERR(st_store_gc(s, NULL, &g, NULL), 0);
         ST_CHECK(g.chunks_freed == 0);
-        ST_CHECK_ERR(st_store_remove(s, "b"), 0);
-        ST_CHECK_ERR(st_store_gc(s, NULL, &g), 0);
+        ST_CHECK_ERR(st_store_remove(s, "b", NULL), 0);
+        ST_CHECK_ERR(st_store_gc(s, NULL, &g, NULL), 0);
         ST_CHECK(g.chunks_freed == ra.n_new && g.bytes_freed > 0);
         ST_CHECK(fsck_errors(s) == 0);
         ST_CHECK_ERR(st_store_export(s, "c", path("c.out"), NULL, NULL), 0);

@@ -209,7 +209,7 @@ static void test_deep_chain(void) {
         ST_CHECK(flattened >= 1);
         verify_range(&m, 0, SIZE);
         st_volume_close(m.v);
-        ST_CHECK_ERR(st_store_remove(s, "deep"), 0);
+        ST_CHECK_ERR(st_store_remove(s, "deep", NULL), 0);
         free(m.bytes);
 }
 
@@ -262,9 +262,9 @@ int main(int argc, char **argv) {
         verify_all("fsck at the end");
         /* Removing a volume others were cloned or snapshotted from keeps
          * their data; gc then frees only what nothing uses. */
-        ST_CHECK_ERR(st_store_remove(s, "vol"), 0);
+        ST_CHECK_ERR(st_store_remove(s, "vol", NULL), 0);
         st_gc_result g;
-        ST_CHECK_ERR(st_store_gc(s, NULL, &g), 0);
+        ST_CHECK_ERR(st_store_gc(s, NULL, &g, NULL), 0);
         for (int i = 0; i < n_vols; i++)
                 if (strcmp(vols[i].name, "vol") != 0)
                         verify_range(&vols[i], 0, SIZE);
