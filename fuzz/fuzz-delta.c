@@ -345,12 +345,12 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta ro, rw;
         model_replay(&m, map, map_len, has_data, data_size / DELTA_BLOCK);
 
-        int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro);
+        int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == m.rc);
         if (r < 0) {
-                FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw) == r);
+                FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw, NULL) == r);
                 goto out;
         }
         FUZZ_ASSERT(!m.live || ro.n_slots == m.n_slots);
@@ -358,7 +358,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta_close(&ro);
         FUZZ_ASSERT(map_size() == (off_t)map_len); /* read-only: nothing cut */
 
-        r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw);
+        r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw, NULL);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == 0);
@@ -366,14 +366,14 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         if (m.live) /* the torn tail is gone */
                 FUZZ_ASSERT(map_size() == (off_t)m.map_len);
 
-        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro) == 0);
+        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 
         /* Write on top, then replay what that wrote. */
         exercise(&rw, &m);
         delta_close(&rw); /* LeakSanitizer checks that this frees everything */
-        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro) == 0);
+        FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 out:

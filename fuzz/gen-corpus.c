@@ -499,7 +499,7 @@ static void gen_delta(void) {
         } while (0)
 
         /* Runs, rewrites of durable and of unflushed blocks, zeros, in three flushes. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
         block_of(buf, 4, 0);
         OK(delta_write(&d, 0, 4, buf));
         OK(delta_flush(&d));
@@ -550,14 +550,14 @@ static void gen_delta(void) {
         free(map);
 
         /* Emptied after a commit: the header alone. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
         OK(delta_reset(&d));
         delta_take(&d, dfd, &map, &len, &units);
         put_delta("empty", map, len, units);
         free(map);
 
         /* More records than replay reads at once (256). */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d));
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
         for (uint64_t i = 0; i < 300; i++) {
                 uint64_t b = (i * 7) % 40;
                 if (i % 9 == 4)

@@ -11,12 +11,13 @@
 #include <stellar/hash.h>
 
 #include "../util/cleanup.h"
+#include "../util/diag.h"
 #include "../util/fs.h"
 #include "../util/le.h"
 #include "delta.h"
 
 #define MAP_MAGIC "STDELTA\0"
-#define MAP_VERSION 1u
+#define MAP_VERSION 2u /* 1: no flush marks, no header check; still read */
 #define MAP_HEADER_LEN 32u
 #define MAP_RECORD_LEN 32u
 #define UNFLUSHED (1ull << 63)
@@ -174,6 +175,28 @@ static uint64_t record_check(const uint8_t *rec, uint64_t tag) {
         return st_le64_get(h.b);
 }
 
+/* A version 2 flush ends with a commit record: block COMMIT_BLOCK, value the
+ * number of records before it in the flush, its own sequence number, and a
+ * check over those records' bytes, its first 24 bytes and the tag. */
+#define COMMIT_BLOCK UINT64_MAX
+
+static uint64_t commit_check(const st_hasher *batch, const uint8_t *rec, uint64_t tag) {
+        st_hasher h = *batch;
+        uint8_t t[8];
+        st_le64_put(t, tag);
+        st_hasher_update(&h, rec, 24);
+        st_hasher_update(&h, t, 8);
+        st_digest d;
+        st_hasher_final(&h, &d);
+        return st_le64_get(d.b);
+}
+
+static uint64_t header_check(const uint8_t *hdr) {
+        st_digest h;
+        st_hash(hdr, 24, &h);
+        return st_le64_get(h.b);
+}
+
 static void file_name(const delta *d, const char *ext, char out[300]) {
         snprintf(out, 300, "%s.%s", d->name, ext);
 }
@@ -184,6 +207,7 @@ static void header_encode(uint8_t out[MAP_HEADER_LEN], uint64_t tag) {
         st_le32_put(out + 8, MAP_VERSION);
         st_le32_put(out + 12, MAP_HEADER_LEN);
         st_le64_put(out + 16, tag);
+        st_le64_put(out + 24, header_check(out));
 }
 
 /* Create (or replace) the two files, empty. */
@@ -213,68 +237,224 @@ static int delta_create(delta *d) {
         d->n_slots = 0;
         d->map_len = MAP_HEADER_LEN;
         d->seq = 0;
+        d->version = MAP_VERSION;
         return st_fsync_dir(d->dirfd);
 }
 
-static int replay(delta *d, bool rdonly) {
+/* Reads the journal's records in runs of RUN. */
+#define RUN 256
+typedef struct reader {
+        int fd;
+        uint64_t len, buf_off; /* file length; offset of buf[0] */
+        size_t buf_len;
+        uint8_t buf[MAP_RECORD_LEN * RUN];
+} reader;
+
+/* The record at off (a multiple of 32 past the header), or NULL past the
+ * last whole record; *ret_r gets a read error. */
+static const uint8_t *reader_at(reader *rd, uint64_t off, int *ret_r) {
+        if (off + MAP_RECORD_LEN > rd->len)
+                return NULL;
+        if (off < rd->buf_off || off + MAP_RECORD_LEN > rd->buf_off + rd->buf_len) {
+                size_t n = (size_t)ST_MIN((uint64_t)sizeof rd->buf,
+                                          (rd->len - off) / MAP_RECORD_LEN * MAP_RECORD_LEN);
+                int r = st_pread_full(rd->fd, rd->buf, n, off);
+                if (r < 0) {
+                        *ret_r = r;
+                        return NULL;
+                }
+                rd->buf_off = off;
+                rd->buf_len = n;
+        }
+        return rd->buf + (off - rd->buf_off);
+}
+
+static uint64_t rec_seq(uint64_t off) {
+        return (off - MAP_HEADER_LEN) / MAP_RECORD_LEN;
+}
+
+static bool rec_intact(const uint8_t *rec, uint64_t off, uint64_t tag) {
+        return st_le64_get(rec + 16) == rec_seq(off) && st_le64_get(rec + 24) == record_check(rec, tag);
+}
+
+static int damaged(const delta *d, st_diag *reterr, uint64_t off, const char *what) {
+        char file[300];
+        snprintf(file, sizeof file, "deltas/%s.map", d->name);
+        return st_diag_fail(reterr, file, off, what, -EBADMSG);
+}
+
+/* Does a whole, verified flush start at or after 'from' (version 2)? Then
+ * the bad record before it was durable once: damage, not a torn tail. */
+static int later_flush_v2(const delta *d, reader *rd, uint64_t from, bool *ret) {
+        int r = 0;
+        *ret = false;
+        for (uint64_t off = from; !*ret; off += MAP_RECORD_LEN) {
+                const uint8_t *rec = reader_at(rd, off, &r);
+                if (!rec)
+                        return r;
+                if (st_le64_get(rec) != COMMIT_BLOCK || st_le64_get(rec + 16) != rec_seq(off))
+                        continue;
+                uint64_t n = st_le64_get(rec + 8);
+                if (n > (off - from) / MAP_RECORD_LEN)
+                        continue; /* it would cover the bad record */
+                uint8_t commit[MAP_RECORD_LEN];
+                memcpy(commit, rec, sizeof commit);
+                st_hasher h;
+                st_hasher_init(&h);
+                bool ok = true;
+                for (uint64_t o = off - n * MAP_RECORD_LEN; ok && o < off; o += MAP_RECORD_LEN) {
+                        const uint8_t *x = reader_at(rd, o, &r);
+                        if (!x)
+                                return r ? r : -EIO;
+                        ok = rec_intact(x, o, d->tag) && st_le64_get(x) != COMMIT_BLOCK;
+                        st_hasher_update(&h, x, MAP_RECORD_LEN);
+                }
+                *ret = ok && st_le64_get(commit + 24) == commit_check(&h, commit, d->tag);
+        }
+        return 0;
+}
+
+/* Version 1 had no flush marks: an intact record after the bad one is the
+ * best sign that the bad one was durable. */
+static int later_record_v1(const delta *d, reader *rd, uint64_t from, bool *ret) {
+        int r = 0;
+        *ret = false;
+        for (uint64_t off = from; !*ret; off += MAP_RECORD_LEN) {
+                const uint8_t *rec = reader_at(rd, off, &r);
+                if (!rec)
+                        return r;
+                *ret = rec_intact(rec, off, d->tag);
+        }
+        return 0;
+}
+
+/* Find where the durable journal ends: *ret_end. Records past it are the
+ * torn tail of an unfinished flush; a bad record followed by a durable
+ * flush is damage (-EBADMSG, *reterr naming its offset). */
+static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr) {
+        uint64_t off = MAP_HEADER_LEN, end = MAP_HEADER_LEN, n_batch = 0;
+        st_hasher h;
+        st_hasher_init(&h);
+        int r = 0;
+        for (;; off += MAP_RECORD_LEN) {
+                const uint8_t *rec = reader_at(rd, off, &r);
+                if (!rec)
+                        break;
+                if (d->version == 1) {
+                        if (!rec_intact(rec, off, d->tag))
+                                break;
+                        end = off + MAP_RECORD_LEN;
+                } else if (st_le64_get(rec) == COMMIT_BLOCK) {
+                        if (st_le64_get(rec + 16) != rec_seq(off) ||
+                            st_le64_get(rec + 8) != n_batch ||
+                            st_le64_get(rec + 24) != commit_check(&h, rec, d->tag))
+                                break;
+                        end = off + MAP_RECORD_LEN;
+                        n_batch = 0;
+                        st_hasher_init(&h);
+                } else {
+                        if (!rec_intact(rec, off, d->tag))
+                                break;
+                        st_hasher_update(&h, rec, MAP_RECORD_LEN);
+                        n_batch++;
+                }
+        }
+        if (r < 0)
+                return r;
+        if (off + MAP_RECORD_LEN <= rd->len) {
+                /* Stopped at a bad record: torn, or damaged? */
+                bool later = false;
+                r = d->version == 1 ? later_record_v1(d, rd, off + MAP_RECORD_LEN, &later)
+                                    : later_flush_v2(d, rd, off + MAP_RECORD_LEN, &later);
+                if (r < 0)
+                        return r;
+                if (later)
+                        return damaged(d, reterr, off,
+                                       "damaged journal record before later durable ones");
+        }
+        *ret_end = end;
+        return 0;
+}
+
+static int replay(delta *d, bool rdonly, st_diag *reterr) {
         struct stat st;
         if (fstat(d->map_fd, &st) < 0)
                 return -errno;
         uint64_t len = (uint64_t)st.st_size;
         uint8_t hdr[MAP_HEADER_LEN];
-        if (len < MAP_HEADER_LEN || st_pread_full(d->map_fd, hdr, sizeof hdr, 0) < 0 ||
-            memcmp(hdr, MAP_MAGIC, 8) != 0 || st_le64_get(hdr + 16) != d->tag)
-                return 1; /* not ours, or torn at creation: empty */
-        if (st_le32_get(hdr + 8) != MAP_VERSION)
+        if (len < MAP_HEADER_LEN)
+                return damaged(d, reterr, len, "journal shorter than its header");
+        int r = st_pread_full(d->map_fd, hdr, sizeof hdr, 0);
+        if (r < 0)
+                return r;
+        if (memcmp(hdr, MAP_MAGIC, 8) != 0)
+                return damaged(d, reterr, 0, "bad journal magic");
+        d->version = st_le32_get(hdr + 8);
+        if (d->version != 1 && d->version != MAP_VERSION) {
+                (void)damaged(d, reterr, 8, "unknown journal version");
                 return -EPROTONOSUPPORT;
-        if (st_le32_get(hdr + 12) != MAP_HEADER_LEN || st_le64_get(hdr + 24) != 0)
-                return -EBADMSG;
-        if (fstat(d->data_fd, &st) < 0)
-                return -errno;
-        d->n_slots = (uint64_t)st.st_size / DELTA_BLOCK;
-        /* Which block holds each slot: a record that names a slot another
-         * block holds is damage (a correct writer never shares a slot). */
-        uint64_t *owner = malloc((d->n_slots ? d->n_slots : 1) * sizeof *owner);
-        if (!owner)
-                return -ENOMEM;
-        memset(owner, 0xff, (d->n_slots ? d->n_slots : 1) * sizeof *owner);
-        uint64_t off = MAP_HEADER_LEN;
-        uint8_t buf[MAP_RECORD_LEN * 256];
-        while (off + MAP_RECORD_LEN <= len) {
-                size_t n = (size_t)ST_MIN((uint64_t)sizeof buf, (len - off) / MAP_RECORD_LEN * MAP_RECORD_LEN);
-                int r = st_pread_full(d->map_fd, buf, n, off);
-                if (r < 0) {
-                        free(owner);
-                        return r;
-                }
-                for (size_t i = 0; i < n; i += MAP_RECORD_LEN) {
-                        const uint8_t *rec = buf + i;
-                        uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
-                        if (st_le64_get(rec + 16) != d->seq ||
-                            st_le64_get(rec + 24) != record_check(rec, d->tag) ||
-                            block >= d->max_blocks ||
-                            (val != DELTA_ZERO && (val >= d->n_slots ||
-                                                   (owner[val] != EMPTY && owner[val] != block))))
-                                goto torn;
-                        uint64_t *old = map_slot(d, block);
-                        if (old && *old != DELTA_ZERO)
-                                owner[*old] = EMPTY;
-                        if (val != DELTA_ZERO)
-                                owner[val] = block;
-                        if ((r = map_put(d, block, val)) < 0) {
-                                free(owner);
-                                return r;
-                        }
-                        d->seq++;
-                        off += MAP_RECORD_LEN;
-                }
         }
-torn:
+        if (st_le32_get(hdr + 12) != MAP_HEADER_LEN)
+                return damaged(d, reterr, 12, "bad journal header length");
+        if (d->version == 1 ? st_le64_get(hdr + 24) != 0 : st_le64_get(hdr + 24) != header_check(hdr))
+                return damaged(d, reterr, 24, "journal header checksum mismatch");
+        if (st_le64_get(hdr + 16) != d->tag)
+                return 1; /* a delta of an earlier volume of this name: not ours */
+        d->n_slots = 0;
+        if (d->data_fd >= 0) {
+                if (fstat(d->data_fd, &st) < 0)
+                        return -errno;
+                d->n_slots = (uint64_t)st.st_size / DELTA_BLOCK;
+        }
+        reader *rd = malloc(sizeof *rd);
+        if (!rd)
+                return -ENOMEM;
+        *rd = (reader){ .fd = d->map_fd, .len = len };
+        uint64_t end;
+        r = journal_end(d, rd, &end, reterr);
+        /* Which block holds each slot: a durable record that names a slot
+         * another block holds, or one past the data file, is damage (a
+         * correct writer never shares a slot, and makes data durable before
+         * the record that names it). */
+        uint64_t *owner = r < 0 ? NULL : malloc((d->n_slots ? d->n_slots : 1) * sizeof *owner);
+        if (r == 0 && !owner)
+                r = -ENOMEM;
+        if (owner)
+                memset(owner, 0xff, (d->n_slots ? d->n_slots : 1) * sizeof *owner);
+        for (uint64_t off = MAP_HEADER_LEN; r == 0 && off < end; off += MAP_RECORD_LEN) {
+                const uint8_t *rec = reader_at(rd, off, &r);
+                if (!rec)
+                        break;
+                uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
+                d->seq++;
+                if (d->version != 1 && block == COMMIT_BLOCK)
+                        continue;
+                if (block >= d->max_blocks)
+                        r = damaged(d, reterr, off, "journal record names a block past the volume");
+                else if (val != DELTA_ZERO && val >= d->n_slots)
+                        r = damaged(d, reterr, off,
+                                    "journal record names a slot past the end of the data file "
+                                    "(the data file lost bytes)");
+                else if (val != DELTA_ZERO && owner[val] != EMPTY && owner[val] != block)
+                        r = damaged(d, reterr, off,
+                                    "journal record names a slot another block holds");
+                if (r < 0)
+                        break;
+                uint64_t *old = map_slot(d, block);
+                if (old && *old != DELTA_ZERO)
+                        owner[*old] = EMPTY;
+                if (val != DELTA_ZERO)
+                        owner[val] = block;
+                r = map_put(d, block, val);
+        }
         free(owner);
+        free(rd);
+        if (r < 0)
+                return r;
         /* A torn tail is the unfinished flush of a crashed writer: drop it. */
-        if (off < len && !rdonly && ftruncate(d->map_fd, (off_t)off) < 0)
+        if (end < len && !rdonly && ftruncate(d->map_fd, (off_t)end) < 0)
                 return -errno;
-        d->map_len = off;
+        d->map_len = end;
         /* Slots no record names (written, never journalled) are free too. */
         uint8_t *used = calloc(d->n_slots ? d->n_slots : 1, 1);
         if (!used)
@@ -283,7 +463,7 @@ torn:
                 if (d->keys[i] != EMPTY && d->vals[i] != DELTA_ZERO)
                         used[d->vals[i]] = 1;
         d->n_free = 0;
-        int r = 0;
+        r = 0;
         for (uint64_t sl = 0; r == 0 && sl < d->n_slots; sl++)
                 if (!used[sl])
                         r = push(&d->free_slots, &d->n_free, &d->cap_free, sl);
@@ -292,7 +472,7 @@ torn:
 }
 
 int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, bool rdonly,
-               delta *ret) {
+               delta *ret, st_diag *reterr) {
         delta d = { .dirfd = dirfd, .tag = tag, .max_blocks = max_blocks, .data_fd = -1,
                     .map_fd = -1 };
         snprintf(d.name, sizeof d.name, "%s", name);
@@ -300,26 +480,29 @@ int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, b
         file_name(&d, "data", dn);
         file_name(&d, "map", mn);
         int flags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-        d.map_fd = openat(dirfd, mn, flags);
-        d.data_fd = openat(dirfd, dn, flags);
         int r = 0;
-        if (d.map_fd >= 0 && d.data_fd >= 0) {
-                r = replay(&d, rdonly);
-                if (r == 1) { /* foreign or torn at birth: start over on first write */
+        d.map_fd = openat(dirfd, mn, flags);
+        if (d.map_fd < 0 && errno != ENOENT)
+                r = -errno;
+        if (r == 0 && d.map_fd >= 0) {
+                /* A journal without its data file: replay finds whether any
+                 * record needed it (then the loss is reported, not hidden). */
+                d.data_fd = openat(dirfd, dn, flags | (rdonly ? 0 : O_CREAT), 0644);
+                if (d.data_fd < 0 && errno != ENOENT)
+                        r = -errno;
+        }
+        if (r == 0 && d.map_fd >= 0) {
+                r = replay(&d, rdonly, reterr);
+                if (r == 0 && d.data_fd < 0 && d.map_len > MAP_HEADER_LEN && d.count > 0 &&
+                    !rdonly)
+                        r = -EIO; /* unreachable: O_CREAT made it */
+                if (r == 1) { /* an earlier volume's: start over on the first write */
                         delta_close(&d);
                         d = (delta){ .dirfd = dirfd, .tag = tag, .max_blocks = max_blocks,
                                      .data_fd = -1, .map_fd = -1 };
                         snprintf(d.name, sizeof d.name, "%s", name);
                         r = 0;
                 }
-        } else if ((d.map_fd < 0 && errno != ENOENT) || (d.data_fd < 0 && errno != ENOENT))
-                r = -errno;
-        else {
-                if (d.map_fd >= 0)
-                        close(d.map_fd);
-                if (d.data_fd >= 0)
-                        close(d.data_fd);
-                d.map_fd = d.data_fd = -1;
         }
         if (r < 0) {
                 delta_close(&d);
@@ -465,18 +648,41 @@ int delta_zero(delta *d, uint64_t block, size_t n) {
         return r;
 }
 
+/* Close the flush's records with a commit record (version 2). */
+static int journal_commit(delta *d) {
+        size_t n = d->jlen / MAP_RECORD_LEN;
+        if (d->version == 1 || n == 0)
+                return 0;
+        st_hasher h;
+        st_hasher_init(&h);
+        st_hasher_update(&h, d->jbuf, d->jlen);
+        int r = journal(d, COMMIT_BLOCK, n);
+        if (r < 0)
+                return r;
+        uint8_t *rec = d->jbuf + d->jlen - MAP_RECORD_LEN;
+        st_le64_put(rec + 24, commit_check(&h, rec, d->tag));
+        return 0;
+}
+
 int delta_flush(delta *d) {
         if (d->map_fd < 0 || (d->jlen == 0 && !d->data_dirty))
                 return 0;
         if (d->data_dirty && fdatasync(d->data_fd) < 0)
                 return -errno;
         d->data_dirty = false;
+        size_t records = d->jlen;
+        int k = journal_commit(d);
+        if (k < 0)
+                return k;
         if (d->jlen > 0) {
                 int r = st_pwrite_full(d->map_fd, d->jbuf, d->jlen, d->map_len);
-                if (r < 0)
+                if (r == 0 && fdatasync(d->map_fd) < 0)
+                        r = -errno;
+                if (r < 0) {
+                        /* A retry rewrites the same records with a fresh commit. */
+                        d->jlen = records;
                         return r;
-                if (fdatasync(d->map_fd) < 0)
-                        return -errno;
+                }
                 d->map_len += d->jlen;
                 d->seq += d->jlen / MAP_RECORD_LEN;
                 d->jlen = 0;

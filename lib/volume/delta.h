@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stellar/common.h>
+
 #define DELTA_BLOCK 4096u
 #define DELTA_ZERO (1ull << 62) /* the block reads as zeros (above any slot; bit 63 is a flag in memory) */
 
@@ -45,16 +47,21 @@ typedef struct delta {
         uint64_t *touched, *pending_free, *free_slots;
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
+        uint32_t version; /* of the journal: 1 (no flush marks) or 2 */
 } delta;
 
-/* Open (replaying the journal) the delta of volume 'name' in dirfd. Missing
- * files are an empty delta; files are created on the first write unless
- * rdonly. A journal with another tag is treated as empty (and replaced on
- * the first write). Replay ends at the first record that is torn, names a
- * block at or past max_blocks, or names a slot another block holds.
- * -EBADMSG for a damaged header, -EPROTONOSUPPORT for an unknown version. */
+/* Open (replaying the journal) the delta of volume 'name' in dirfd. A
+ * missing journal is an empty delta; files are created on the first write
+ * unless rdonly. A journal with another tag (an earlier volume's of the same
+ * name) is treated as empty and replaced on the first write. Replay keeps
+ * every flush that is whole and cuts the torn tail of an unfinished one
+ * (unless rdonly). It fails with -EBADMSG, *reterr naming the offset in
+ * deltas/NAME.map, for damage: a bad header, a bad record followed by a later
+ * durable flush, or a durable record naming a block past max_blocks, a slot
+ * past the data file or a slot another block holds. -EPROTONOSUPPORT for an
+ * unknown version. */
 int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, bool rdonly,
-               delta *ret);
+               delta *ret, st_diag *reterr);
 void delta_close(delta *d);
 
 /* The first block >= from that the delta holds, or limit if none below it.

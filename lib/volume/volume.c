@@ -145,8 +145,9 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
         r = store_chain_get(s, &v->ref.manifest, &v->chain, reterr);
         if (r == 0 && v->ref.kind == ST_KIND_VOLUME) {
                 r = delta_open(s->deltas_fd, name, v->ref.ctime_ns,
-                               (v->ref.size + DELTA_BLOCK - 1) / DELTA_BLOCK, !v->writable, &v->d);
-                if (r < 0)
+                               (v->ref.size + DELTA_BLOCK - 1) / DELTA_BLOCK, !v->writable, &v->d,
+                               reterr);
+                if (r < 0 && (!reterr || !reterr->what))
                         (void)st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
                                            "cannot open the volume's delta", r);
         }
