@@ -3,12 +3,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stellar/volume.h>
+
 #include "cli.h"
 
 static const char usage[] =
         "Usage: stellar fsck [--json] [--quiet]\n\n"
         "Read every chunk in every pack and check it against its hash; check every\n"
-        "manifest, every reference and every reference count. Changes nothing.\n"
+        "manifest, every reference and every reference count, and replay every\n"
+        "volume's delta journal (damage there is an error; the torn end of an\n"
+        "unfinished flush is not). Changes nothing.\n"
         "Prints each problem as FILE:OFFSET: message (the first 50 errors and 20\n"
         "warnings; no warnings with --quiet). Exit status 1 if any error was found (warnings, such as\n"
         "unreferenced chunks that gc will free, do not count).\n";
@@ -53,6 +57,8 @@ int cmd_fsck(cli *c, int argc, char **argv) {
         st_fsck_result res;
         int r = st_store_fsck(s, report, c, &o, &res);
         cli_progress_end(&p);
+        if (r == 0)
+                r = st_volume_fsck(s, report, c, &res);
         st_store_close(s);
         if (r < 0) {
                 cli_error("fsck could not run: %s", strerror(-r));
@@ -60,15 +66,17 @@ int cmd_fsck(cli *c, int argc, char **argv) {
         }
         if (c->json)
                 printf("{\"errors\":%llu,\"warnings\":%llu,\"chunks_checked\":%llu,"
-                       "\"bytes_checked\":%llu,\"manifests_checked\":%llu}\n",
+                       "\"bytes_checked\":%llu,\"manifests_checked\":%llu,\"deltas_checked\":%llu}\n",
                        (unsigned long long)res.n_errors, (unsigned long long)res.n_warnings,
                        (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
-                       (unsigned long long)res.manifests_checked);
+                       (unsigned long long)res.manifests_checked,
+                       (unsigned long long)res.deltas_checked);
         else if (!c->quiet)
-                printf("%llu chunks (%llu bytes) and %llu manifests checked: %llu errors, %llu "
-                       "warnings\n",
+                printf("%llu chunks (%llu bytes), %llu manifests and %llu deltas checked: %llu "
+                       "errors, %llu warnings\n",
                        (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
-                       (unsigned long long)res.manifests_checked, (unsigned long long)res.n_errors,
+                       (unsigned long long)res.manifests_checked,
+                       (unsigned long long)res.deltas_checked, (unsigned long long)res.n_errors,
                        (unsigned long long)res.n_warnings);
         return res.n_errors ? 1 : 0;
 }

@@ -179,6 +179,7 @@ typedef struct st_fsck_result {
         uint64_t chunks_checked;
         uint64_t bytes_checked;
         uint64_t manifests_checked;
+        uint64_t deltas_checked; /* st_volume_fsck */
 } st_fsck_result;
 
 /* Called once per problem found; severity 0 = warning, 1 = error. */

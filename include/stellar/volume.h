@@ -92,3 +92,11 @@ typedef struct st_commit_result {
 /* Fold the delta into chunks and a new manifest layer; afterwards the delta
  * is empty. Atomic: after a crash the volume is as before or as after. */
 ST_API int st_volume_commit(st_volume *v, st_commit_result *ret);
+
+/* fsck of every volume's delta: replays each journal read-only and reports
+ * damage (with the file and offset) through report, adding to res's counts
+ * (res is not zeroed: call after st_store_fsck with the same result). Torn
+ * tails of unfinished flushes are not damage. Changes nothing. Returns 0, or
+ * negative errno if it could not run. */
+ST_API int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata,
+                          st_fsck_result *res);

@@ -11,6 +11,10 @@
  *       0..LAST (acknowledged by a flush); every 4 KiB block of the volume
  *       must hold that, or a version a later (unacknowledged) op wrote.
  *       Exit 0 if so, 1 with the first bad block otherwise.
+ *   volume-writer hold STORE VOLUME
+ *       Opens the store SHARED (as the daemon does) and VOLUME for writing,
+ *       prints "held", and keeps it until stdin closes. Exit 1 with the
+ *       error (EBUSY: another process has the volume) if it cannot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -169,7 +173,36 @@ static int do_verify(st_store *s, const char *vol, uint64_t seed, long n, long l
         return bad ? 1 : 0;
 }
 
+static int do_hold(const char *store, const char *vol) {
+        st_store *s;
+        st_diag d = { 0 };
+        int r = st_store_open(store, ST_STORE_SHARED, &s, &d);
+        if (r < 0) {
+                fprintf(stderr, "open %s: %s: %s\n", store, d.what ? d.what : "", strerror(-r));
+                return 1;
+        }
+        st_volume *v;
+        d = (st_diag){ 0 };
+        r = st_volume_open(s, vol, 0, &v, &d);
+        if (r < 0) {
+                fprintf(stderr, "hold %s: %s: %s (%s)\n", vol, d.file, d.what ? d.what : "",
+                        strerror(-r));
+                st_store_close(s);
+                return 1;
+        }
+        printf("held\n");
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) > 0) {
+        }
+        st_volume_close(v);
+        st_store_close(s);
+        return 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc == 4 && strcmp(argv[1], "hold") == 0)
+                return do_hold(argv[2], argv[3]);
         if (argc < 6) {
                 fprintf(stderr, "usage: see the comment at the top of volume-writer.c\n");
                 return 2;

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fsck of the volumes' deltas: every volume's journal is replayed read-only
+ * (torn tails are fine, damage is reported with its offset), and delta files
+ * that belong to no volume, or data without its journal, are reported. It
+ * never changes anything.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <stellar/volume.h>
+
+#include "../store/store-internal.h"
+#include "../util/fs.h"
+#include "delta.h"
+
+static void report_one(st_fsck_report_fn report, void *userdata, st_fsck_result *res,
+                       int severity, const char *file, uint64_t off, const char *msg) {
+        if (severity)
+                res->n_errors++;
+        else
+                res->n_warnings++;
+        if (report)
+                report(userdata, severity, file, off, msg);
+}
+
+static bool visible(const char *name) {
+        return name[0] != '.';
+}
+
+static int check_volume(st_store *s, const char *name, const store_ref *ref,
+                        st_fsck_report_fn report, void *userdata, st_fsck_result *res) {
+        char file[REF_NAME_MAX + 24];
+        snprintf(file, sizeof file, "%s.map", name);
+        struct stat st;
+        bool has_map = fstatat(s->deltas_fd, file, &st, 0) == 0;
+        snprintf(file, sizeof file, "%s.data", name);
+        if (!has_map) {
+                if (fstatat(s->deltas_fd, file, &st, 0) == 0 && st.st_size > 0) {
+                        char path[REF_NAME_MAX + 32];
+                        snprintf(path, sizeof path, "deltas/%s", file);
+                        report_one(report, userdata, res, 1, path, ST_DIAG_NO_OFFSET,
+                                   "the volume's data file has no journal: its writes cannot "
+                                   "be found (deltas/NAME.map is missing)");
+                }
+                return 0;
+        }
+        delta d;
+        st_diag diag = { 0 };
+        int r = delta_open(s->deltas_fd, name, ref->ctime_ns,
+                           (ref->size + DELTA_BLOCK - 1) / DELTA_BLOCK, true, &d, &diag);
+        res->deltas_checked++;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                char path[REF_NAME_MAX + 32], msg[400];
+                snprintf(path, sizeof path, "deltas/%s.map", name);
+                snprintf(msg, sizeof msg, "%s: volume %s cannot be opened or committed until it "
+                         "is repaired or removed", diag.what ? diag.what : strerror(-r), name);
+                report_one(report, userdata, res, 1, diag.file[0] ? diag.file : path,
+                           diag.what ? diag.offset : ST_DIAG_NO_OFFSET, msg);
+                return 0;
+        }
+        delta_close(&d);
+        return 0;
+}
+
+int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsck_result *res) {
+        char **names;
+        size_t n;
+        int r = store_list_names(s, &names, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                store_ref ref;
+                if (store_ref_load(s, names[i], &ref, NULL) < 0 || ref.kind != ST_KIND_VOLUME)
+                        continue; /* a damaged ref is the store fsck's to report */
+                r = check_volume(s, names[i], &ref, report, userdata, res);
+        }
+        store_free_names(names, n);
+        if (r < 0)
+                return r;
+        /* Delta files of names that are not volumes (an interrupted rm). */
+        char **files;
+        size_t n_files;
+        r = st_list_dir(s->deltas_fd, visible, &files, &n_files);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_files; i++) {
+                char name[REF_NAME_MAX + 8];
+                const char *dot = strrchr(files[i], '.');
+                if (!dot || (size_t)(dot - files[i]) >= sizeof name)
+                        continue;
+                memcpy(name, files[i], (size_t)(dot - files[i]));
+                name[dot - files[i]] = 0;
+                store_ref ref;
+                if (strcmp(dot, ".lock") == 0 ||
+                    (st_name_valid(name) && store_ref_load(s, name, &ref, NULL) == 0 &&
+                     ref.kind == ST_KIND_VOLUME) ||
+                    (st_name_valid(name) && store_ref_exists(s, name)))
+                        continue;
+                char path[REF_NAME_MAX + 40];
+                snprintf(path, sizeof path, "deltas/%s", files[i]);
+                report_one(report, userdata, res, 0, path, ST_DIAG_NO_OFFSET,
+                           "delta file of no volume (left by an interrupted rm; the next "
+                           "writer removes it)");
+        }
+        st_names_free(files, n_files);
+        return 0;
+}
