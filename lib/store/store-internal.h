@@ -62,6 +62,10 @@ struct st_store {
         /* Packs the index listed that were gone at open (fsck reports them). */
         uint32_t *lost_packs;
         size_t n_lost_packs;
+        /* Why the index file could not be used as it was, for fsck: damaged
+         * (rebuilt from the packs), or not matching the packs with no crash
+         * to explain it (a stale copy put back). what is NULL if neither. */
+        st_diag index_problem;
         bool dirty_marked; /* the 'dirty' file exists because of us */
         bool broken;       /* a write failed midway: refuse further writes */
         uint64_t unique_bytes, stored_bytes;

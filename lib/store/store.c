@@ -517,6 +517,8 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                 }
                 if (r < 0) {
                         /* A damaged index is rebuilt from the packs alone. */
+                        s->index_problem = d;
+                        snprintf(s->index_problem.file, sizeof s->index_problem.file, "index");
                         store_reset_index(s);
                         if (!s->idx) {
                                 r = -ENOMEM;
@@ -533,6 +535,10 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                 diag(reterr, "packs", ST_DIAG_NO_OFFSET, "cannot open the packs");
                 goto fail;
         }
+        if (stale && !need_recovery)
+                diag(&s->index_problem, "index", ST_DIAG_NO_OFFSET,
+                     "the index does not match the packs and no crash explains it (a stale "
+                     "copy put back?); the packs were read again");
         if (stale) {
                 /* Packs the index lists are gone: its entries cannot be
                  * trusted; every pack is read again instead. */

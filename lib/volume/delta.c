@@ -455,6 +455,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         if (end < len && !rdonly && ftruncate(d->map_fd, (off_t)end) < 0)
                 return -errno;
         d->map_len = end;
+        d->torn_len = len - end;
         /* Slots no record names (written, never journalled) are free too. */
         uint8_t *used = calloc(d->n_slots ? d->n_slots : 1, 1);
         if (!used)

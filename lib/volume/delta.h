@@ -48,6 +48,7 @@ typedef struct delta {
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
         uint32_t version; /* of the journal: 1 (no flush marks) or 2 */
+        uint64_t torn_len; /* bytes of an unfinished flush past the durable end, at open */
 } delta;
 
 /* Open (replaying the journal) the delta of volume 'name' in dirfd. A
