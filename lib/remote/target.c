@@ -130,11 +130,21 @@ static int dir_get(target *t, target_req *q, uint8_t **buf, size_t *cap) {
         return 0;
 }
 
+/* The temporary name of key: ".BASE.tmp.PID.SEQ" beside it. A leading '.'
+ * is what no published name has (st_name_valid refuses it; blobs and
+ * manifests are named by hex ids), so listings skip exactly these. */
+static void dir_tmp_name(target *t, const char *key, char *out, size_t out_len) {
+        const char *slash = strrchr(key, '/');
+        int dir_len = slash ? (int)(slash - key + 1) : 0;
+        snprintf(out, out_len, "%.*s.%s.tmp.%d.%u", dir_len, key, key + dir_len, (int)getpid(),
+                 t->tmp_seq++);
+}
+
 /* Write key through a temporary name and a rename, so a reader sees the
  * whole file or none. Parent directories are made as needed. */
 static int dir_put(target *t, const target_req *q) {
         char tmp[sizeof q->key + 40];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", q->key, (int)getpid(), t->tmp_seq++);
+        dir_tmp_name(t, q->key, tmp, sizeof tmp);
         int fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 && errno == ENOENT) {
                 int r = make_dirs(t->dirfd, q->key, false);
@@ -317,7 +327,7 @@ int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *
         int r = 0;
         struct dirent *de;
         while (r >= 0 && (de = readdir(d)))
-                if (de->d_name[0] != '.' && !strstr(de->d_name, ".tmp."))
+                if (de->d_name[0] != '.') /* temp files (dir_tmp_name) */
                         r = fn(ctx, de->d_name);
         closedir(d);
         return r;

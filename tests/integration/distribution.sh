@@ -9,7 +9,8 @@
 # from the two manifests, and in nginx's access log: each once), and export
 # both byte-identical. Host 3 pulls through a delay proxy, is killed -9 in
 # the middle, and resumes: nothing it kept is fetched again. Host 4 pulls
-# lazily: fsck warns, export fetches, then a full pull completes it. Host 5
+# lazily: fsck warns, export fetches, then a full pull completes it; one
+# named A.tmp.1 (any valid name) reads the same. Host 5
 # pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
 # without the CA bundle the self-signed certificate is refused. Host 7 serves
 # a lazy image over NBD and is killed -9 mid-read; host 8 serves one with
@@ -125,6 +126,15 @@ out=$(st --store "$H4" pull --json "$URL" A)
 [ "$(json_field "$out" fetched)" = 0 ] || fail "completing the lazy pull fetched again what export kept: $out"
 [ -e "$H4/sources/A" ] && fail "a complete image still has a source"
 STELLAR_STORE=$H4 fsck_clean
+# A lazily pulled image whose name has ".tmp" in it ("Never lose data" #7:
+# its sources/ file was taken for a temp file, so no read could fetch).
+st --store "$TMP/host4t" pull --quiet --lazy --as A.tmp.1 "$URL" A
+st --store "$TMP/host4t" export A.tmp.1 "$TMP/A.out" || fail "a lazy image named A.tmp.1 cannot be read"
+cmp "$TMP/A.img" "$TMP/A.out" || fail "export of the lazy image A.tmp.1 differs"
+rm -f "$TMP/A.out"
+# Publish to a directory leaves no temp file, and none has a name a
+# published name could have (they start with '.').
+if find "$WWW/tree" -name '*.tmp*' | grep -q .; then fail "temp files left in the tree"; fi
 echo "distribution: ok ($n_lack blobs B lacks after A, $total in the tree)"
 
 # The daemon fetching a lazy image on demand is killed -9 mid-read: what it
