@@ -29,7 +29,7 @@ struct http_engine {
         char userpwd[1024];
         char token_hdr[2200];
         char cainfo[1024]; /* a CA bundle to trust instead of the system's, or "" */
-        unsigned parallel, retries, timeout_s;
+        unsigned parallel, retries, timeout_s, deadline_s;
         pthread_mutex_t idle_lock;
         CURLM *idle[16]; /* multis not in use, with their open connections */
         unsigned n_idle;
@@ -43,9 +43,10 @@ typedef struct slot {
         uint8_t *buf;
         size_t cap, len;
         size_t body_at;
-        bool active, waiting, too_big, stalled;
+        bool active, waiting, too_big, stalled, overdue;
         uint64_t retry_at_ms;
         uint64_t moved, moved_ms, timeout_ms; /* stall detection */
+        uint64_t started_ms, deadline_ms;     /* the whole request's deadline */
 } slot;
 
 #define RAMP_WINDOW_MS 150
@@ -131,6 +132,7 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
                 h->parallel = REMOTE_PARALLEL_MAX;
         h->retries = o && o->retries ? o->retries : 5;
         h->timeout_s = o && o->timeout_s ? o->timeout_s : 20;
+        h->deadline_s = o && o->deadline_s ? o->deadline_s : REMOTE_DEADLINE_DEFAULT;
         int r = 0;
         const char *ca = env("STELLAR_CA_BUNDLE", "CURL_CA_BUNDLE");
         if (!ca && !strncmp(url, "s3://", 5))
@@ -225,6 +227,10 @@ static int on_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
         (void)ultotal;
         slot *sl = u;
         uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow, t = now_ms();
+        if (t - sl->started_ms > sl->deadline_ms) {
+                sl->overdue = true;
+                return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+        }
         if (moved != sl->moved) {
                 sl->moved = moved;
                 sl->moved_ms = t;
@@ -268,11 +274,15 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
                 curl_easy_setopt(e, CURLOPT_CAINFO, h->cainfo);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
         /* A stall is no byte either way for timeout_s (curl's low-speed
-         * check averages over seconds more than that). */
-        sl->moved_ms = now_ms();
+         * check averages over seconds more than that). A byte now and then
+         * is no stall, so each attempt also has a deadline (curl calls the
+         * progress callback about once a second even when nothing moves). */
+        sl->started_ms = sl->moved_ms = now_ms();
         sl->moved = 0;
         sl->stalled = false;
+        sl->overdue = false;
         sl->timeout_ms = (uint64_t)h->timeout_s * 1000u;
+        sl->deadline_ms = (uint64_t)h->deadline_s * 1000u;
         curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, sl);
@@ -336,7 +346,7 @@ static int classify(slot *sl, CURLcode cc, long status) {
         case CURLE_FILESIZE_EXCEEDED: /* refused by its Content-Length */
                 return -EFBIG;
         case CURLE_ABORTED_BY_CALLBACK:
-                return sl->stalled ? 1 : -EIO;
+                return sl->stalled || sl->overdue ? 1 : -EIO;
         case CURLE_OPERATION_TIMEDOUT:
         case CURLE_COULDNT_CONNECT:
         case CURLE_RECV_ERROR:
@@ -354,7 +364,9 @@ static int classify(slot *sl, CURLcode cc, long status) {
         }
 }
 
-static int final_error(CURLcode cc, long status) {
+static int final_error(const slot *sl, CURLcode cc, long status) {
+        if (cc == CURLE_ABORTED_BY_CALLBACK && sl->overdue)
+                return -ETIME;
         if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK)
                 return -ETIMEDOUT;
         if (cc == CURLE_PARTIAL_FILE)
@@ -372,6 +384,7 @@ const char *remote_describe(int err) {
         case -EACCES: return "access denied (401/403): check the credentials";
         case -EFBIG: return "the answer is larger than allowed";
         case -ETIMEDOUT: return "the server stalled (no bytes within the timeout), retries exhausted";
+        case -ETIME: return "the request did not finish within the deadline, retries exhausted";
         case -ECONNREFUSED: return "cannot connect, retries exhausted";
         case -ECONNRESET: return "the connection broke, retries exhausted";
         case -EPIPE: return "the body ended before its length (truncated), retries exhausted";
@@ -472,7 +485,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                         freed = true;
                         int k = classify(sl, cc, status);
                         if (k == 1 && sl->q.attempts >= h->retries)
-                                k = final_error(cc, status);
+                                k = final_error(sl, cc, status);
                         if (k == 0 || k < 0) {
                                 sl->q.err = k;
                                 sl->q.data = sl->buf;

@@ -20,6 +20,9 @@
  * starts with 64 and doubles while that pays (http.c). */
 #define REMOTE_PARALLEL_DEFAULT 512
 #define REMOTE_PARALLEL_MAX 1024
+/* Seconds one attempt of a request may take in all (--deadline): a blob
+ * is at most a frame of 16 MiB, 300 s is 56 KB/s for it. */
+#define REMOTE_DEADLINE_DEFAULT 300
 
 typedef struct target target;
 
@@ -34,7 +37,7 @@ typedef struct target_req {
         size_t max_len; /* GET: a longer body fails with -EFBIG */
         void *user;
         /* results, valid in done() */
-        int err;           /* 0, -ENOENT (404), -EACCES, -EFBIG, -EIO, -ETIMEDOUT, ... */
+        int err;           /* 0, -ENOENT (404), -EACCES, -EFBIG, -EIO, -ETIMEDOUT, -ETIME, ... */
         long status;       /* HTTP status, 0 for a directory */
         const uint8_t *data; /* GET body */
         size_t len;

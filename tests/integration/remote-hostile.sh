@@ -19,6 +19,9 @@
 #   404blobs    fails at once (under 10 s) with "(HTTP 404): not found"
 #   stall       --timeout 2 --retries 2: fails within 10 s ("stalled"): two
 #               attempts with no byte for 2 s, plus backoff
+#   drip        one byte a second (no stall): --timeout 2 --deadline 3
+#               --retries 2 fails within 12 s naming the blob and "deadline"
+#               (two attempts of 3 s, plus backoff)
 #   wrongbytes  fails: "not what their name says"
 #   truncate    fails, naming the blob
 #   huge        the manifest is 1 GiB: refused ("larger than allowed" / "too
@@ -151,6 +154,11 @@ serve stall
 try stall --json --timeout 2 --retries 2 "$URL" A
 failed_clean stall '/blobs/[0-9a-f]{64}.*stalled'
 [ "$SECS" -le 10 ] || bad "stall: --timeout 2 --retries 2 took ${SECS}s, not 10 s at most (2 attempts of 2 s)"
+
+serve drip --drip-secs 1
+try drip --json --timeout 2 --deadline 3 --retries 2 "$URL" A
+failed_clean drip '/blobs/[0-9a-f]{64}.*deadline'
+[ "$SECS" -le 12 ] || bad "drip: --deadline 3 --retries 2 took ${SECS}s, not 12 s at most (2 attempts of 3 s)"
 
 serve wrongbytes
 try wrongbytes --json --retries 2 "$URL" A

@@ -3,7 +3,7 @@
 """A hostile HTTP/1.1 server for `stellar pull` tests (python3 stdlib only).
 
     bad-http.py --root DIR --mode MODE [--match REGEX] [--listen 127.0.0.1:0]
-                [--port-file F]
+                [--port-file F] [--drip-secs S]
 
 It serves the files under DIR (a published tree: refs/, manifests/, blobs/)
 with keep-alive, one thread per connection, GET and HEAD, single byte ranges,
@@ -24,10 +24,13 @@ and misbehaves on the requests whose path matches --match (by default
   truncate    a true Content-Length, half the body, then a clean close; every
               time
   huge        a 1 GiB body made up as it is sent: "{" then spaces
+  drip        a true Content-Length, then the body one byte every
+              --drip-secs seconds (default 1): never a stall, never done
 
 Every request is logged on stderr as one line,
     req METHOD PATH STATUS BYTES_SENT ACTION
-(ACTION: served, 500, 404, reset, stall, wrong, truncated, huge, missing),
+(ACTION: served, 500, 404, reset, stall, wrong, truncated, huge, drip,
+missing; a drip is logged when it ends),
 and on SIGTERM/SIGINT a summary: connections, requests, and a count per
 action. The port it bound goes to --port-file (written whole, then renamed).
 """
@@ -45,7 +48,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = ["ok", "flaky500", "always500", "404blobs", "reset", "stall",
-         "wrongbytes", "truncate", "huge"]
+         "wrongbytes", "truncate", "huge", "drip"]
 HUGE = 1 << 30
 
 lock = threading.Lock()
@@ -158,6 +161,17 @@ class Handler(BaseHTTPRequestHandler):
             stopping.wait()
             self.close_connection = True
             return
+        if mode == "drip":
+            sent = 0
+            try:
+                while sent < len(data) and not stopping.wait(self.server.args.drip_secs):
+                    self.wfile.write(data[sent:sent + 1])
+                    self.wfile.flush()
+                    sent += 1
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return self.note(status, sent, "drip")
         if mode == "truncate":
             self.wfile.write(data[:half])
             self.wfile.flush()
@@ -243,6 +257,7 @@ def main():
     ap.add_argument("--match", help="regex on the request path the mode applies to")
     ap.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any free one)")
     ap.add_argument("--port-file", help="write the bound port here")
+    ap.add_argument("--drip-secs", type=float, default=1.0, help="drip: seconds between bytes")
     args = ap.parse_args()
     args.root = os.path.realpath(args.root)
     args.match = re.compile(args.match or ("/manifests/" if args.mode == "huge" else "/blobs/"))
