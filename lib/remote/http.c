@@ -43,13 +43,22 @@ typedef struct slot {
         uint8_t *buf;
         size_t cap, len;
         size_t body_at;
-        bool active, waiting, too_big, stalled, overdue;
+        bool active, waiting, too_big, bomb, stalled, overdue;
         uint64_t retry_at_ms;
         uint64_t moved, moved_ms, timeout_ms; /* stall detection */
         uint64_t started_ms, deadline_ms;     /* the whole request's deadline */
 } slot;
 
 #define RAMP_WINDOW_MS 150
+
+/* A compressed answer (a manifest a server or CDN gzips) may inflate to
+ * INFLATE_FREE bytes, and past that to INFLATE_RATIO_MAX times the bytes
+ * received. Manifests gzip to about half (their hashes are random hex); one
+ * whose chunks are all the same does 16x with gzip -9 and 51x with zstd
+ * -19. Deflate can do 1000x: without this, 2 MB of gzip would fill the
+ * whole JSON_MANIFEST_MAX (384 MiB) before being refused. */
+#define INFLATE_FREE (16u << 20)
+#define INFLATE_RATIO_MAX 128u
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) {
@@ -207,6 +216,8 @@ void percent_encode(const char *in, const char *keep, char *out, size_t out_len)
                 out[k] = 0;
 }
 
+/* Bodies arrive in pieces of up to 16 KiB (inflated ones too, as libcurl
+ * inflates them): each is checked against the limits before it is kept. */
 static size_t on_write(char *data, size_t size, size_t n, void *u) {
         slot *sl = u;
         size_t len = size * n;
@@ -214,7 +225,15 @@ static size_t on_write(char *data, size_t size, size_t n, void *u) {
                 sl->too_big = true;
                 return 0; /* aborts the transfer */
         }
-        if (st_buf_grow(&sl->buf, &sl->cap, sl->len + len) < 0)
+        if (sl->len + len > INFLATE_FREE) {
+                curl_off_t wire = 0; /* body bytes received, before inflating */
+                if (curl_easy_getinfo(sl->e, CURLINFO_SIZE_DOWNLOAD_T, &wire) == CURLE_OK &&
+                    (uint64_t)(sl->len + len) > (uint64_t)wire * INFLATE_RATIO_MAX) {
+                        sl->too_big = sl->bomb = true;
+                        return 0;
+                }
+        }
+        if (st_buf_grow_max(&sl->buf, &sl->cap, sl->len + len, sl->q.max_len) < 0)
                 return 0;
         memcpy(sl->buf + sl->len, data, len);
         sl->len += len;
@@ -260,7 +279,7 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         sl->hdrs = NULL;
         sl->len = 0;
         sl->body_at = 0;
-        sl->too_big = false;
+        sl->too_big = sl->bomb = false;
         sl->q.attempts++;
         char url[8192];
         http_url(h, sl->q.key, url, sizeof url);
@@ -515,7 +534,12 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                         else
                                                 snprintf(where, sizeof where, "%.240s", url);
                                         (void)st_diag_fail(reterr, where, ST_DIAG_NO_OFFSET,
-                                                           remote_describe(k), k);
+                                                           sl->bomb && k == -EFBIG
+                                                                   ? "the compressed answer "
+                                                                     "inflates over 128x (a "
+                                                                     "decompression bomb?)"
+                                                                   : remote_describe(k),
+                                                           k);
                                 }
                         }
                 }

@@ -27,6 +27,9 @@
 #   huge        the manifest is 1 GiB: refused ("larger than allowed" / "too
 #               large") in under 20 s and under 200 MB of max RSS
 #               (/usr/bin/time -v), without reading it all
+#   gzipbomb    the manifest is 2 MB of gzip that inflate to 2 GiB: refused
+#               ("inflates") in under 10 s and under 100 MB of max RSS, after
+#               reading a small part of it
 # Hostile manifests in a plain directory (pulled by file:// URL), each with
 # refs/A naming a manifest whose file name IS the b3sum of its bytes (it
 # passes the id check) but whose content is bad; the error must name the
@@ -177,6 +180,16 @@ kill "$BAD_PID" 2>/dev/null && wait "$BAD_PID" 2>/dev/null || true
 sent=$(awk '$1 == "req" && $NF == "huge" { print $5 }' "$TMP/bad-http.log" | sort -n | tail -1)
 echo "  huge: the server sent ${sent:-?} bytes of the 1 GiB manifest before the client left"
 [ "${sent:-0}" -lt $((1 << 30)) ] || bad "huge: the client read the whole 1 GiB manifest"
+
+serve gzipbomb
+try gzipbomb --json "$URL" A
+failed_clean gzipbomb '/manifests/[0-9a-f]{64}\.json.*inflates'
+[ "$SECS" -lt 10 ] || bad "gzipbomb: refusing a 2 GiB gzip bomb took ${SECS}s"
+[ "$RSS_MB" -lt 100 ] || bad "gzipbomb: refusing a 2 GiB gzip bomb took ${RSS_MB} MB of RSS (limit 100 MB)"
+kill "$BAD_PID" 2>/dev/null && wait "$BAD_PID" 2>/dev/null || true
+sent=$(awk '$1 == "req" && $NF == "gzipbomb" { print $5 }' "$TMP/bad-http.log" | sort -n | tail -1)
+echo "  gzipbomb: the server sent ${sent:-?} bytes of gzip before the client left"
+[ "${sent:-0}" -lt $((1 << 20)) ] || bad "gzipbomb: the client read ${sent:-?} bytes of the 2 MB gzip bomb"
 
 # Hostile manifests: one tree per case under $TMP/bad/CASE, its blobs a
 # symlink to the good tree's. The script prints one "CASE<TAB>REGEX" line each.
