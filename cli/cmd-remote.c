@@ -177,10 +177,10 @@ int cmd_pull(cli *c, int argc, char **argv) {
         st_store_close(s);
         if (r < 0) {
                 cli_diag_error("pull failed", r, &d);
-                if (res.n_fetched)
+                if (res.n_kept)
                         fprintf(stderr, "stellar: %llu chunks fetched so far are kept; run the "
                                         "same pull again to go on\n",
-                                (unsigned long long)res.n_fetched);
+                                (unsigned long long)res.n_kept);
                 return 1;
         }
         const char *local = o.local_name ? o.local_name : name;

@@ -65,6 +65,9 @@ typedef struct st_pull_result {
         uint64_t manifest_bytes; /* refs and manifests downloaded */
         uint64_t n_retries;
         bool lazy;
+        uint64_t n_kept;         /* chunks this pull added to the store: n_fetched
+                                  * on success; after a failure, those that made
+                                  * it (a resumed pull does not fetch them again) */
 } st_pull_result;
 
 /* Pull NAME from source into the store (which must be open for writing).
