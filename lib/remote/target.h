@@ -79,6 +79,17 @@ int target_put(target *t, const char *key, const void *data, size_t len, st_diag
  * ("blobs/"). -EOPNOTSUPP for plain HTTP. */
 int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *name), void *ctx,
                 st_diag *reterr);
+/* A directory target: remove the temp files its PUTs leave when a publisher
+ * dies mid-write (kill -9, a crash), if untouched for TARGET_TEMP_STALE_S.
+ * Age, not the pid in the name, tells a dead publisher's from a live one's:
+ * the directory may be shared (NFS) with publishers on other hosts, whose
+ * pids mean nothing here, and pids are reused. A live publisher writes a
+ * temp file in one go and renames it at once, so one untouched for minutes
+ * is abandoned; were it only stopped (SIGSTOP), its rename would fail and
+ * that publish would report it: no published file is ever lost or wrong.
+ * *ret_removed (if non-NULL) gets the count. No-op for HTTP and S3. */
+#define TARGET_TEMP_STALE_S (15 * 60)
+int target_clean_temps(target *t, uint64_t *ret_removed);
 /* Make what was PUT durable before what comes next refers to it (a
  * directory: syncfs; S3: a PUT is durable when answered). */
 int target_sync(target *t);
