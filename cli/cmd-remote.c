@@ -19,8 +19,12 @@ static const char publish_usage[] =
         "then the name, so readers never see a manifest whose blobs are missing.\n\n"
         "Options:\n"
         "  -j, --parallel N   at most N uploads in flight (default 512; starts with 64)\n"
-        "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
-        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
+        "  --retries N        attempts per request on 5xx, resets, stalls, deadlines\n"
+        "                     (default 5)\n"
+        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n"
+        "  --deadline S       a request not done S seconds after it started fails, even\n"
+        "                     if bytes trickle in (default 300). Like a stall, that is\n"
+        "                     a failed attempt, retried with backoff.\n\n"
         "S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), AWS_REGION\n"
         "(default us-east-1), AWS_ENDPOINT_URL (default AWS), STELLAR_S3_STYLE=path\n"
         "(default) or virtual (BUCKET.host).\n";
@@ -41,8 +45,12 @@ static const char pull_usage[] =
         "                     A pull starts with 64 and doubles while the rate rises:\n"
         "                     a long round trip needs many. Over HTTP/2 they share\n"
         "                     a connection, else each has its own.\n"
-        "  --retries N        attempts per request on 5xx, resets, stalls (default 5)\n"
-        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n\n"
+        "  --retries N        attempts per request on 5xx, resets, stalls, deadlines\n"
+        "                     (default 5)\n"
+        "  --timeout S        a request that moves nothing for S seconds fails (default 20)\n"
+        "  --deadline S       a request not done S seconds after it started fails, even\n"
+        "                     if bytes trickle in (default 300). Like a stall, that is\n"
+        "                     a failed attempt, retried with backoff.\n\n"
         "HTTPS: the system's CAs, or STELLAR_CA_BUNDLE / CURL_CA_BUNDLE (a PEM file).\n"
         "S3: as for publish (stellar publish --help).\n";
 
@@ -66,12 +74,13 @@ static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_o
                 else if (pull && !strcmp(a, "--as") && has_val)
                         o->local_name = argv[++i];
                 else if ((!strcmp(a, "-j") || !strcmp(a, "--parallel") || !strcmp(a, "--retries") ||
-                          !strcmp(a, "--timeout")) &&
+                          !strcmp(a, "--timeout") || !strcmp(a, "--deadline")) &&
                          has_val) {
                         char *end;
+                        unsigned long max = !strcmp(a, "--deadline") ? 86400 : 3600;
                         v = strtoul(argv[i + 1], &end, 10);
-                        if (*end || v == 0 || v > 3600) {
-                                cli_error("%s wants a number from 1 to 3600", a);
+                        if (*end || v == 0 || v > max) {
+                                cli_error("%s wants a number from 1 to %lu", a, max);
                                 return -1;
                         }
                         i++;
@@ -79,6 +88,8 @@ static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_o
                                 o->parallel = (unsigned)v; /* the engine caps it */
                         else if (!strcmp(a, "--retries"))
                                 o->retries = (unsigned)v;
+                        else if (!strcmp(a, "--deadline"))
+                                o->deadline_s = (unsigned)v;
                         else
                                 o->timeout_s = (unsigned)v;
                 } else if (!strcmp(a, "--")) {
@@ -166,10 +177,10 @@ int cmd_pull(cli *c, int argc, char **argv) {
         st_store_close(s);
         if (r < 0) {
                 cli_diag_error("pull failed", r, &d);
-                if (res.n_fetched)
+                if (res.n_kept)
                         fprintf(stderr, "stellar: %llu chunks fetched so far are kept; run the "
                                         "same pull again to go on\n",
-                                (unsigned long long)res.n_fetched);
+                                (unsigned long long)res.n_kept);
                 return 1;
         }
         const char *local = o.local_name ? o.local_name : name;

@@ -30,6 +30,11 @@ typedef struct st_transfer_opts {
         const char *local_name; /* pull: the name to store it as (NULL: the remote name) */
         st_progress_fn progress;
         void *userdata;
+        unsigned deadline_s;   /* a request not finished this long after it started
+                                * fails, and is retried like a stall (0: 300); it
+                                * bounds a server that trickles bytes just fast
+                                * enough never to stall. Added last: callers that
+                                * zero the struct keep working */
 } st_transfer_opts;
 
 typedef struct st_publish_result {
@@ -60,6 +65,9 @@ typedef struct st_pull_result {
         uint64_t manifest_bytes; /* refs and manifests downloaded */
         uint64_t n_retries;
         bool lazy;
+        uint64_t n_kept;         /* chunks this pull added to the store: n_fetched
+                                  * on success; after a failure, those that made
+                                  * it (a resumed pull does not fetch them again) */
 } st_pull_result;
 
 /* Pull NAME from source into the store (which must be open for writing).

@@ -29,7 +29,7 @@ struct http_engine {
         char userpwd[1024];
         char token_hdr[2200];
         char cainfo[1024]; /* a CA bundle to trust instead of the system's, or "" */
-        unsigned parallel, retries, timeout_s;
+        unsigned parallel, retries, timeout_s, deadline_s;
         pthread_mutex_t idle_lock;
         CURLM *idle[16]; /* multis not in use, with their open connections */
         unsigned n_idle;
@@ -43,12 +43,22 @@ typedef struct slot {
         uint8_t *buf;
         size_t cap, len;
         size_t body_at;
-        bool active, waiting, too_big, stalled;
+        bool active, waiting, too_big, bomb, stalled, overdue;
         uint64_t retry_at_ms;
         uint64_t moved, moved_ms, timeout_ms; /* stall detection */
+        uint64_t started_ms, deadline_ms;     /* the whole request's deadline */
 } slot;
 
 #define RAMP_WINDOW_MS 150
+
+/* A compressed answer (a manifest a server or CDN gzips) may inflate to
+ * INFLATE_FREE bytes, and past that to INFLATE_RATIO_MAX times the bytes
+ * received. Manifests gzip to about half (their hashes are random hex); one
+ * whose chunks are all the same does 16x with gzip -9 and 51x with zstd
+ * -19. Deflate can do 1000x: without this, 2 MB of gzip would fill the
+ * whole JSON_MANIFEST_MAX (384 MiB) before being refused. */
+#define INFLATE_FREE (16u << 20)
+#define INFLATE_RATIO_MAX 128u
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) {
@@ -131,6 +141,7 @@ int http_open(const char *url, const st_transfer_opts *o, http_engine **ret, st_
                 h->parallel = REMOTE_PARALLEL_MAX;
         h->retries = o && o->retries ? o->retries : 5;
         h->timeout_s = o && o->timeout_s ? o->timeout_s : 20;
+        h->deadline_s = o && o->deadline_s ? o->deadline_s : REMOTE_DEADLINE_DEFAULT;
         int r = 0;
         const char *ca = env("STELLAR_CA_BUNDLE", "CURL_CA_BUNDLE");
         if (!ca && !strncmp(url, "s3://", 5))
@@ -205,6 +216,8 @@ void percent_encode(const char *in, const char *keep, char *out, size_t out_len)
                 out[k] = 0;
 }
 
+/* Bodies arrive in pieces of up to 16 KiB (inflated ones too, as libcurl
+ * inflates them): each is checked against the limits before it is kept. */
 static size_t on_write(char *data, size_t size, size_t n, void *u) {
         slot *sl = u;
         size_t len = size * n;
@@ -212,7 +225,15 @@ static size_t on_write(char *data, size_t size, size_t n, void *u) {
                 sl->too_big = true;
                 return 0; /* aborts the transfer */
         }
-        if (st_buf_grow(&sl->buf, &sl->cap, sl->len + len) < 0)
+        if (sl->len + len > INFLATE_FREE) {
+                curl_off_t wire = 0; /* body bytes received, before inflating */
+                if (curl_easy_getinfo(sl->e, CURLINFO_SIZE_DOWNLOAD_T, &wire) == CURLE_OK &&
+                    (uint64_t)(sl->len + len) > (uint64_t)wire * INFLATE_RATIO_MAX) {
+                        sl->too_big = sl->bomb = true;
+                        return 0;
+                }
+        }
+        if (st_buf_grow_max(&sl->buf, &sl->cap, sl->len + len, sl->q.max_len) < 0)
                 return 0;
         memcpy(sl->buf + sl->len, data, len);
         sl->len += len;
@@ -225,6 +246,10 @@ static int on_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
         (void)ultotal;
         slot *sl = u;
         uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow, t = now_ms();
+        if (t - sl->started_ms > sl->deadline_ms) {
+                sl->overdue = true;
+                return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+        }
         if (moved != sl->moved) {
                 sl->moved = moved;
                 sl->moved_ms = t;
@@ -254,7 +279,7 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
         sl->hdrs = NULL;
         sl->len = 0;
         sl->body_at = 0;
-        sl->too_big = false;
+        sl->too_big = sl->bomb = false;
         sl->q.attempts++;
         char url[8192];
         http_url(h, sl->q.key, url, sizeof url);
@@ -268,11 +293,15 @@ static int slot_start(http_engine *h, CURLM *m, slot *sl) {
                 curl_easy_setopt(e, CURLOPT_CAINFO, h->cainfo);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->timeout_s);
         /* A stall is no byte either way for timeout_s (curl's low-speed
-         * check averages over seconds more than that). */
-        sl->moved_ms = now_ms();
+         * check averages over seconds more than that). A byte now and then
+         * is no stall, so each attempt also has a deadline (curl calls the
+         * progress callback about once a second even when nothing moves). */
+        sl->started_ms = sl->moved_ms = now_ms();
         sl->moved = 0;
         sl->stalled = false;
+        sl->overdue = false;
         sl->timeout_ms = (uint64_t)h->timeout_s * 1000u;
+        sl->deadline_ms = (uint64_t)h->deadline_s * 1000u;
         curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, sl);
@@ -336,7 +365,7 @@ static int classify(slot *sl, CURLcode cc, long status) {
         case CURLE_FILESIZE_EXCEEDED: /* refused by its Content-Length */
                 return -EFBIG;
         case CURLE_ABORTED_BY_CALLBACK:
-                return sl->stalled ? 1 : -EIO;
+                return sl->stalled || sl->overdue ? 1 : -EIO;
         case CURLE_OPERATION_TIMEDOUT:
         case CURLE_COULDNT_CONNECT:
         case CURLE_RECV_ERROR:
@@ -354,7 +383,9 @@ static int classify(slot *sl, CURLcode cc, long status) {
         }
 }
 
-static int final_error(CURLcode cc, long status) {
+static int final_error(const slot *sl, CURLcode cc, long status) {
+        if (cc == CURLE_ABORTED_BY_CALLBACK && sl->overdue)
+                return -ETIME;
         if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK)
                 return -ETIMEDOUT;
         if (cc == CURLE_PARTIAL_FILE)
@@ -372,6 +403,7 @@ const char *remote_describe(int err) {
         case -EACCES: return "access denied (401/403): check the credentials";
         case -EFBIG: return "the answer is larger than allowed";
         case -ETIMEDOUT: return "the server stalled (no bytes within the timeout), retries exhausted";
+        case -ETIME: return "the request did not finish within the deadline, retries exhausted";
         case -ECONNREFUSED: return "cannot connect, retries exhausted";
         case -ECONNRESET: return "the connection broke, retries exhausted";
         case -EPIPE: return "the body ended before its length (truncated), retries exhausted";
@@ -472,7 +504,7 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                         freed = true;
                         int k = classify(sl, cc, status);
                         if (k == 1 && sl->q.attempts >= h->retries)
-                                k = final_error(cc, status);
+                                k = final_error(sl, cc, status);
                         if (k == 0 || k < 0) {
                                 sl->q.err = k;
                                 sl->q.data = sl->buf;
@@ -502,7 +534,12 @@ int http_run(http_engine *h, const target_io *io, st_diag *reterr) {
                                         else
                                                 snprintf(where, sizeof where, "%.240s", url);
                                         (void)st_diag_fail(reterr, where, ST_DIAG_NO_OFFSET,
-                                                           remote_describe(k), k);
+                                                           sl->bomb && k == -EFBIG
+                                                                   ? "the compressed answer "
+                                                                     "inflates over 128x (a "
+                                                                     "decompression bomb?)"
+                                                                   : remote_describe(k),
+                                                           k);
                                 }
                         }
                 }

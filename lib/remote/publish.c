@@ -115,6 +115,9 @@ int st_publish(st_store *s, const char *name, const char *url, const st_transfer
                 r = st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET,
                                  "http:// and https:// are read-only: publish to the directory "
                                  "the web server serves, or to s3://", -EOPNOTSUPP);
+        if (r == 0 && (r = target_clean_temps(t, NULL)) < 0)
+                (void)st_diag_fail(reterr, url, ST_DIAG_NO_OFFSET,
+                                   "cannot remove stale temp files of the target", r);
         if (r == 0)
                 r = chain_chunks(&ch, &p.todo, &p.n_todo, NULL, &p.total_bytes);
         if (r == 0) {

@@ -207,6 +207,20 @@ static int pull_done(void *ctx, target_req *q) {
                        : 0;
 }
 
+/* How many of the chunks the store lacked it has now. A chunk counts once
+ * store_put_chunks has indexed it; a group it failed to append is cut from
+ * the pack, so this is what the next open finds too. Not n_fetched: that
+ * counts chunks verified, and those still in the batch when an append
+ * failed (a full disk) never reached the store. */
+static uint64_t count_kept(st_store *s, const st_digest *missing, size_t n) {
+        uint64_t k = 0;
+        pthread_rwlock_rdlock(&s->lock);
+        for (size_t i = 0; i < n; i++)
+                k += index_find(s->idx, &missing[i]) != INDEX_NONE;
+        pthread_rwlock_unlock(&s->lock);
+        return k;
+}
+
 /* The chunks of c the store lacks, and the length each must have. A chunk
  * the store has must have the length the manifest gives it. */
 static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, uint32_t **ret_lens,
@@ -368,6 +382,7 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                 if (r < 0)
                         (void)st_diag_fail(reterr, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
         }
+        res.n_kept = r == 0 ? res.n_fetched : count_kept(s, missing, n_missing);
         pthread_mutex_unlock(&s->write_lock);
         res.n_retries = t ? target_retries(t) : 0;
         ZSTD_freeDCtx(p.dctx);

@@ -43,8 +43,11 @@ typedef struct fetcher {
         size_t n_inflight;
 } fetcher;
 
+/* sources/NAME is written by st_write_atomic through ".NAME.tmp": every
+ * temp name starts with '.', which st_name_valid never accepts, so that is
+ * all to skip (an image may well be called "x.tmp"). */
 static bool is_source_name(const char *name) {
-        return name[0] != '.' && !strstr(name, ".tmp");
+        return name[0] != '.';
 }
 
 static void fetcher_free(void *ctx) {

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <stellar/hash.h>
 
 #include "../util/cleanup.h"
 #include "../util/diag.h"
@@ -130,11 +133,82 @@ static int dir_get(target *t, target_req *q, uint8_t **buf, size_t *cap) {
         return 0;
 }
 
+/* The temporary name of key: ".BASE.tmp.PID.SEQ" beside it. A leading '.'
+ * is what no published name has (st_name_valid refuses it; blobs and
+ * manifests are named by hex ids), so listings skip exactly these. */
+static void dir_tmp_name(target *t, const char *key, char *out, size_t out_len) {
+        const char *slash = strrchr(key, '/');
+        int dir_len = slash ? (int)(slash - key + 1) : 0;
+        snprintf(out, out_len, "%.*s.%s.tmp.%d.%u", dir_len, key, key + dir_len, (int)getpid(),
+                 t->tmp_seq++);
+}
+
+/* digits, then '.', then digits, and nothing else: the "PID.SEQ" tail */
+static bool is_pid_seq(const char *p) {
+        size_t a = strspn(p, "0123456789");
+        return a > 0 && p[a] == '.' && p[a + 1] && strspn(p + a + 1, "0123456789") == strlen(p + a + 1);
+}
+
+/* A temp file of dir_tmp_name, or of the naming before it (BASE.tmp.PID.SEQ,
+ * recognised only where BASE is a hex id, as a name in refs/ may look like
+ * that). */
+static bool is_own_temp(const char *name, bool hex_names) {
+        const char *t = strstr(name, ".tmp.");
+        if (!t || !is_pid_seq(t + 5))
+                return false;
+        if (name[0] == '.')
+                return true;
+        size_t base = (size_t)(t - name);
+        return hex_names && base >= ST_DIGEST_HEX_LEN &&
+               strspn(name, "0123456789abcdef") == ST_DIGEST_HEX_LEN &&
+               (base == ST_DIGEST_HEX_LEN ||
+                (base == ST_DIGEST_HEX_LEN + 5 && !strncmp(name + ST_DIGEST_HEX_LEN, ".json", 5)));
+}
+
+int target_clean_temps(target *t, uint64_t *ret_removed) {
+        static const char *const dirs[] = { "blobs", "manifests", "refs" };
+        uint64_t removed = 0;
+        if (t->http) { /* S3 PUTs are whole objects: no temp files */
+                if (ret_removed)
+                        *ret_removed = 0;
+                return 0;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+                int fd = openat(t->dirfd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return -errno;
+                }
+                DIR *d = fdopendir(fd);
+                if (!d) {
+                        close(fd);
+                        return -errno;
+                }
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        struct stat st;
+                        if (!is_own_temp(de->d_name, i < 2) ||
+                            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                            !S_ISREG(st.st_mode) || st.st_mtime > now.tv_sec - TARGET_TEMP_STALE_S)
+                                continue;
+                        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                                removed++;
+                }
+                closedir(d);
+        }
+        if (ret_removed)
+                *ret_removed = removed;
+        return 0;
+}
+
 /* Write key through a temporary name and a rename, so a reader sees the
  * whole file or none. Parent directories are made as needed. */
 static int dir_put(target *t, const target_req *q) {
         char tmp[sizeof q->key + 40];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d.%u", q->key, (int)getpid(), t->tmp_seq++);
+        dir_tmp_name(t, q->key, tmp, sizeof tmp);
         int fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 && errno == ENOENT) {
                 int r = make_dirs(t->dirfd, q->key, false);
@@ -317,7 +391,7 @@ int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *
         int r = 0;
         struct dirent *de;
         while (r >= 0 && (de = readdir(d)))
-                if (de->d_name[0] != '.' && !strstr(de->d_name, ".tmp."))
+                if (de->d_name[0] != '.') /* temp files (dir_tmp_name) */
                         r = fn(ctx, de->d_name);
         closedir(d);
         return r;

@@ -20,6 +20,9 @@
  * starts with 64 and doubles while that pays (http.c). */
 #define REMOTE_PARALLEL_DEFAULT 512
 #define REMOTE_PARALLEL_MAX 1024
+/* Seconds one attempt of a request may take in all (--deadline): a blob
+ * is at most a frame of 16 MiB, 300 s is 56 KB/s for it. */
+#define REMOTE_DEADLINE_DEFAULT 300
 
 typedef struct target target;
 
@@ -34,7 +37,7 @@ typedef struct target_req {
         size_t max_len; /* GET: a longer body fails with -EFBIG */
         void *user;
         /* results, valid in done() */
-        int err;           /* 0, -ENOENT (404), -EACCES, -EFBIG, -EIO, -ETIMEDOUT, ... */
+        int err;           /* 0, -ENOENT (404), -EACCES, -EFBIG, -EIO, -ETIMEDOUT, -ETIME, ... */
         long status;       /* HTTP status, 0 for a directory */
         const uint8_t *data; /* GET body */
         size_t len;
@@ -76,6 +79,17 @@ int target_put(target *t, const char *key, const void *data, size_t len, st_diag
  * ("blobs/"). -EOPNOTSUPP for plain HTTP. */
 int target_list(target *t, const char *prefix, int (*fn)(void *ctx, const char *name), void *ctx,
                 st_diag *reterr);
+/* A directory target: remove the temp files its PUTs leave when a publisher
+ * dies mid-write (kill -9, a crash), if untouched for TARGET_TEMP_STALE_S.
+ * Age, not the pid in the name, tells a dead publisher's from a live one's:
+ * the directory may be shared (NFS) with publishers on other hosts, whose
+ * pids mean nothing here, and pids are reused. A live publisher writes a
+ * temp file in one go and renames it at once, so one untouched for minutes
+ * is abandoned; were it only stopped (SIGSTOP), its rename would fail and
+ * that publish would report it: no published file is ever lost or wrong.
+ * *ret_removed (if non-NULL) gets the count. No-op for HTTP and S3. */
+#define TARGET_TEMP_STALE_S (15 * 60)
+int target_clean_temps(target *t, uint64_t *ret_removed);
 /* Make what was PUT durable before what comes next refers to it (a
  * directory: syncfs; S3: a PUT is durable when answered). */
 int target_sync(target *t);

@@ -88,7 +88,16 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
                 }
                 r = m ? st_pwritev_full(fd, iov, (int)(2 * m), base) : 0;
                 if (r < 0) {
+                        /* Cut what this group wrote (a full disk takes part of
+                         * it), so the pack ends where the index does: what the
+                         * caller counts as stored is then exactly what a later
+                         * open finds. Not if another thread reserved after it. */
+                        pthread_rwlock_wrlock(&s->lock);
+                        pk = store_pack_find(s, pack_id);
+                        if (pk && pk->len == base + total && ftruncate(fd, (off_t)base) == 0)
+                                pk->len = base;
                         s->broken = !(s->flags & ST_STORE_SHARED);
+                        pthread_rwlock_unlock(&s->lock);
                         return r;
                 }
                 uint64_t off;

@@ -91,15 +91,28 @@ int st_read_file(int dirfd, const char *name, size_t max, uint8_t **ret, size_t 
         return 0;
 }
 
-int st_buf_grow(uint8_t **p, size_t *cap, size_t need) {
+int st_buf_grow_max(uint8_t **p, size_t *cap, size_t need, size_t max) {
         if (need <= *cap)
                 return 0;
-        uint8_t *t = realloc(*p, need);
+        if (need > max)
+                return -EFBIG;
+        /* Double (from 256 bytes): a buffer filled piece by piece is copied
+         * O(n) bytes in all, not O(n^2). */
+        size_t n = *cap > max / 2 ? max : *cap * 2;
+        if (n < 256)
+                n = 256 < max ? 256 : max;
+        if (n < need)
+                n = need;
+        uint8_t *t = realloc(*p, n);
         if (!t)
                 return -ENOMEM;
         *p = t;
-        *cap = need;
+        *cap = n;
         return 0;
+}
+
+int st_buf_grow(uint8_t **p, size_t *cap, size_t need) {
+        return st_buf_grow_max(p, cap, need, SIZE_MAX);
 }
 
 void st_names_free(char **names, size_t n) {

@@ -7,9 +7,11 @@
 # whose b3sum is its name. Republishing uploads nothing. Host 2 pulls A, then
 # B: it must fetch exactly the blobs of the chunks B has and A lacks (counted
 # from the two manifests, and in nginx's access log: each once), and export
-# both byte-identical. Host 3 pulls through a delay proxy, is killed -9 in
+# both byte-identical. A publish killed -9 mid-upload leaves temp files that
+# republishing removes. Host 3 pulls through a delay proxy, is killed -9 in
 # the middle, and resumes: nothing it kept is fetched again. Host 4 pulls
-# lazily: fsck warns, export fetches, then a full pull completes it. Host 5
+# lazily: fsck warns, export fetches, then a full pull completes it; one
+# named A.tmp.1 (any valid name) reads the same. Host 5
 # pulls over HTTPS from nginx with HTTP/2: the requests share one connection;
 # without the CA bundle the self-signed certificate is refused. Host 7 serves
 # a lazy image over NBD and is killed -9 mid-read; host 8 serves one with
@@ -48,6 +50,49 @@ done
 [ $n = 40 ] || fail "fewer than 40 blobs"
 out=$(st --store "$H1" publish --json B "$WWW/tree")
 [ "$(json_field "$out" uploaded)" = 0 ] || fail "republishing B uploaded blobs again: $out"
+
+# A publish killed -9 mid-upload ("Never lose data" #11): stopped while a
+# blob's temp file is there, then killed. Republishing removes such temp
+# files once stale (aged here with touch), also of the naming before
+# ".BASE.tmp.PID.SEQ", but not a young one (a live publisher's) nor a ref
+# whose name only looks like one; the tree then pulls byte-identical.
+K=$TMP/killed/tree
+caught=0
+for _ in 1 2 3 4 5; do
+        rm -rf "$TMP/killed"
+        "$STELLAR" --store "$H1" publish --quiet B "$K" &
+        pid=$!
+        while kill -0 $pid 2>/dev/null; do
+                compgen -G "$K/blobs/.*.tmp.*" >/dev/null || continue
+                kill -STOP $pid
+                if compgen -G "$K/blobs/.*.tmp.*" >/dev/null; then
+                        kill -9 $pid
+                        caught=1
+                        break
+                fi
+                kill -CONT $pid
+        done
+        wait $pid 2>/dev/null || true
+        [ $caught = 1 ] && break
+done
+[ $caught = 1 ] || fail "could not kill a publish while it wrote a blob"
+[ -e "$K/refs/B" ] && fail "the killed publish wrote its name"
+old_style=$K/blobs/$(ls "$K/blobs" | grep -m1 -E '^[0-9a-f]{64}$').tmp.4242.7
+: >"$old_style"
+mkdir -p "$K/refs"
+printf '%064d\n' 0 >"$K/refs/X.tmp.1.2"
+touch -d '-1 hour' "$K"/blobs/.*.tmp.* "$old_style" "$K/refs/X.tmp.1.2"
+young=$K/blobs/.$(printf '%064d' 0).tmp.4242.8
+: >"$young"
+st --store "$H1" publish --quiet B "$K"
+left=$(find "$K" -name '*.tmp.*' ! -path "$young" ! -path "$K/refs/X.tmp.1.2")
+[ -z "$left" ] || fail "republishing after a kill -9 left temp files: $left"
+[ -e "$young" ] || fail "republishing removed a young temp file (a live publisher's)"
+[ -e "$K/refs/X.tmp.1.2" ] || fail "republishing removed refs/X.tmp.1.2, a valid name"
+st --store "$TMP/host9" pull --quiet "$K" B
+st --store "$TMP/host9" export B "$TMP/B.out"
+cmp "$TMP/B.img" "$TMP/B.out" || fail "B published again after a kill -9 differs"
+rm -rf "$TMP/B.out" "$TMP/killed" "$TMP/host9"
 
 # What B lacks after A, from the manifests themselves.
 read -r n_lack lack_bytes < <(python3 - "$WWW/tree" <<'EOF'
@@ -125,6 +170,15 @@ out=$(st --store "$H4" pull --json "$URL" A)
 [ "$(json_field "$out" fetched)" = 0 ] || fail "completing the lazy pull fetched again what export kept: $out"
 [ -e "$H4/sources/A" ] && fail "a complete image still has a source"
 STELLAR_STORE=$H4 fsck_clean
+# A lazily pulled image whose name has ".tmp" in it ("Never lose data" #7:
+# its sources/ file was taken for a temp file, so no read could fetch).
+st --store "$TMP/host4t" pull --quiet --lazy --as A.tmp.1 "$URL" A
+st --store "$TMP/host4t" export A.tmp.1 "$TMP/A.out" || fail "a lazy image named A.tmp.1 cannot be read"
+cmp "$TMP/A.img" "$TMP/A.out" || fail "export of the lazy image A.tmp.1 differs"
+rm -f "$TMP/A.out"
+# Publish to a directory leaves no temp file, and none has a name a
+# published name could have (they start with '.').
+if find "$WWW/tree" -name '*.tmp*' | grep -q .; then fail "temp files left in the tree"; fi
 echo "distribution: ok ($n_lack blobs B lacks after A, $total in the tree)"
 
 # The daemon fetching a lazy image on demand is killed -9 mid-read: what it

@@ -3,7 +3,9 @@
 # A full disk: the store lives on a small tmpfs. An import that does not fit
 # fails with a clear ENOSPC error, leaves no image behind, and damages
 # nothing: earlier images export byte-identical, fsck is clean once a writer
-# has recovered, and after space is freed imports work again.
+# has recovered, and after space is freed imports work again. A pull onto
+# the full disk reports as kept exactly the chunks the store then has, and
+# resumes once there is room.
 . "$(dirname "$0")/../lib/functions.sh"
 requires b3sum
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root to mount a tmpfs"; exit 77; }
@@ -48,4 +50,30 @@ cmp "$TMP/c.img" "$TMP/c.out" || fail "import after recovery"
 st export a "$TMP/a.out"
 [ "$(b3sum --no-names "$TMP/a.out")" = "$sum_a" ] || fail "a damaged"
 fsck_clean
+
+# A pull onto the full disk ("Never lose data" #11): the chunks it says it
+# kept are exactly those the store has afterwards, and once there is room a
+# resumed pull finds them all and fetches only the rest.
+head -c 40000000 /dev/urandom >"$TMP/p.img"
+st --store "$TMP/h1" import --quiet "$TMP/p.img" p
+st --store "$TMP/h1" publish --quiet p "$TMP/tree"
+P=$TMP/mnt/pulled
+set +e
+st --store "$P" pull "$TMP/tree" p >"$TMP/out" 2>&1
+rc=$?
+set -e
+cat "$TMP/out"
+[ $rc = 1 ] || fail "pull onto a full disk exited $rc"
+grep -q "No space left on device" "$TMP/out" || fail "pull: no ENOSPC message"
+said=$(sed -n 's/^stellar: \([0-9]*\) chunks fetched so far are kept.*/\1/p' "$TMP/out")
+[ -n "$said" ] && [ "$said" -gt 0 ] || fail "the failed pull does not say how many chunks it kept"
+have=$(json_field "$(st --store "$P" stats --json)" chunks)
+[ "$said" = "$have" ] || fail "the failed pull said it kept $said chunks; the store has $have"
+rm -rf "$STELLAR_STORE" # room for the rest
+out=$(st --store "$P" pull --json "$TMP/tree" p)
+[ "$(json_field "$out" present)" = "$said" ] ||
+        fail "the resumed pull found $(json_field "$out" present) chunks there, not the $said kept"
+st --store "$P" export p "$TMP/p.out"
+cmp "$TMP/p.img" "$TMP/p.out" || fail "the image pulled after ENOSPC differs"
+STELLAR_STORE=$P fsck_clean
 echo ok

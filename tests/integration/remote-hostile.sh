@@ -19,11 +19,17 @@
 #   404blobs    fails at once (under 10 s) with "(HTTP 404): not found"
 #   stall       --timeout 2 --retries 2: fails within 10 s ("stalled"): two
 #               attempts with no byte for 2 s, plus backoff
+#   drip        one byte a second (no stall): --timeout 2 --deadline 3
+#               --retries 2 fails within 12 s naming the blob and "deadline"
+#               (two attempts of 3 s, plus backoff)
 #   wrongbytes  fails: "not what their name says"
 #   truncate    fails, naming the blob
 #   huge        the manifest is 1 GiB: refused ("larger than allowed" / "too
 #               large") in under 20 s and under 200 MB of max RSS
 #               (/usr/bin/time -v), without reading it all
+#   gzipbomb    the manifest is 2 MB of gzip that inflate to 2 GiB: refused
+#               ("inflates") in under 10 s and under 100 MB of max RSS, after
+#               reading a small part of it
 # Hostile manifests in a plain directory (pulled by file:// URL), each with
 # refs/A naming a manifest whose file name IS the b3sum of its bytes (it
 # passes the id check) but whose content is bad; the error must name the
@@ -152,6 +158,11 @@ try stall --json --timeout 2 --retries 2 "$URL" A
 failed_clean stall '/blobs/[0-9a-f]{64}.*stalled'
 [ "$SECS" -le 10 ] || bad "stall: --timeout 2 --retries 2 took ${SECS}s, not 10 s at most (2 attempts of 2 s)"
 
+serve drip --drip-secs 1
+try drip --json --timeout 2 --deadline 3 --retries 2 "$URL" A
+failed_clean drip '/blobs/[0-9a-f]{64}.*deadline'
+[ "$SECS" -le 12 ] || bad "drip: --deadline 3 --retries 2 took ${SECS}s, not 12 s at most (2 attempts of 3 s)"
+
 serve wrongbytes
 try wrongbytes --json --retries 2 "$URL" A
 failed_clean wrongbytes '/blobs/[0-9a-f]{64}.*not what their name says'
@@ -169,6 +180,16 @@ kill "$BAD_PID" 2>/dev/null && wait "$BAD_PID" 2>/dev/null || true
 sent=$(awk '$1 == "req" && $NF == "huge" { print $5 }' "$TMP/bad-http.log" | sort -n | tail -1)
 echo "  huge: the server sent ${sent:-?} bytes of the 1 GiB manifest before the client left"
 [ "${sent:-0}" -lt $((1 << 30)) ] || bad "huge: the client read the whole 1 GiB manifest"
+
+serve gzipbomb
+try gzipbomb --json "$URL" A
+failed_clean gzipbomb '/manifests/[0-9a-f]{64}\.json.*inflates'
+[ "$SECS" -lt 10 ] || bad "gzipbomb: refusing a 2 GiB gzip bomb took ${SECS}s"
+[ "$RSS_MB" -lt 100 ] || bad "gzipbomb: refusing a 2 GiB gzip bomb took ${RSS_MB} MB of RSS (limit 100 MB)"
+kill "$BAD_PID" 2>/dev/null && wait "$BAD_PID" 2>/dev/null || true
+sent=$(awk '$1 == "req" && $NF == "gzipbomb" { print $5 }' "$TMP/bad-http.log" | sort -n | tail -1)
+echo "  gzipbomb: the server sent ${sent:-?} bytes of gzip before the client left"
+[ "${sent:-0}" -lt $((1 << 20)) ] || bad "gzipbomb: the client read ${sent:-?} bytes of the 2 MB gzip bomb"
 
 # Hostile manifests: one tree per case under $TMP/bad/CASE, its blobs a
 # symlink to the good tree's. The script prints one "CASE<TAB>REGEX" line each.

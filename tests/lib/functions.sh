@@ -211,9 +211,9 @@ start_delay_proxy() {
 
 # start_bad_http ROOT MODE [OPTION...]: tests/tools/bad-http.py serving ROOT on
 # 127.0.0.1:$BAD_PORT, misbehaving as MODE says (ok, flaky500, always500,
-# 404blobs, reset, stall, wrongbytes, truncate, huge; see the tool). Sets
-# BAD_PORT and BAD_PID (stopped at exit); its request log, one "req METHOD
-# PATH STATUS BYTES ACTION" line each, is $TMP/bad-http.log.
+# 404blobs, reset, stall, wrongbytes, truncate, huge, gzipbomb, drip; see the
+# tool). Sets BAD_PORT and BAD_PID (stopped at exit); its request log, one
+# "req METHOD PATH STATUS BYTES ACTION" line each, is $TMP/bad-http.log.
 start_bad_http() {
         local pf
         pf=$(mktemp -u "$TMP/bad-port.XXXXXX")

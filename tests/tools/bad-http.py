@@ -3,12 +3,12 @@
 """A hostile HTTP/1.1 server for `stellar pull` tests (python3 stdlib only).
 
     bad-http.py --root DIR --mode MODE [--match REGEX] [--listen 127.0.0.1:0]
-                [--port-file F]
+                [--port-file F] [--drip-secs S]
 
 It serves the files under DIR (a published tree: refs/, manifests/, blobs/)
 with keep-alive, one thread per connection, GET and HEAD, single byte ranges,
 and misbehaves on the requests whose path matches --match (by default
-`/blobs/`, or `/manifests/` for `huge`):
+`/blobs/`, or `/manifests/` for `huge` and `gzipbomb`):
 
   ok          no misbehaviour
   flaky500    the first request for each matching path answers 500, the
@@ -24,10 +24,15 @@ and misbehaves on the requests whose path matches --match (by default
   truncate    a true Content-Length, half the body, then a clean close; every
               time
   huge        a 1 GiB body made up as it is sent: "{" then spaces
+  gzipbomb    "Content-Encoding: gzip", no length, and a gzip stream of "{"
+              then 2 GiB of spaces (about 2 MB), compressed as it is sent
+  drip        a true Content-Length, then the body one byte every
+              --drip-secs seconds (default 1): never a stall, never done
 
 Every request is logged on stderr as one line,
     req METHOD PATH STATUS BYTES_SENT ACTION
-(ACTION: served, 500, 404, reset, stall, wrong, truncated, huge, missing),
+(ACTION: served, 500, 404, reset, stall, wrong, truncated, huge, gzipbomb, drip,
+missing; a drip is logged when it ends),
 and on SIGTERM/SIGINT a summary: connections, requests, and a count per
 action. The port it bound goes to --port-file (written whole, then renamed).
 """
@@ -42,10 +47,11 @@ import struct
 import sys
 import threading
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = ["ok", "flaky500", "always500", "404blobs", "reset", "stall",
-         "wrongbytes", "truncate", "huge"]
+         "wrongbytes", "truncate", "huge", "gzipbomb", "drip"]
 HUGE = 1 << 30
 
 lock = threading.Lock()
@@ -113,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
 
         if mode == "huge":
             return self.huge()
+        if mode == "gzipbomb":
+            return self.gzipbomb()
         if mode == "always500" or (mode == "flaky500" and first_time(url)):
             return self.short(500, "500")
         if mode == "404blobs":
@@ -158,6 +166,17 @@ class Handler(BaseHTTPRequestHandler):
             stopping.wait()
             self.close_connection = True
             return
+        if mode == "drip":
+            sent = 0
+            try:
+                while sent < len(data) and not stopping.wait(self.server.args.drip_secs):
+                    self.wfile.write(data[sent:sent + 1])
+                    self.wfile.flush()
+                    sent += 1
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return self.note(status, sent, "drip")
         if mode == "truncate":
             self.wfile.write(data[:half])
             self.wfile.flush()
@@ -184,6 +203,34 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
         self.note(200, sent, "huge")
+
+
+    def gzipbomb(self):
+        """2 MB of gzip that inflate to 2 GiB (deflate's limit is about
+        1000:1), made as it goes: a client must give up after a few MB."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")  # the body ends with the connection
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+        if self.command != "HEAD":
+            z = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip wrapper
+            block = b" " * (1 << 20)
+
+            def pieces():
+                yield z.compress(b"{")
+                for _ in range(2048):
+                    yield z.compress(block)
+                yield z.flush()
+            try:
+                for piece in pieces():
+                    self.wfile.write(piece)
+                    sent += len(piece)
+            except OSError:
+                pass
+        self.note(200, sent, "gzipbomb")
 
 
 class Server(ThreadingHTTPServer):
@@ -243,9 +290,10 @@ def main():
     ap.add_argument("--match", help="regex on the request path the mode applies to")
     ap.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any free one)")
     ap.add_argument("--port-file", help="write the bound port here")
+    ap.add_argument("--drip-secs", type=float, default=1.0, help="drip: seconds between bytes")
     args = ap.parse_args()
     args.root = os.path.realpath(args.root)
-    args.match = re.compile(args.match or ("/manifests/" if args.mode == "huge" else "/blobs/"))
+    args.match = re.compile(args.match or ("/manifests/" if args.mode in ("huge", "gzipbomb") else "/blobs/"))
 
     host, _, port = args.listen.rpartition(":")
     srv = Server((host or "127.0.0.1", int(port)), args)
