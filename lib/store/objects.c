@@ -48,6 +48,10 @@ int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reter
                                     r == -EFBIG ? -EBADMSG : r);
         st_diag d = { 0 };
         r = ref_parse(buf, len, ret, &d);
+        if (r == 0 && ret->name_sum && ret->name_sum != ref_name_sum(name)) {
+                d = (st_diag){ .offset = 72, .what = "the ref is another name's (moved or swapped?)" };
+                r = -EBADMSG;
+        }
         if (r < 0) {
                 char file[300];
                 snprintf(file, sizeof file, "refs/%s", name);
@@ -58,13 +62,17 @@ int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reter
 
 int store_ref_save(st_store *s, const char *name, const store_ref *r) {
         uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
-        size_t len = ref_encode(r, buf);
+        store_ref named = *r;
+        named.name_sum = ref_name_sum(name);
+        size_t len = ref_encode(&named, buf);
         return st_write_atomic(s->refs_fd, name, buf, len);
 }
 
 int store_ref_create(st_store *s, const char *name, const store_ref *r) {
         uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
-        size_t len = ref_encode(r, buf);
+        store_ref named = *r;
+        named.name_sum = ref_name_sum(name);
+        size_t len = ref_encode(&named, buf);
         char tmp[REF_NAME_MAX + 40];
         snprintf(tmp, sizeof tmp, ".%s.%ld.new", name, (long)getpid());
         _cleanup_close_ int fd = openat(s->refs_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -15,7 +15,7 @@
 #include <stellar/common.h>
 
 #define REF_MAGIC "STREF\0\0\0"
-#define REF_VERSION 1u
+#define REF_VERSION 2u /* 1: without the name sum; still read, and written back as read */
 #define REF_FIXED_LEN 112u
 #define REF_NAME_MAX 200u
 
@@ -25,8 +25,13 @@ typedef struct store_ref {
         uint64_t ctime_ns;
         st_digest manifest; /* all zero: none */
         char parent[REF_NAME_MAX + 1];
+        /* Version 2: the first 8 bytes of BLAKE3 of the ref's own name, so a
+         * ref file moved or swapped under another name is found out; 0 in a
+         * version 1 ref (and encodes as version 1). */
+        uint64_t name_sum;
 } store_ref;
 
+uint64_t ref_name_sum(const char *name);
 /* Encode into out (REF_FIXED_LEN + REF_NAME_MAX bytes); returns the length. */
 size_t ref_encode(const store_ref *r, uint8_t *out);
 int ref_parse(const uint8_t *buf, size_t len, store_ref *ret, st_diag *reterr);

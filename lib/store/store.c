@@ -503,8 +503,17 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
          * wrote is what we see. */
         bool need_recovery = faccessat(s->dirfd, "dirty", F_OK, 0) == 0;
         r = st_read_file(s->dirfd, "index", SIZE_MAX, &ibuf, &ilen);
-        if (r == -ENOENT)
+        if (r == -ENOENT) {
                 need_recovery = true; /* a new store, or one whose index was lost */
+                char **names;
+                size_t n;
+                if (st_list_dir(s->packs_fd, NULL, &names, &n) == 0) {
+                        if (n > 0 && faccessat(s->dirfd, "dirty", F_OK, 0) < 0)
+                                diag(&s->index_problem, "index", ST_DIAG_NO_OFFSET,
+                                     "the index is missing");
+                        st_names_free(names, n);
+                }
+        }
         else if (r < 0) {
                 diag(reterr, "index", ST_DIAG_NO_OFFSET, "cannot read");
                 goto fail;
@@ -554,7 +563,11 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                                 lost = true;
                         }
                 if (lost) {
+                        /* Never hand out a lost pack's id again: the pack
+                         * may come back (restored from a backup). */
+                        uint32_t next = s->next_pack_id;
                         store_reset_index(s);
+                        s->next_pack_id = next;
                         if (!s->idx) {
                                 r = -ENOMEM;
                                 goto fail;

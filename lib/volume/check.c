@@ -65,6 +65,20 @@ static int check_volume(st_store *s, const char *name, const store_ref *ref,
                            diag.what ? diag.offset : ST_DIAG_NO_OFFSET, msg);
                 return 0;
         }
+        uint64_t bad_block, bad_slot;
+        r = delta_verify(&d, &bad_block, &bad_slot);
+        if (r == -ENOMEM) {
+                delta_close(&d);
+                return r;
+        }
+        if (r < 0) {
+                char path[REF_NAME_MAX + 32], msg[300];
+                snprintf(path, sizeof path, "deltas/%s.data", name);
+                snprintf(msg, sizeof msg, "block %llu of volume %s does not match the checksum "
+                         "its journal record keeps (the data is damaged)",
+                         (unsigned long long)bad_block, name);
+                report_one(report, userdata, res, 1, path, bad_slot * DELTA_BLOCK, msg);
+        }
         if (d.torn_len) {
                 char path[REF_NAME_MAX + 32], msg[200];
                 snprintf(path, sizeof path, "deltas/%s.map", name);

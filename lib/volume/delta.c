@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <stellar/hash.h>
 
@@ -18,8 +19,10 @@
 
 #define MAP_MAGIC "STDELTA\0"
 #define MAP_VERSION 2u /* 1: no flush marks, no header check; still read */
-#define MAP_HEADER_LEN 32u
-#define MAP_RECORD_LEN 32u
+/* Header: 32 bytes in version 1 (magic, version, length, tag, zero), 40 in
+ * version 2 (magic, version, length, tag, name sum, check). */
+#define MAP_HEADER_MAX 40u
+#define HDR_LEN(d) ((d)->version == 1 ? 32u : 40u)
 #define UNFLUSHED (1ull << 63)
 #define EMPTY UINT64_MAX
 
@@ -32,10 +35,12 @@ static uint64_t mix(uint64_t x) {
 
 static int map_grow(delta *d) {
         size_t cap = d->cap ? d->cap * 2 : 1024;
-        uint64_t *k = malloc(cap * sizeof *k), *v = malloc(cap * sizeof *v);
-        if (!k || !v) {
+        uint64_t *k = malloc(cap * sizeof *k), *v = malloc(cap * sizeof *v),
+                 *h = malloc(cap * sizeof *h);
+        if (!k || !v || !h) {
                 free(k);
                 free(v);
+                free(h);
                 return -ENOMEM;
         }
         memset(k, 0xff, cap * sizeof *k);
@@ -47,11 +52,14 @@ static int map_grow(delta *d) {
                         j = (j + 1) & (cap - 1);
                 k[j] = d->keys[i];
                 v[j] = d->vals[i];
+                h[j] = d->sums[i];
         }
         free(d->keys);
         free(d->vals);
+        free(d->sums);
         d->keys = k;
         d->vals = v;
+        d->sums = h;
         d->cap = cap;
         return 0;
 }
@@ -128,10 +136,16 @@ uint64_t delta_next_block(const delta *d, uint64_t from, uint64_t limit) {
         return limit;
 }
 
-static int map_put(delta *d, uint64_t block, uint64_t val) {
+/* The data sum kept beside a value map_slot returned. */
+static uint64_t *map_sum(const delta *d, const uint64_t *v) {
+        return &d->sums[v - d->vals];
+}
+
+static int map_put(delta *d, uint64_t block, uint64_t val, uint64_t sum) {
         uint64_t *v = map_slot(d, block);
         if (v) {
                 *v = val;
+                *map_sum(d, v) = sum;
                 return 0;
         }
         int k = set_add(&d->r1, &d->r1_cap, &d->r1_n, block >> R1_SHIFT);
@@ -149,6 +163,7 @@ static int map_put(delta *d, uint64_t block, uint64_t val) {
                 i = (i + 1) & (d->cap - 1);
         d->keys[i] = block;
         d->vals[i] = val;
+        d->sums[i] = sum;
         d->count++;
         return 0;
 }
@@ -166,13 +181,26 @@ static int push(uint64_t **v, size_t *n, size_t *cap, uint64_t x) {
         return 0;
 }
 
-static uint64_t record_check(const uint8_t *rec, uint64_t tag) {
-        uint8_t b[32];
-        memcpy(b, rec, 24);
-        st_le64_put(b + 24, tag);
+/* Records: 32 bytes in version 1 (block, value, sequence, check), 40 in
+ * version 2 (block, value, sequence, data sum, check). The check is the first
+ * 8 bytes of BLAKE3 of the record before it, then the tag. */
+#define REC_LEN(d) ((d)->version == 1 ? 32u : 40u)
+#define REC_BODY(d) (REC_LEN(d) - 8u)
+
+static uint64_t record_check(const delta *d, const uint8_t *rec) {
+        uint8_t b[40];
+        memcpy(b, rec, REC_BODY(d));
+        st_le64_put(b + REC_BODY(d), d->tag);
         st_digest h;
-        st_hash(b, sizeof b, &h);
+        st_hash(b, REC_LEN(d), &h);
         return st_le64_get(h.b);
+}
+
+/* The sum a version 2 record keeps of its slot's 4 KiB: a fast
+ * non-cryptographic hash, so a write costs a few hundred nanoseconds more
+ * and a flipped bit in the data file is found when read. */
+static uint64_t data_sum(const void *block) {
+        return (uint64_t)XXH3_64bits(block, DELTA_BLOCK);
 }
 
 /* A version 2 flush ends with a commit record: block COMMIT_BLOCK, value the
@@ -180,20 +208,28 @@ static uint64_t record_check(const uint8_t *rec, uint64_t tag) {
  * check over those records' bytes, its first 24 bytes and the tag. */
 #define COMMIT_BLOCK UINT64_MAX
 
-static uint64_t commit_check(const st_hasher *batch, const uint8_t *rec, uint64_t tag) {
+static uint64_t commit_check(const delta *d, const st_hasher *batch, const uint8_t *rec) {
         st_hasher h = *batch;
         uint8_t t[8];
-        st_le64_put(t, tag);
-        st_hasher_update(&h, rec, 24);
+        st_le64_put(t, d->tag);
+        st_hasher_update(&h, rec, REC_BODY(d));
         st_hasher_update(&h, t, 8);
-        st_digest d;
-        st_hasher_final(&h, &d);
-        return st_le64_get(d.b);
+        st_digest sum;
+        st_hasher_final(&h, &sum);
+        return st_le64_get(sum.b);
 }
 
 static uint64_t header_check(const uint8_t *hdr) {
         st_digest h;
-        st_hash(hdr, 24, &h);
+        st_hash(hdr, 32, &h);
+        return st_le64_get(h.b);
+}
+
+/* Binds a journal to its volume's name: a journal moved or swapped from
+ * another volume is damage, not "an earlier volume's". */
+static uint64_t name_sum(const char *name) {
+        st_digest h;
+        st_hash(name, strlen(name), &h);
         return st_le64_get(h.b);
 }
 
@@ -201,13 +237,14 @@ static void file_name(const delta *d, const char *ext, char out[300]) {
         snprintf(out, 300, "%s.%s", d->name, ext);
 }
 
-static void header_encode(uint8_t out[MAP_HEADER_LEN], uint64_t tag) {
-        memset(out, 0, MAP_HEADER_LEN);
+static void header_encode(uint8_t out[MAP_HEADER_MAX], const delta *d) {
+        memset(out, 0, MAP_HEADER_MAX);
         memcpy(out, MAP_MAGIC, 8);
         st_le32_put(out + 8, MAP_VERSION);
-        st_le32_put(out + 12, MAP_HEADER_LEN);
-        st_le64_put(out + 16, tag);
-        st_le64_put(out + 24, header_check(out));
+        st_le32_put(out + 12, MAP_HEADER_MAX);
+        st_le64_put(out + 16, d->tag);
+        st_le64_put(out + 24, name_sum(d->name));
+        st_le64_put(out + 32, header_check(out));
 }
 
 /* Create (or replace) the two files, empty. */
@@ -218,8 +255,8 @@ static int delta_create(delta *d) {
         int dfd = openat(d->dirfd, dn, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (dfd < 0)
                 return -errno;
-        uint8_t hdr[MAP_HEADER_LEN];
-        header_encode(hdr, d->tag);
+        uint8_t hdr[MAP_HEADER_MAX];
+        header_encode(hdr, d);
         /* The journal appears complete or not at all. */
         int r = st_write_atomic(d->dirfd, mn, hdr, sizeof hdr);
         int mfd = r < 0 ? -1 : openat(d->dirfd, mn, O_RDWR | O_CLOEXEC);
@@ -235,9 +272,9 @@ static int delta_create(delta *d) {
         d->data_fd = dfd;
         d->map_fd = mfd;
         d->n_slots = 0;
-        d->map_len = MAP_HEADER_LEN;
-        d->seq = 0;
         d->version = MAP_VERSION;
+        d->map_len = HDR_LEN(d);
+        d->seq = 0;
         return st_fsync_dir(d->dirfd);
 }
 
@@ -245,19 +282,20 @@ static int delta_create(delta *d) {
 #define RUN 256
 typedef struct reader {
         int fd;
+        uint32_t rec_len;
         uint64_t len, buf_off; /* file length; offset of buf[0] */
         size_t buf_len;
-        uint8_t buf[MAP_RECORD_LEN * RUN];
+        uint8_t buf[40 * RUN];
 } reader;
 
 /* The record at off (a multiple of 32 past the header), or NULL past the
  * last whole record; *ret_r gets a read error. */
 static const uint8_t *reader_at(reader *rd, uint64_t off, int *ret_r) {
-        if (off + MAP_RECORD_LEN > rd->len)
+        if (off + rd->rec_len > rd->len)
                 return NULL;
-        if (off < rd->buf_off || off + MAP_RECORD_LEN > rd->buf_off + rd->buf_len) {
-                size_t n = (size_t)ST_MIN((uint64_t)sizeof rd->buf,
-                                          (rd->len - off) / MAP_RECORD_LEN * MAP_RECORD_LEN);
+        if (off < rd->buf_off || off + rd->rec_len > rd->buf_off + rd->buf_len) {
+                size_t n = (size_t)ST_MIN((uint64_t)rd->rec_len * RUN,
+                                          (rd->len - off) / rd->rec_len * rd->rec_len);
                 int r = st_pread_full(rd->fd, rd->buf, n, off);
                 if (r < 0) {
                         *ret_r = r;
@@ -269,12 +307,13 @@ static const uint8_t *reader_at(reader *rd, uint64_t off, int *ret_r) {
         return rd->buf + (off - rd->buf_off);
 }
 
-static uint64_t rec_seq(uint64_t off) {
-        return (off - MAP_HEADER_LEN) / MAP_RECORD_LEN;
+static uint64_t rec_seq(const delta *d, uint64_t off) {
+        return (off - HDR_LEN(d)) / REC_LEN(d);
 }
 
-static bool rec_intact(const uint8_t *rec, uint64_t off, uint64_t tag) {
-        return st_le64_get(rec + 16) == rec_seq(off) && st_le64_get(rec + 24) == record_check(rec, tag);
+static bool rec_intact(const delta *d, const uint8_t *rec, uint64_t off) {
+        return st_le64_get(rec + 16) == rec_seq(d, off) &&
+               st_le64_get(rec + REC_BODY(d)) == record_check(d, rec);
 }
 
 static int damaged(const delta *d, st_diag *reterr, uint64_t off, const char *what) {
@@ -288,28 +327,29 @@ static int damaged(const delta *d, st_diag *reterr, uint64_t off, const char *wh
 static int later_flush_v2(const delta *d, reader *rd, uint64_t from, bool *ret) {
         int r = 0;
         *ret = false;
-        for (uint64_t off = from; !*ret; off += MAP_RECORD_LEN) {
+        uint32_t rl = REC_LEN(d);
+        for (uint64_t off = from; !*ret; off += rl) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         return r;
-                if (st_le64_get(rec) != COMMIT_BLOCK || st_le64_get(rec + 16) != rec_seq(off))
+                if (st_le64_get(rec) != COMMIT_BLOCK || st_le64_get(rec + 16) != rec_seq(d, off))
                         continue;
                 uint64_t n = st_le64_get(rec + 8);
-                if (n > (off - from) / MAP_RECORD_LEN)
+                if (n > (off - from) / rl)
                         continue; /* it would cover the bad record */
-                uint8_t commit[MAP_RECORD_LEN];
-                memcpy(commit, rec, sizeof commit);
+                uint8_t commit[40];
+                memcpy(commit, rec, rl);
                 st_hasher h;
                 st_hasher_init(&h);
                 bool ok = true;
-                for (uint64_t o = off - n * MAP_RECORD_LEN; ok && o < off; o += MAP_RECORD_LEN) {
+                for (uint64_t o = off - n * rl; ok && o < off; o += rl) {
                         const uint8_t *x = reader_at(rd, o, &r);
                         if (!x)
                                 return r ? r : -EIO;
-                        ok = rec_intact(x, o, d->tag) && st_le64_get(x) != COMMIT_BLOCK;
-                        st_hasher_update(&h, x, MAP_RECORD_LEN);
+                        ok = rec_intact(d, x, o) && st_le64_get(x) != COMMIT_BLOCK;
+                        st_hasher_update(&h, x, rl);
                 }
-                *ret = ok && st_le64_get(commit + 24) == commit_check(&h, commit, d->tag);
+                *ret = ok && st_le64_get(commit + REC_BODY(d)) == commit_check(d, &h, commit);
         }
         return 0;
 }
@@ -319,11 +359,11 @@ static int later_flush_v2(const delta *d, reader *rd, uint64_t from, bool *ret) 
 static int later_record_v1(const delta *d, reader *rd, uint64_t from, bool *ret) {
         int r = 0;
         *ret = false;
-        for (uint64_t off = from; !*ret; off += MAP_RECORD_LEN) {
+        for (uint64_t off = from; !*ret; off += REC_LEN(d)) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         return r;
-                *ret = rec_intact(rec, off, d->tag);
+                *ret = rec_intact(d, rec, off);
         }
         return 0;
 }
@@ -332,40 +372,41 @@ static int later_record_v1(const delta *d, reader *rd, uint64_t from, bool *ret)
  * torn tail of an unfinished flush; a bad record followed by a durable
  * flush is damage (-EBADMSG, *reterr naming its offset). */
 static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr) {
-        uint64_t off = MAP_HEADER_LEN, end = MAP_HEADER_LEN, n_batch = 0;
+        uint64_t off = HDR_LEN(d), end = HDR_LEN(d), n_batch = 0;
         st_hasher h;
         st_hasher_init(&h);
         int r = 0;
-        for (;; off += MAP_RECORD_LEN) {
+        uint32_t rl = REC_LEN(d);
+        for (;; off += rl) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         break;
                 if (d->version == 1) {
-                        if (!rec_intact(rec, off, d->tag))
+                        if (!rec_intact(d, rec, off))
                                 break;
-                        end = off + MAP_RECORD_LEN;
+                        end = off + rl;
                 } else if (st_le64_get(rec) == COMMIT_BLOCK) {
-                        if (st_le64_get(rec + 16) != rec_seq(off) ||
+                        if (st_le64_get(rec + 16) != rec_seq(d, off) ||
                             st_le64_get(rec + 8) != n_batch ||
-                            st_le64_get(rec + 24) != commit_check(&h, rec, d->tag))
+                            st_le64_get(rec + REC_BODY(d)) != commit_check(d, &h, rec))
                                 break;
-                        end = off + MAP_RECORD_LEN;
+                        end = off + rl;
                         n_batch = 0;
                         st_hasher_init(&h);
                 } else {
-                        if (!rec_intact(rec, off, d->tag))
+                        if (!rec_intact(d, rec, off))
                                 break;
-                        st_hasher_update(&h, rec, MAP_RECORD_LEN);
+                        st_hasher_update(&h, rec, rl);
                         n_batch++;
                 }
         }
         if (r < 0)
                 return r;
-        if (off + MAP_RECORD_LEN <= rd->len) {
+        if (off + rl <= rd->len) {
                 /* Stopped at a bad record: torn, or damaged? */
                 bool later = false;
-                r = d->version == 1 ? later_record_v1(d, rd, off + MAP_RECORD_LEN, &later)
-                                    : later_flush_v2(d, rd, off + MAP_RECORD_LEN, &later);
+                r = d->version == 1 ? later_record_v1(d, rd, off + rl, &later)
+                                    : later_flush_v2(d, rd, off + rl, &later);
                 if (r < 0)
                         return r;
                 if (later)
@@ -381,10 +422,10 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         if (fstat(d->map_fd, &st) < 0)
                 return -errno;
         uint64_t len = (uint64_t)st.st_size;
-        uint8_t hdr[MAP_HEADER_LEN];
-        if (len < MAP_HEADER_LEN)
+        uint8_t hdr[MAP_HEADER_MAX];
+        if (len < 32)
                 return damaged(d, reterr, len, "journal shorter than its header");
-        int r = st_pread_full(d->map_fd, hdr, sizeof hdr, 0);
+        int r = st_pread_full(d->map_fd, hdr, 32, 0);
         if (r < 0)
                 return r;
         if (memcmp(hdr, MAP_MAGIC, 8) != 0)
@@ -394,10 +435,23 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 (void)damaged(d, reterr, 8, "unknown journal version");
                 return -EPROTONOSUPPORT;
         }
-        if (st_le32_get(hdr + 12) != MAP_HEADER_LEN)
+        if (st_le32_get(hdr + 12) != HDR_LEN(d))
                 return damaged(d, reterr, 12, "bad journal header length");
-        if (d->version == 1 ? st_le64_get(hdr + 24) != 0 : st_le64_get(hdr + 24) != header_check(hdr))
-                return damaged(d, reterr, 24, "journal header checksum mismatch");
+        if (len < HDR_LEN(d))
+                return damaged(d, reterr, len, "journal shorter than its header");
+        if (d->version == 1) {
+                if (st_le64_get(hdr + 24) != 0)
+                        return damaged(d, reterr, 24, "reserved journal header bytes are not zero");
+        } else {
+                r = st_pread_full(d->map_fd, hdr + 32, 8, 32);
+                if (r < 0)
+                        return r;
+                if (st_le64_get(hdr + 32) != header_check(hdr))
+                        return damaged(d, reterr, 32, "journal header checksum mismatch");
+                if (st_le64_get(hdr + 24) != name_sum(d->name))
+                        return damaged(d, reterr, 24,
+                                       "the journal is another volume's (moved or swapped?)");
+        }
         if (st_le64_get(hdr + 16) != d->tag)
                 return 1; /* a delta of an earlier volume of this name: not ours */
         d->n_slots = 0;
@@ -409,8 +463,8 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         reader *rd = malloc(sizeof *rd);
         if (!rd)
                 return -ENOMEM;
-        *rd = (reader){ .fd = d->map_fd, .len = len };
-        uint64_t end;
+        *rd = (reader){ .fd = d->map_fd, .rec_len = REC_LEN(d), .len = len };
+        uint64_t end = HDR_LEN(d);
         r = journal_end(d, rd, &end, reterr);
         /* Which block holds each slot: a durable record that names a slot
          * another block holds, or one past the data file, is damage (a
@@ -421,11 +475,12 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 r = -ENOMEM;
         if (owner)
                 memset(owner, 0xff, (d->n_slots ? d->n_slots : 1) * sizeof *owner);
-        for (uint64_t off = MAP_HEADER_LEN; r == 0 && off < end; off += MAP_RECORD_LEN) {
+        for (uint64_t off = HDR_LEN(d); r == 0 && off < end; off += REC_LEN(d)) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         break;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
+                uint64_t sum = d->version == 1 ? 0 : st_le64_get(rec + 24);
                 d->seq++;
                 if (d->version != 1 && block == COMMIT_BLOCK)
                         continue;
@@ -445,7 +500,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                         owner[*old] = EMPTY;
                 if (val != DELTA_ZERO)
                         owner[val] = block;
-                r = map_put(d, block, val);
+                r = map_put(d, block, val, sum);
         }
         free(owner);
         free(rd);
@@ -485,6 +540,18 @@ int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, b
         d.map_fd = openat(dirfd, mn, flags);
         if (d.map_fd < 0 && errno != ENOENT)
                 r = -errno;
+        struct stat st;
+        if (r == 0 && d.map_fd < 0 && fstatat(dirfd, dn, &st, 0) == 0 && st.st_size > 0) {
+                /* Data is written only once its journal exists, and the
+                 * journal goes only after the data: written data without a
+                 * journal means the journal was lost. */
+                char file[320];
+                snprintf(file, sizeof file, "deltas/%s", dn);
+                r = st_diag_fail(reterr, file, ST_DIAG_NO_OFFSET,
+                                 "the volume's writes are here but their journal "
+                                 "(NAME.map) is missing",
+                                 -EBADMSG);
+        }
         if (r == 0 && d.map_fd >= 0) {
                 /* A journal without its data file: replay finds whether any
                  * record needed it (then the loss is reported, not hidden). */
@@ -494,7 +561,7 @@ int delta_open(int dirfd, const char *name, uint64_t tag, uint64_t max_blocks, b
         }
         if (r == 0 && d.map_fd >= 0) {
                 r = replay(&d, rdonly, reterr);
-                if (r == 0 && d.data_fd < 0 && d.map_len > MAP_HEADER_LEN && d.count > 0 &&
+                if (r == 0 && d.data_fd < 0 && d.count > 0 &&
                     !rdonly)
                         r = -EIO; /* unreachable: O_CREAT made it */
                 if (r == 1) { /* an earlier volume's: start over on the first write */
@@ -520,6 +587,7 @@ void delta_close(delta *d) {
                 close(d->map_fd);
         free(d->keys);
         free(d->vals);
+        free(d->sums);
         free(d->r1);
         free(d->r2);
         free(d->jbuf);
@@ -540,12 +608,38 @@ int delta_lookup(const delta *d, uint64_t block, uint64_t *ret_slot) {
         return 1;
 }
 
-int delta_read_slot(const delta *d, uint64_t slot, void *buf) {
-        return st_pread_full(d->data_fd, buf, DELTA_BLOCK, slot * DELTA_BLOCK);
+int delta_read_slot(const delta *d, uint64_t block, uint64_t slot, void *buf) {
+        int r = st_pread_full(d->data_fd, buf, DELTA_BLOCK, slot * DELTA_BLOCK);
+        if (r < 0 || d->version == 1)
+                return r;
+        const uint64_t *v = map_slot(d, block);
+        if (!v || (*v & ~UNFLUSHED) != slot || *map_sum(d, v) != data_sum(buf))
+                return -EBADMSG;
+        return 0;
 }
 
-static int journal(delta *d, uint64_t block, uint64_t val) {
-        if (d->jlen + MAP_RECORD_LEN > d->jcap) {
+int delta_verify(const delta *d, uint64_t *ret_block, uint64_t *ret_slot) {
+        uint8_t *buf = malloc(DELTA_BLOCK);
+        if (!buf)
+                return -ENOMEM;
+        int r = 0;
+        for (size_t i = 0; r == 0 && i < d->cap; i++) {
+                if (d->keys[i] == EMPTY || (d->vals[i] & ~UNFLUSHED) == (DELTA_ZERO & ~UNFLUSHED))
+                        continue;
+                uint64_t slot = d->vals[i] & ~UNFLUSHED;
+                r = delta_read_slot(d, d->keys[i], slot, buf);
+                if (r == -EBADMSG || r == -EIO) {
+                        *ret_block = d->keys[i];
+                        *ret_slot = slot;
+                        r = -EBADMSG;
+                }
+        }
+        free(buf);
+        return r;
+}
+
+static int journal(delta *d, uint64_t block, uint64_t val, uint64_t sum) {
+        if (d->jlen + REC_LEN(d) > d->jcap) {
                 size_t c = d->jcap ? d->jcap * 2 : 4096;
                 uint8_t *t = realloc(d->jbuf, c);
                 if (!t)
@@ -556,14 +650,17 @@ static int journal(delta *d, uint64_t block, uint64_t val) {
         uint8_t *rec = d->jbuf + d->jlen;
         st_le64_put(rec, block);
         st_le64_put(rec + 8, val);
-        st_le64_put(rec + 16, d->seq + d->jlen / MAP_RECORD_LEN);
-        st_le64_put(rec + 24, record_check(rec, d->tag));
-        d->jlen += MAP_RECORD_LEN;
+        st_le64_put(rec + 16, d->seq + d->jlen / REC_LEN(d));
+        if (d->version != 1)
+                st_le64_put(rec + 24, sum);
+        st_le64_put(rec + REC_BODY(d), record_check(d, rec));
+        d->jlen += REC_LEN(d);
         return 0;
 }
 
-/* Point block at val (a slot or ZERO) in memory and in the pending journal. */
-static int remap(delta *d, uint64_t block, uint64_t val) {
+/* Point block at val (a slot or ZERO, whose data has this sum) in memory and
+ * in the pending journal. */
+static int remap(delta *d, uint64_t block, uint64_t val, uint64_t sum) {
         uint64_t *old = map_slot(d, block);
         int r;
         if (old && !(*old & UNFLUSHED) && *old != DELTA_ZERO)
@@ -580,9 +677,9 @@ static int remap(delta *d, uint64_t block, uint64_t val) {
                               *old & ~UNFLUSHED)) < 0)
                         return r;
         }
-        if ((r = map_put(d, block, val | UNFLUSHED)) < 0)
+        if ((r = map_put(d, block, val | UNFLUSHED, sum)) < 0)
                 return r;
-        return journal(d, block, val);
+        return journal(d, block, val, sum);
 }
 
 static int ensure_files(delta *d) {
@@ -600,11 +697,16 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
                 if (cur && (*cur & UNFLUSHED) && *cur != (DELTA_ZERO | UNFLUSHED)) {
                         /* Written since the last flush: no durable record names
                          * this slot, so overwrite it in place. */
+                        uint64_t slot = *cur & ~UNFLUSHED;
                         r = st_pwrite_full(d->data_fd, data + i * DELTA_BLOCK, DELTA_BLOCK,
-                                           (*cur & ~UNFLUSHED) * DELTA_BLOCK);
+                                           slot * DELTA_BLOCK);
                         if (r < 0)
                                 return r;
                         d->data_dirty = true;
+                        /* Version 2: a second record carries the new data's sum. */
+                        if (d->version != 1 &&
+                            (r = remap(d, block + i, slot, data_sum(data + i * DELTA_BLOCK))) < 0)
+                                return r;
                         i++;
                         continue;
                 }
@@ -628,9 +730,11 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
                 if (r < 0)
                         return r;
                 d->data_dirty = true;
-                for (size_t k = 0; k < run; k++)
-                        if ((r = remap(d, block + i + k, slot + k)) < 0)
+                for (size_t k = 0; k < run; k++) {
+                        uint64_t sum = d->version == 1 ? 0 : data_sum(data + (i + k) * DELTA_BLOCK);
+                        if ((r = remap(d, block + i + k, slot + k, sum)) < 0)
                                 return r;
+                }
                 i += run;
         }
         return 0;
@@ -644,24 +748,24 @@ int delta_zero(delta *d, uint64_t block, size_t n) {
                 uint64_t *cur = map_slot(d, block + i);
                 if (cur && (*cur & ~UNFLUSHED) == (DELTA_ZERO & ~UNFLUSHED))
                         continue;
-                r = remap(d, block + i, DELTA_ZERO);
+                r = remap(d, block + i, DELTA_ZERO, 0);
         }
         return r;
 }
 
 /* Close the flush's records with a commit record (version 2). */
 static int journal_commit(delta *d) {
-        size_t n = d->jlen / MAP_RECORD_LEN;
+        size_t n = d->jlen / REC_LEN(d);
         if (d->version == 1 || n == 0)
                 return 0;
         st_hasher h;
         st_hasher_init(&h);
         st_hasher_update(&h, d->jbuf, d->jlen);
-        int r = journal(d, COMMIT_BLOCK, n);
+        int r = journal(d, COMMIT_BLOCK, n, 0);
         if (r < 0)
                 return r;
-        uint8_t *rec = d->jbuf + d->jlen - MAP_RECORD_LEN;
-        st_le64_put(rec + 24, commit_check(&h, rec, d->tag));
+        uint8_t *rec = d->jbuf + d->jlen - REC_LEN(d);
+        st_le64_put(rec + REC_BODY(d), commit_check(d, &h, rec));
         return 0;
 }
 
@@ -685,7 +789,7 @@ int delta_flush(delta *d) {
                         return r;
                 }
                 d->map_len += d->jlen;
-                d->seq += d->jlen / MAP_RECORD_LEN;
+                d->seq += d->jlen / REC_LEN(d);
                 d->jlen = 0;
         }
         for (size_t i = 0; i < d->n_touched; i++) {

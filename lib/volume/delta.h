@@ -37,6 +37,7 @@ typedef struct delta {
         uint64_t seq;        /* next record's sequence number */
         /* block -> slot (or DELTA_ZERO); top bit: written since the last flush */
         uint64_t *keys, *vals;
+        uint64_t *sums; /* beside vals: the data sum of the block's slot (version 2) */
         size_t cap, count;
         /* which 1 MiB and 256 MiB regions hold any block: successor search */
         uint64_t *r1, *r2;
@@ -70,7 +71,12 @@ void delta_close(delta *d);
 uint64_t delta_next_block(const delta *d, uint64_t from, uint64_t limit);
 /* 0: not in the delta; 1: *ret_slot holds the data; 2: zeros. */
 int delta_lookup(const delta *d, uint64_t block, uint64_t *ret_slot);
-int delta_read_slot(const delta *d, uint64_t slot, void *buf);
+/* Read block's 4 KiB from its slot (from delta_lookup). Version 2 checks the
+ * data against the sum its record keeps: -EBADMSG if it differs. */
+int delta_read_slot(const delta *d, uint64_t block, uint64_t slot, void *buf);
+/* Read back every block's data and check its sum: 0, or -EBADMSG with the
+ * first bad block and slot; other negative errno if it could not read. */
+int delta_verify(const delta *d, uint64_t *ret_block, uint64_t *ret_slot);
 /* Write n whole blocks starting at 'block' from data (n * 4 KiB bytes). */
 int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data);
 /* Make n blocks read as zeros. */

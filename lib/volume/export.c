@@ -37,6 +37,7 @@ typedef struct export_job {
         int err;
         uint64_t err_off;
         const char *err_what;
+        bool err_in_delta; /* the failure is in the volume's delta data file */
 } export_job;
 
 static void fail(export_job *j, int r, uint64_t off, const char *what) {
@@ -150,7 +151,14 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
                         if (j.n_runs == EXPORT_BATCH)
                                 flush_batch(&j, pool);
                 } else if (run.kind == VRUN_DELTA) {
-                        int k = volume_read_slot(v, run.slot, block);
+                        int k = volume_read_slot(v, run.off / ST_VOLUME_BLOCK, run.slot, block);
+                        if (k == -EBADMSG || k == -EIO) {
+                                fail(&j, -EBADMSG, run.slot * ST_VOLUME_BLOCK,
+                                     "a written block does not match the checksum its journal "
+                                     "record keeps (the delta's data is damaged)");
+                                j.err_in_delta = true;
+                                break;
+                        }
                         if (k == 0)
                                 k = write_sparse(fd, block + run.off % ST_VOLUME_BLOCK,
                                                  (size_t)run.len, run.off, blockdev);
@@ -172,9 +180,14 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
         if (!j.err && o && o->progress)
                 o->progress(o->userdata, size, size);
         r = j.err;
+        char delta_file[300];
+        snprintf(delta_file, sizeof delta_file, "deltas/%s.data", name);
         if (r < 0)
-                (void)st_diag_fail(reterr, r == -ENOENT || r == -EBADMSG ? name : path, j.err_off,
-                                   j.err_what, r);
+                (void)st_diag_fail(reterr,
+                                   j.err_in_delta                        ? delta_file
+                                   : r == -ENOENT || r == -EBADMSG ? name
+                                                                   : path,
+                                   j.err_off, j.err_what, r);
         if (j.bufs)
                 for (unsigned k = 0; k < st_pool_size(pool); k++)
                         store_chunk_buf_done(&j.bufs[k]);

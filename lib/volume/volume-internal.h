@@ -22,5 +22,6 @@ typedef struct volume_run {
 /* The run at off, ending at the first change of source or at limit. The
  * caller keeps the volume from changing meanwhile (read-only handle). */
 void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret);
-int volume_read_slot(st_volume *v, uint64_t slot, void *buf);
+/* Block's data from its delta slot, checked against its sum (-EBADMSG). */
+int volume_read_slot(st_volume *v, uint64_t block, uint64_t slot, void *buf);
 st_store *volume_store(st_volume *v);

@@ -265,8 +265,8 @@ void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) 
                              .kind = vr.kind == RUN_ZERO ? VRUN_ZERO : VRUN_CHUNK, .ext = vr.ext };
 }
 
-int volume_read_slot(st_volume *v, uint64_t slot, void *buf) {
-        return delta_read_slot(&v->d, slot, buf);
+int volume_read_slot(st_volume *v, uint64_t block, uint64_t slot, void *buf) {
+        return delta_read_slot(&v->d, block, slot, buf);
 }
 
 st_store *volume_store(st_volume *v) {
@@ -284,7 +284,7 @@ static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
                 int k = delta_lookup(&v->d, block, &slot);
                 if (k == 1) {
                         uint8_t tmp[DELTA_BLOCK];
-                        r = delta_read_slot(&v->d, slot, tmp);
+                        r = delta_read_slot(&v->d, block, slot, tmp);
                         memcpy(buf, tmp + in, n);
                 } else if (k == 2)
                         memset(buf, 0, n);

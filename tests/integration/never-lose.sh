@@ -88,7 +88,8 @@ expect_fail "already served by pid $SERVE" st serve --nbd "unix:$TMP/other.sock"
 mkdir "$TMP/s2"
 st --store "$TMP/s2" init >/dev/null
 expect_fail "another server is listening on it" st --store "$TMP/s2" serve --nbd "unix:$SOCK"
-nbdinfo --list "nbd+unix://?socket=$SOCK" | grep -q '"a"' || fail "the first daemon is unreachable"
+list=$(nbdinfo --list "nbd+unix://?socket=$SOCK") || fail "the first daemon is unreachable"
+grep -q '"a"' <<<"$list" || fail "the first daemon does not list a: $list"
 [ -S "$SOCK" ] || fail "the refused server removed the live socket"
 # while a client of the daemon writes v, no other process may
 PATH=/usr/bin:$PATH nbdsh -u "$(U v)" -c '
@@ -124,6 +125,11 @@ expect_fail "refs/a" st gc
 expect_fail "damaged" st ls
 st rm ca 2>/dev/null
 cp "$TMP/ref-a" "$S/refs/a"
+# a ref moved to another name is damage there, not the other name's content
+cp "$S/refs/a" "$TMP/ref-a2"
+cp "$S/refs/v" "$S/refs/a"
+expect_fail "refs/a at offset 72: the ref is another name's" st info a
+cp "$TMP/ref-a2" "$S/refs/a"
 same_bytes a "$TMP/a.raw"
 st gc --quiet
 same_bytes a "$TMP/a.raw"
@@ -157,15 +163,20 @@ fsck_clean
 cp "$S/deltas/w.map" "$TMP/w.map"
 cp "$S/deltas/w.data" "$TMP/w.data"
 # one byte of an early record (of the first flush of eight)
-printf '\x01' | dd of="$S/deltas/w.map" bs=1 seek=$((32 + 32 * 2 + 8)) conv=notrunc status=none
-expect_fail "deltas/w.map at offset 96" st export w "$TMP/w.bad"
-expect_fail "deltas/w.map:96" st fsck
+printf '\x01' | dd of="$S/deltas/w.map" bs=1 seek=$((40 + 40 * 2 + 8)) conv=notrunc status=none
+expect_fail "deltas/w.map at offset 120" st export w "$TMP/w.bad"
+expect_fail "deltas/w.map:120" st fsck
 expect_fail "deltas/w.map" st commit w
 cp "$TMP/w.map" "$S/deltas/w.map"
 truncate -s 8192 "$S/deltas/w.data"
 expect_fail "slot past the end of the data file" st export w "$TMP/w.bad"
 expect_fail "deltas/w.map" st fsck
 expect_fail "deltas/w.map" st commit w
+cp "$TMP/w.data" "$S/deltas/w.data"
+# the data itself: every block carries a sum in its record
+printf '\x01' | dd of="$S/deltas/w.data" bs=1 seek=5000 conv=notrunc status=none
+expect_fail "deltas/w.data at offset 4096" st export w "$TMP/w.bad"
+expect_fail "deltas/w.data:4096" st fsck
 cp "$TMP/w.data" "$S/deltas/w.data"
 rm "$S/deltas/w.data"
 expect_fail "deltas/w.map" st fsck
