@@ -472,8 +472,9 @@ static void exercise(delta *d, model *m) {
         check_state(d, m);
 }
 
-/* Both opens fail with the model's error, the diag naming its offset. */
-static void check_fails(const model *m) {
+/* Both opens fail with the model's error, the diag naming its offset, and
+ * cut nothing (damage is reported, never dropped). */
+static void check_fails(const model *m, size_t map_len) {
         for (int rdonly = 1; rdonly >= 0; rdonly--) {
                 delta d;
                 st_diag diag = { .offset = 12345 };
@@ -483,6 +484,7 @@ static void check_fails(const model *m) {
                 FUZZ_ASSERT(r == m->rc);
                 FUZZ_ASSERT(strcmp(diag.file, "deltas/" NAME ".map") == 0);
                 FUZZ_ASSERT(diag.offset == m->err_off && diag.what);
+                FUZZ_ASSERT(map_size() == (off_t)map_len);
         }
 }
 
@@ -505,7 +507,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         model_replay(&m, map, map_len, has_data, data_size / DELTA_BLOCK);
 
         if (m.rc < 0) {
-                check_fails(&m);
+                check_fails(&m, map_len);
                 goto out;
         }
         int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL);

@@ -478,31 +478,46 @@ static void block_of(uint8_t *buf, size_t n, uint64_t block) {
         }
 }
 
-static void gen_delta(void) {
-        static uint8_t buf[4 * DELTA_BLOCK];
-        char dir[] = "/tmp/gen-corpus-XXXXXX";
-        delta d;
-        uint8_t *map;
-        size_t len;
-        uint16_t units;
-
-        rnd_seed(0x64656c7461ULL, 0);
-        if (!mkdtemp(dir))
-                exit(1);
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                exit(1);
 #define OK(x)                                                                                      \
         do {                                                                                       \
                 if ((x) < 0)                                                                       \
                         exit(1);                                                                   \
         } while (0)
 
-        /* Runs, rewrites of durable and of unflushed blocks, zeros, in three flushes. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
+/* Open v in dfd afresh: version 2 (the library creates it on the first write),
+ * or version 1, whose header is written here (the library still appends
+ * version 1 records to a version 1 journal, without commit records). */
+static void delta_start(int dfd, delta *d, uint32_t version) {
+        (void)unlinkat(dfd, "v.map", 0);
+        (void)unlinkat(dfd, "v.data", 0);
+        if (version == 1) {
+                uint8_t hdr[32] = { 0 };
+                memcpy(hdr, "STDELTA\0", 8);
+                st_le32_put(hdr + 8, 1);
+                st_le32_put(hdr + 12, 32);
+                st_le64_put(hdr + 16, FUZZ_DELTA_TAG);
+                int fd = openat(dfd, "v.data", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        exit(1);
+                close(fd);
+                OK(st_write_atomic(dfd, "v.map", hdr, sizeof hdr));
+        }
+        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, d, NULL));
+        if (version == 1 && d->version != 1)
+                exit(1);
+}
+
+/* Runs, rewrites of durable and of unflushed blocks, zeros, in three flushes;
+ * flush_end[i]: the journal's length after flush i. */
+static void delta_writes(int dfd, uint32_t version, uint8_t **map, size_t *len, uint16_t *units,
+                         size_t flush_end[3]) {
+        static uint8_t buf[4 * DELTA_BLOCK];
+        delta d;
+        delta_start(dfd, &d, version);
         block_of(buf, 4, 0);
         OK(delta_write(&d, 0, 4, buf));
         OK(delta_flush(&d));
+        flush_end[0] = (size_t)d.map_len;
         block_of(buf, 1, 2);
         OK(delta_write(&d, 2, 1, buf));
         OK(delta_zero(&d, 1, 1));
@@ -513,15 +528,66 @@ static void gen_delta(void) {
         block_of(buf, 1, 11);
         OK(delta_write(&d, 11, 1, buf));
         OK(delta_flush(&d));
+        flush_end[1] = (size_t)d.map_len;
         block_of(buf, 2, 5);
         OK(delta_write(&d, 5, 2, buf));
         OK(delta_zero(&d, 0, 2));
         block_of(buf, 1, 3);
         OK(delta_write(&d, 3, 1, buf));
         OK(delta_flush(&d));
-        delta_take(&d, dfd, &map, &len, &units);
+        flush_end[2] = (size_t)d.map_len;
+        delta_take(&d, dfd, map, len, units);
+}
+
+/* More records than replay reads at once (256); a flush every 10 writes. */
+static void delta_many(int dfd, uint32_t version, uint8_t **map, size_t *len, uint16_t *units) {
+        static uint8_t buf[DELTA_BLOCK];
+        delta d;
+        delta_start(dfd, &d, version);
+        for (uint64_t i = 0; i < 300; i++) {
+                uint64_t b = (i * 7) % 40;
+                if (i % 9 == 4)
+                        OK(delta_zero(&d, b, 1));
+                else {
+                        block_of(buf, 1, b);
+                        OK(delta_write(&d, b, 1, buf));
+                }
+                if (i % 10 == 9)
+                        OK(delta_flush(&d));
+        }
+        delta_take(&d, dfd, map, len, units);
+}
+
+/* A copy of map with byte off flipped. */
+static void put_delta_flipped(const char *name, const uint8_t *map, size_t len, uint16_t units,
+                              size_t off) {
+        uint8_t *c = malloc(len);
+        if (!c)
+                exit(1);
+        memcpy(c, map, len);
+        c[off] ^= 0xff;
+        put_delta(name, c, len, units);
+        free(c);
+}
+
+static void gen_delta(void) {
+        char dir[] = "/tmp/gen-corpus-XXXXXX";
+        delta d;
+        uint8_t *map;
+        size_t len, flush_end[3];
+        uint16_t units;
+
+        rnd_seed(0x64656c7461ULL, 0);
+        if (!mkdtemp(dir))
+                exit(1);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                exit(1);
+
+        /* Version 1 (no commit records), as written before version 2. */
+        delta_writes(dfd, 1, &map, &len, &units, flush_end);
         size_t nrec = (len - 32) / 32;
-        put_delta_flips("writes", map, len, units, 6);
+        put_delta_flips("writes", map, len, units, 1);
         put_delta("writes-torn", map, len - 20, units);
         put_delta("writes-torn-header", map, 20, units);
         put_delta("writes-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
@@ -534,7 +600,7 @@ static void gen_delta(void) {
         c[16] ^= 1; /* another volume's journal */
         put_delta("foreign-tag", c, len, units);
         memcpy(c, map, len);
-        st_le32_put(c + 8, 2);
+        st_le32_put(c + 8, 3);
         put_delta("bad-version", c, len, units);
         memcpy(c, map, len);
         uint8_t *rec = c + 32 + 4 * 32;
@@ -549,28 +615,45 @@ static void gen_delta(void) {
         free(c);
         free(map);
 
-        /* Emptied after a commit: the header alone. */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
-        OK(delta_reset(&d));
+        /* A version 1 header alone. */
+        delta_start(dfd, &d, 1);
         delta_take(&d, dfd, &map, &len, &units);
         put_delta("empty", map, len, units);
         free(map);
 
-        /* More records than replay reads at once (256). */
-        OK(delta_open(dfd, "v", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
-        for (uint64_t i = 0; i < 300; i++) {
-                uint64_t b = (i * 7) % 40;
-                if (i % 9 == 4)
-                        OK(delta_zero(&d, b, 1));
-                else {
-                        block_of(buf, 1, b);
-                        OK(delta_write(&d, b, 1, buf));
-                }
-                if (i % 10 == 9)
-                        OK(delta_flush(&d));
-        }
-        delta_take(&d, dfd, &map, &len, &units);
+        delta_many(dfd, 1, &map, &len, &units);
         put_delta("many", map, len, units);
+        free(map);
+
+        /* Version 2: every flush ends with a commit record. */
+        delta_writes(dfd, 2, &map, &len, &units, flush_end);
+        put_delta_flips("v2-writes", map, len, units, 1);
+        /* the last flush torn: two of its records durable, not its commit */
+        put_delta("v2-torn", map, flush_end[1] + 2 * 32, units);
+        /* damage: a record of the first flush (block 1's value), and the
+         * first flush's commit record (its check), both before whole flushes */
+        put_delta_flipped("v2-damaged", map, len, units, 32 + 32 + 8);
+        put_delta_flipped("v2-damaged-commit", map, len, units, flush_end[0] - 8);
+        /* a bad record in the last flush: no whole flush after it, so torn */
+        put_delta_flipped("v2-damaged-last", map, len, units, flush_end[1] + 32 + 8);
+        put_delta("v2-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
+        put_delta("v2-no-data", map, len, 0xffff);
+        free(map);
+
+        /* Emptied after a commit: the header alone; and no data file. */
+        static uint8_t buf[DELTA_BLOCK];
+        delta_start(dfd, &d, 2);
+        block_of(buf, 1, 0);
+        OK(delta_write(&d, 0, 1, buf));
+        OK(delta_reset(&d));
+        delta_take(&d, dfd, &map, &len, &units);
+        put_delta("v2-empty", map, len, 0xffff);
+        free(map);
+
+        delta_many(dfd, 2, &map, &len, &units);
+        put_delta("v2-many", map, len, units);
+        /* damage in the first of 30 flushes: found by reading back across runs */
+        put_delta_flipped("v2-many-damaged", map, len, units, 32 + 3 * 32 + 20);
         free(map);
 
 #undef OK
