@@ -5,7 +5,9 @@
  * and export, checked against plain in-memory byte arrays. At the end every
  * volume and snapshot must equal its model, and fsck must be clean (so
  * reference counts stayed exact). Seed and op count: argv or
- * ST_TEST_SEED / ST_TEST_OPS; printed.
+ * ST_TEST_SEED / ST_TEST_OPS; printed. Also the delta journal (version 2)
+ * directly: damage in an early flush, a torn last flush, a short or missing
+ * data file (test_delta_journal).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 
 #include "test.h"
 #include "util/fs.h"
+#include "volume/delta.h"
 
 #define SIZE (6u << 20) /* not a multiple of a chunk; a multiple of 4K */
 #define MAXVOL 8
@@ -213,6 +216,179 @@ static void test_deep_chain(void) {
         free(m.bytes);
 }
 
+/* The delta journal through delta_write/delta_flush, then damaged on disk. */
+#define DTAG 0x5eed0000beefull
+#define DBLOCKS 64u
+
+static void delta_block(uint8_t *buf, uint64_t block) {
+        memset(buf, (int)(0x30 + block), DELTA_BLOCK);
+        memcpy(buf, &block, sizeof block);
+}
+
+static void put_file(int dfd, const char *name, const uint8_t *p, size_t len) {
+        int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ST_CHECK(fd >= 0 && (len == 0 || st_pwrite_full(fd, p, len, 0) == 0));
+        if (fd >= 0)
+                close(fd);
+}
+
+static off_t file_size(int dfd, const char *name) {
+        struct stat st;
+        return fstatat(dfd, name, &st, 0) < 0 ? -1 : st.st_size;
+}
+
+/* Both opens fail with -EBADMSG naming offset off (UINT64_MAX: any) of
+ * deltas/v.map, and leave the journal as it was. */
+static void delta_damaged(int dfd, uint64_t off, const char *what) {
+        off_t before = file_size(dfd, "v.map");
+        for (int rdonly = 1; rdonly >= 0; rdonly--) {
+                delta d;
+                st_diag dg = { .offset = 7 };
+                int r = delta_open(dfd, "v", DTAG, DBLOCKS, rdonly, &d, &dg);
+                if (r == 0)
+                        delta_close(&d);
+                if (r != -EBADMSG || strcmp(dg.file, "deltas/v.map") != 0 ||
+                    (off != UINT64_MAX && dg.offset != off) || !dg.what) {
+                        fprintf(stderr, "%s (rdonly %d): r=%d, %s at %llu: %s\n", what, rdonly, r,
+                                dg.file, (unsigned long long)dg.offset, dg.what ? dg.what : "-");
+                        st_test_failures++;
+                }
+        }
+        ST_CHECK(file_size(dfd, "v.map") == before); /* damage is never cut */
+}
+
+/* Blocks 0..4 as the first two flushes left them: 0, 2, 3, 4 data, 1 zeros
+ * (the data read from the slot in NAME.data that delta_lookup names). */
+static void delta_first_flushes(int dfd, bool rdonly) {
+        int data_fd = openat(dfd, "v.data", O_RDONLY | O_CLOEXEC);
+        ST_CHECK(data_fd >= 0);
+        delta d;
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, rdonly, &d, NULL), 0);
+        ST_CHECK(d.version == 2);
+        uint8_t buf[DELTA_BLOCK], want[DELTA_BLOCK];
+        for (uint64_t b = 0; b < 10; b++) {
+                uint64_t slot = 0;
+                int k = delta_lookup(&d, b, &slot);
+                if (b == 1) {
+                        ST_CHECK(k == 2);
+                } else if (b <= 4) {
+                        ST_CHECK(k == 1);
+                        delta_block(want, b);
+                        ST_CHECK(k == 1 && slot < d.n_slots &&
+                                 st_pread_full(data_fd, buf, DELTA_BLOCK, slot * DELTA_BLOCK) == 0 &&
+                                 memcmp(buf, want, DELTA_BLOCK) == 0);
+                } else {
+                        ST_CHECK(k == 0); /* 7 and 8 were the torn flush's */
+                }
+        }
+        delta_close(&d);
+        if (data_fd >= 0)
+                close(data_fd);
+}
+
+static void test_delta_journal(void) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/deltas", dir);
+        ST_CHECK(mkdir(path, 0755) == 0);
+        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ST_CHECK(dfd >= 0);
+        if (dfd < 0)
+                return;
+        /* Three flushes: 0..3 written; 4 written, 1 zeroed; 7 and 8 written. */
+        delta d;
+        uint64_t end[3];
+        uint8_t buf[4 * DELTA_BLOCK];
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, false, &d, NULL), 0);
+        for (uint64_t b = 0; b < 4; b++)
+                delta_block(buf + b * DELTA_BLOCK, b);
+        ST_CHECK_ERR(delta_write(&d, 0, 4, buf), 0);
+        ST_CHECK_ERR(delta_flush(&d), 0);
+        end[0] = d.map_len;
+        delta_block(buf, 4);
+        ST_CHECK_ERR(delta_write(&d, 4, 1, buf), 0);
+        ST_CHECK_ERR(delta_zero(&d, 1, 1), 0);
+        ST_CHECK_ERR(delta_flush(&d), 0);
+        end[1] = d.map_len;
+        delta_block(buf, 7);
+        delta_block(buf + DELTA_BLOCK, 8);
+        ST_CHECK_ERR(delta_write(&d, 7, 2, buf), 0);
+        ST_CHECK_ERR(delta_flush(&d), 0);
+        end[2] = d.map_len;
+        delta_close(&d);
+        /* Records and a commit record per flush: 5, 3 and 3 records of R
+         * bytes after a header of H (its length field). */
+        uint64_t R = (end[2] - end[1]) / 3, H = end[0] - 5 * R;
+        ST_CHECK(R >= 32 && end[1] - end[0] == 3 * R && end[2] - end[1] == 3 * R);
+        uint8_t *map = NULL, *data = NULL;
+        size_t map_len = 0, data_len = 0;
+        ST_CHECK_ERR(st_read_file(dfd, "v.map", 1u << 20, &map, &map_len), 0);
+        ST_CHECK_ERR(st_read_file(dfd, "v.data", 1u << 20, &data, &data_len), 0);
+        /* slots 0..4, then block 7 in slot 1 (freed by the zero), block 8 in 5 */
+        ST_CHECK(map_len == end[2] && data_len == 6 * DELTA_BLOCK);
+        if (!map || !data || map_len != end[2] || data_len != 6 * DELTA_BLOCK)
+                goto out;
+        ST_CHECK(H >= 32 && map[12] == H && map[8] == 2);
+
+        /* One byte of a record of the first flush (block 1's slot): damage,
+         * named at that record, as the two flushes after it are whole. */
+        map[H + R + 8] ^= 0x01;
+        put_file(dfd, "v.map", map, map_len);
+        delta_damaged(dfd, H + R, "a record of the first flush");
+        map[H + R + 8] ^= 0x01;
+        /* ... and the first flush's commit record */
+        map[end[0] - 1] ^= 0x80;
+        put_file(dfd, "v.map", map, map_len);
+        delta_damaged(dfd, end[0] - R, "the first flush's commit record");
+        map[end[0] - 1] ^= 0x80;
+
+        /* The last flush torn mid-way (one record and a half): the first two
+         * flushes are kept; a read-write open cuts the rest. */
+        put_file(dfd, "v.map", map, end[1] + R + R / 2);
+        delta_first_flushes(dfd, true);
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + R + R / 2));
+        delta_first_flushes(dfd, false);
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[1]);
+        delta_first_flushes(dfd, true);
+        /* the last flush without its commit record: torn too */
+        put_file(dfd, "v.map", map, end[2] - R);
+        delta_first_flushes(dfd, false);
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[1]);
+
+        /* The data file lost its last slot (block 8's): damage. */
+        put_file(dfd, "v.map", map, map_len);
+        put_file(dfd, "v.data", data, data_len - DELTA_BLOCK);
+        delta_damaged(dfd, end[2] - 2 * R, "the data file short by a slot");
+        put_file(dfd, "v.data", data, data_len);
+        int r = delta_open(dfd, "v", DTAG, DBLOCKS, true, &d, NULL);
+        ST_CHECK_ERR(r, 0);
+        if (r == 0) {
+                ST_CHECK(d.count == 7 && d.map_len == end[2]);
+                delta_close(&d);
+        }
+
+        /* No data file: the first record names slot 0. */
+        ST_CHECK(unlinkat(dfd, "v.data", 0) == 0);
+        delta_damaged(dfd, H, "no data file");
+        /* ... but a journal naming no slots opens without one */
+        ST_CHECK(unlinkat(dfd, "v.map", 0) == 0 && unlinkat(dfd, "v.data", 0) == 0);
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, false, &d, NULL), 0);
+        ST_CHECK_ERR(delta_zero(&d, 3, 2), 0);
+        ST_CHECK_ERR(delta_flush(&d), 0);
+        delta_close(&d);
+        ST_CHECK(unlinkat(dfd, "v.data", 0) == 0);
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, true, &d, NULL), 0);
+        uint64_t slot;
+        ST_CHECK(d.count == 2 && delta_lookup(&d, 3, &slot) == 2 && delta_lookup(&d, 4, &slot) == 2);
+        delta_close(&d);
+out:
+        free(map);
+        free(data);
+        (void)unlinkat(dfd, "v.map", 0);
+        (void)unlinkat(dfd, "v.data", 0);
+        close(dfd);
+        (void)rmdir(path);
+}
+
 int main(int argc, char **argv) {
         uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0)
                         : getenv("ST_TEST_SEED") ? strtoull(getenv("ST_TEST_SEED"), NULL, 0)
@@ -253,6 +429,7 @@ int main(int argc, char **argv) {
         ST_CHECK_ERR(st_volume_read(ro, base, 10, SIZE - 5), -EINVAL);
         st_volume_close(ro);
 
+        test_delta_journal();
         test_deep_chain();
         for (ops_done = 0; ops_done < n_ops && st_test_failures < 5; ops_done++) {
                 op();
