@@ -368,6 +368,34 @@ static int later_record_v1(const delta *d, reader *rd, uint64_t from, bool *ret)
         return 0;
 }
 
+/* Is what follows the last good record, from 'from' to the end of the file,
+ * what an unfinished append leaves? That is a prefix of the records it was
+ * writing, landed in whole sectors, then zeros (sectors the crash kept from
+ * landing) or the end of the file. So the bytes from the first bad record on
+ * must be zero from a sector boundary inside that record (or from its very
+ * start) to the end. A record that is whole, not zero-tailed, and bad is
+ * damage: typically a flipped bit in the last flush, which a torn append
+ * cannot produce. */
+#define SECTOR 512u
+static int looks_torn(reader *rd, uint64_t from, uint32_t rl, bool *ret) {
+        uint64_t last_nonzero = UINT64_MAX; /* none */
+        int r = 0;
+        uint8_t buf[4096];
+        for (uint64_t o = from; o < rd->len;) {
+                size_t n = (size_t)ST_MIN((uint64_t)sizeof buf, rd->len - o);
+                r = st_pread_full(rd->fd, buf, n, o);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n; i++)
+                        if (buf[i])
+                                last_nonzero = o + i;
+                o += n;
+        }
+        uint64_t z = last_nonzero == UINT64_MAX ? from : last_nonzero + 1;
+        *ret = z == from || (z < from + rl && z % SECTOR == 0);
+        return 0;
+}
+
 /* Find where the durable journal ends: *ret_end. Records past it are the
  * torn tail of an unfinished flush; a bad record followed by a durable
  * flush is damage (-EBADMSG, *reterr naming its offset). */
@@ -412,6 +440,14 @@ static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr)
                 if (later)
                         return damaged(d, reterr, off,
                                        "damaged journal record before later durable ones");
+                bool torn = false;
+                r = looks_torn(rd, off, rl, &torn);
+                if (r < 0)
+                        return r;
+                if (!torn)
+                        return damaged(d, reterr, off,
+                                       "damaged journal record (not the torn end of an "
+                                       "unfinished flush)");
         }
         *ret_end = end;
         return 0;

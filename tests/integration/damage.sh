@@ -140,6 +140,12 @@ for round in $(seq "$ROUNDS"); do
                 rc=0
                 st export "$n" "$TMP/got" >/dev/null 2>"$TMP/err" || rc=$?
                 if [ $rc = 0 ]; then
+                        # A journal cut short is what a crash during its last flushes
+                        # leaves: the volume reads as of an earlier flush (docs/damage.md).
+                        if [ "$kind $action" = "delta-map truncate" ] && [ "$rel" = "deltas/$n.map" ]; then
+                                rm -f "$TMP/got"
+                                continue
+                        fi
                         cmp -s "$TMP/got" "$TMP/want/$n" || fail "round $round ($rel: $what): export $n gave wrong bytes"
                 else
                         [ $rc = 1 ] || { cat "$TMP/err" >&2; fail "round $round: export $n crashed ($rc)"; }
