@@ -24,6 +24,8 @@ struct scan_ctx {
         uint64_t n_added;
         uint8_t *buf, *out;
         size_t buf_cap, out_cap;
+        uint8_t *buf2, *out2; /* for the indexed copy of a duplicate */
+        size_t buf2_cap, out2_cap;
 };
 
 static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
@@ -45,8 +47,30 @@ static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
                 return k;
         if (pack_payload_decode(r, c->buf, c->out, NULL) < 0)
                 return 1;
-        if (index_find(c->s->idx, &r->hash) != INDEX_NONE)
-                return 0; /* a duplicate: dead bytes until gc */
+        uint32_t id = index_find(c->s->idx, &r->hash);
+        if (id != INDEX_NONE) {
+                /* A duplicate: dead bytes until gc, and a pack of nothing else
+                 * is deleted; so only if the copy the index names is intact.
+                 * If it is not, this good copy takes its place. */
+                index_entry *e = index_get(c->s->idx, id);
+                if (e->pack == INDEX_PACK_PENDING)
+                        return 0;
+                k = st_buf_grow(&c->buf2, &c->buf2_cap, PACK_RECORD_HEADER_LEN + (size_t)e->stored_len);
+                if (k == 0)
+                        k = st_buf_grow(&c->out2, &c->out2_cap, e->raw_len ? e->raw_len : 1);
+                if (k < 0)
+                        return k;
+                k = store_read_entry(c->s, e, &r->hash, c->out2, c->buf2, NULL);
+                if (k == -EBADMSG || k == -EIO) {
+                        e->pack = c->pack_id;
+                        e->off = (uint32_t)off;
+                        e->stored_len = r->stored_len;
+                        e->raw_len = r->raw_len;
+                        c->n_added++;
+                        return 0;
+                }
+                return k < 0 ? k : 0;
+        }
         index_entry e = { .pack = c->pack_id, .off = (uint32_t)off, .stored_len = r->stored_len,
                           .raw_len = r->raw_len };
         if (index_add(c->s->idx, &r->hash, &e) == INDEX_NONE)
@@ -71,6 +95,8 @@ static int scan_pack_tail(st_store *s, store_pack *p, uint64_t from, uint64_t *r
                 int r = pack_walk(p->fd, from, size, scan_record, &c, &end, NULL);
                 free(c.buf);
                 free(c.out);
+                free(c.buf2);
+                free(c.out2);
                 if (r < 0)
                         return r;
                 if (end < size && writable(s) && ftruncate(p->fd, (off_t)end) < 0)
@@ -186,8 +212,8 @@ static int recover_unlisted(st_store *s) {
                         break;
                 }
                 if (added == 0 && writable(s)) {
-                        /* Only copies of chunks we already have: an interrupted gc's
-                         * output or input. */
+                        /* Only copies of chunks we already have, intact where
+                         * the index says: an interrupted gc's output or input. */
                         close(pfd);
                         (void)unlinkat(s->packs_fd, name, 0);
                         continue;

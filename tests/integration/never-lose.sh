@@ -155,6 +155,19 @@ out=$(st gc --json)
 same_bytes x "$TMP/b.raw"
 fsck_clean
 
+# a pack of nothing but copies (an interrupted gc's) is deleted only if the
+# copies the index names are intact: else its good copies take their place
+mkdir "$TMP/s4"
+st --store "$TMP/s4" init >/dev/null
+st --store "$TMP/s4" import -q "$TMP/a.raw" a
+p1=$(ls "$TMP/s4/packs" | head -1)
+cp "$TMP/s4/packs/$p1" "$TMP/s4/packs/0000ffff.pack"
+printf '\xff\xff\x00\x00' | dd of="$TMP/s4/packs/0000ffff.pack" bs=1 seek=16 conv=notrunc status=none
+printf '\x00\x00\x00\x00' | dd of="$TMP/s4/packs/$p1" bs=1 seek=200000 conv=notrunc status=none
+st --store "$TMP/s4" gc --quiet 2>/dev/null || true
+st --store "$TMP/s4" export a "$TMP/a4.out" || fail "the good copies in an unlisted pack were not used"
+cmp -s "$TMP/a4.out" "$TMP/a.raw" || fail "a from the rescued copies: wrong bytes"
+
 echo "== 6: a damaged delta is reported, never dropped"
 st create w --size 16M
 "$W" write "$S" w 5 64 >/dev/null
