@@ -280,6 +280,7 @@ int store_recover(st_store *s, st_diag *reterr) {
         remove_orphan_deltas(s);
         /* The state in memory is right even if it cannot be saved (a full
          * disk): stay dirty and carry on, so rm and gc can make room. */
-        (void)store_commit(s);
+        if (store_commit(s) == 0)
+                s->index_problem = (st_diag){ 0 }; /* repaired: a fresh index is written */
         return 0;
 }

@@ -65,6 +65,12 @@ for _ in 1 2 3 4 5; do
         while kill -0 $pid 2>/dev/null; do
                 compgen -G "$K/blobs/.*.tmp.*" >/dev/null || continue
                 kill -STOP $pid
+                # the stop is asynchronous: look only once it has taken effect
+                for _ in $(seq 200); do
+                        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != R ] && break
+                        sleep 0.005
+                done
+                grep -q '^State:.*T' "/proc/$pid/status" 2>/dev/null || { kill -CONT $pid 2>/dev/null; continue; }
                 if compgen -G "$K/blobs/.*.tmp.*" >/dev/null; then
                         kill -9 $pid
                         caught=1
