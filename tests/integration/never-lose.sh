@@ -82,12 +82,12 @@ rm -f "$TMP/big.nbd" "$TMP/big.raw"
 
 echo "== 3: one server per store, per socket; one writer per volume"
 st create v --size 64M
-expect_fail "already served by pid $SERVE" st serve --nbd "unix:$TMP/other.sock" --pidfile "$TMP/pid2"
+expect_fail "already served by pid $SERVE" timeout 10 "$STELLAR" serve --nbd "unix:$TMP/other.sock" --pidfile "$TMP/pid2"
 [ ! -e "$TMP/pid2" ] || fail "the refused daemon wrote a pidfile"
 [ "$(cat "$TMP/pid")" = "$SERVE" ] || fail "the refused daemon touched the first one's pidfile"
 mkdir "$TMP/s2"
 st --store "$TMP/s2" init >/dev/null
-expect_fail "another server is listening on it" st --store "$TMP/s2" serve --nbd "unix:$SOCK"
+expect_fail "another server is listening on it" timeout 10 "$STELLAR" --store "$TMP/s2" serve --nbd "unix:$SOCK"
 list=$(nbdinfo --list "nbd+unix://?socket=$SOCK") || fail "the first daemon is unreachable"
 grep -q '"a"' <<<"$list" || fail "the first daemon does not list a: $list"
 [ -S "$SOCK" ] || fail "the refused server removed the live socket"
