@@ -1,44 +1,63 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target for delta_open, which replays a volume's delta journal
- * (deltas/NAME.map) against its data file (NAME.data).
+ * (deltas/NAME.map) against its data file (NAME.data), and for
+ * delta_read_slot and delta_verify on what it replayed.
  *
- * Input: a 2-byte little-endian prefix U, then the bytes of NAME.map. U picks
- * the data file: U * 256 bytes of zeros (sparse), or no data file if U is
- * 0xffff. The files go to a scratch directory of this process,
- * fuzz-delta-PID-XXXXXX under /dev/shm (else $TMPDIR or /tmp), rewritten for
- * every input and removed at exit; a crashed run's directory is removed by the
- * next run. The journal is replayed with tag FUZZ_DELTA_TAG (fuzz.h).
+ * Input: a 2-byte little-endian prefix U, then the bytes of NAME.map; an
+ * input of the prefix alone has no journal file (shorter inputs are a journal
+ * of 0 or 1 bytes and U = 0). U picks the data file: U * 256 bytes of zeros
+ * (sparse), or no data file if U is 0xffff. The files go to a scratch
+ * directory of this process, fuzz-delta-PID-XXXXXX under /dev/shm (else
+ * $TMPDIR or /tmp), rewritten for every input and removed at exit; a crashed
+ * run's directory is removed by the next run. The journal is replayed as
+ * volume NAME with tag FUZZ_DELTA_TAG (fuzz.h).
  *
  * Checks, against an independent replay of the journal here (the model,
  * written from docs/formats/delta.md, versions 1 and 2):
  *  - read-only and read-write opens succeed or fail alike, with the model's
  *    result: 0; -EPROTONOSUPPORT for a version other than 1 and 2; -EBADMSG
- *    for a bad header (shorter than 32 bytes, bad magic, header length, or
- *    header check: zero in version 1, BLAKE3 of bytes 0..23 in version 2), for
- *    a bad record followed by a later intact one (version 1) or by a later
- *    whole checking flush that does not cover it (version 2), and for a kept
- *    record naming a block past the volume, a slot past the data file (no
- *    data file: no slots) or a slot another block holds; the diag names
- *    deltas/v.map and the offset of the bad header field or record (a bad
- *    record before a later flush is reported before what the kept records
- *    name). A foreign tag behind a good header is an empty delta;
+ *    for a bad header (shorter than 32 bytes, bad magic, header length 32 in
+ *    version 1 and 40 in version 2, shorter than that; version 1: bytes 24..31
+ *    not zero; version 2: the header check, BLAKE3 of bytes 0..31, then the
+ *    name sum, BLAKE3 of NAME), for a bad record followed by a later intact
+ *    one (version 1) or by a later whole checking flush that does not cover it
+ *    (version 2), for a bad record with no such follower that a torn append
+ *    cannot explain (the bytes from it to the end are not zero from it or
+ *    from a 512-aligned offset inside it; a partial record at the end is
+ *    torn), and for a kept record naming a block past the volume, a slot past
+ *    the data file (no data file: no slots) or a slot another block holds;
+ *    the diag names deltas/v.map and the offset of the bad header field or
+ *    record (a bad record is reported before what the kept records name). No
+ *    journal but a data file with bytes: -EBADMSG naming deltas/v.data, no
+ *    offset. A foreign tag behind a good header, or no journal and no data,
+ *    is an empty delta;
  *  - on success, the model's state: the version, the same blocks,
  *    delta_lookup agreeing (a slot < the data file's slots, or zeros), the
  *    durable length (whole checking flushes; version 1: the intact records
- *    before the first bad one) and the next sequence number (commit records
- *    count); delta_blocks is sorted and unique and matches the map's count;
+ *    before the first bad one), the torn tail's length and the next sequence
+ *    number (commit records count); delta_blocks is sorted and unique and
+ *    matches the map's count;
+ *  - delta_read_slot of every block with data gives its content, or
+ *    -EBADMSG in version 2 where the record's data sum (XXH3-64) is not that
+ *    of the content (a replayed slot holds zeros); delta_verify is 0, or
+ *    -EBADMSG naming one such block and its slot;
  *  - the free slots are exactly the slots no block names;
  *  - a read-write open cuts the torn tail off, and a read-only reopen then
  *    finds the same state with nothing to cut;
  *  - writes, a zero and flushes on top of the replayed state (rewriting a
- *    durable block, reusing freed slots) leave every other block's slot and
- *    content alone, and replay to what was written; after each flush the
- *    journal file as the model reads it (version kept: 1 stays 1 without
- *    commit records, a new journal is 2) holds exactly the model's blocks.
- * The sealed run recomputes the header check (zero for version 1), every
- * write record's check and, in order, every commit record's check over the
- * records its count names, not the sequence numbers or counts.
+ *    durable block, reusing freed slots, an in-place rewrite) leave every
+ *    other block's slot, sum and content alone, and replay to what was
+ *    written; after each flush the journal file as the model reads it
+ *    (version kept: 1 stays 1 without commit records or sums, a new journal
+ *    is 2) holds exactly the model's blocks, slots and data sums.
+ * The sealed run recomputes the header's checks (version 1: bytes 24..31
+ * zero; version 2: the right name sum, then the header check), the data sum
+ * of every version 2 write record naming a slot inside the data file (the sum
+ * of 4 KiB of zeros; a sum of 0 is left, so that sealed inputs still reach a
+ * mismatch), every write record's check and then, in order, every commit
+ * record's check over the records its count names; not the sequence numbers
+ * or counts.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -47,17 +66,20 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "fuzz.h"
 #include "util/le.h"
 #include "volume/delta.h"
 
-/* As in delta.c. */
+/* As docs/formats/delta.md has it. */
 #define MAP_MAGIC "STDELTA\0"
 #define MAP_VERSION 2u /* written by delta_create; 1 is still read */
-#define MAP_HEADER_LEN 32u
-#define MAP_RECORD_LEN 32u
-#define COMMIT_BLOCK UINT64_MAX /* version 2: a commit record ends every flush */
+#define HDR_LEN(v) ((v) == 1 ? 32u : 40u)
+#define REC_LEN(v) ((v) == 1 ? 32u : 40u)
+#define REC_BODY(v) (REC_LEN(v) - 8u) /* the bytes a record's check covers */
+#define COMMIT_BLOCK UINT64_MAX       /* version 2: a commit record ends every flush */
+#define SECTOR 512u                   /* a torn append leaves whole sectors */
 #define PREFIX_LEN 2u
 #define NAME "v"
 
@@ -131,30 +153,54 @@ static void write_file(const char *name, const uint8_t *p, size_t len, uint64_t 
         }
 }
 
-static uint64_t check_of(const uint8_t *rec) {
-        return fuzz_delta_check(rec, FUZZ_DELTA_TAG);
-}
-
-/* Version 2's header check: BLAKE3 of bytes 0..23, first 8 bytes. */
-static uint64_t header_check_of(const uint8_t *hdr) {
+static uint64_t hash8(const void *p, size_t len) {
         st_digest d;
-        st_hash(hdr, 24, &d);
+        st_hash(p, len, &d);
         return st_le64_get(d.b);
 }
 
-/* A commit record's check: BLAKE3 of the n records before it (their 32 bytes
- * each), its own first 24 bytes and the tag. rec is record k of recs. */
+/* A write record's check: BLAKE3 of its first 24 (version 1) or 32 bytes,
+ * then the tag. */
+static uint64_t check_of(const uint8_t *rec, uint32_t v) {
+        uint8_t b[40];
+        memcpy(b, rec, REC_BODY(v));
+        st_le64_put(b + REC_BODY(v), FUZZ_DELTA_TAG);
+        return hash8(b, REC_LEN(v));
+}
+
+/* A commit record's check: BLAKE3 of the n whole records before it, its own
+ * first 32 bytes and the tag. rec is record k of recs (version 2). */
 static uint64_t commit_check_of(const uint8_t *recs, size_t k, uint64_t n) {
         st_hasher h;
         uint8_t t[8];
         st_digest d;
         st_hasher_init(&h);
-        st_hasher_update(&h, recs + (k - n) * MAP_RECORD_LEN, n * MAP_RECORD_LEN);
-        st_hasher_update(&h, recs + k * MAP_RECORD_LEN, 24);
+        st_hasher_update(&h, recs + (k - n) * REC_LEN(2), n * REC_LEN(2));
+        st_hasher_update(&h, recs + k * REC_LEN(2), REC_BODY(2));
         st_le64_put(t, FUZZ_DELTA_TAG);
         st_hasher_update(&h, t, 8);
         st_hasher_final(&h, &d);
         return st_le64_get(d.b);
+}
+
+static uint64_t name_sum_of(void) {
+        return hash8(NAME, strlen(NAME));
+}
+
+/* Version 2's data sum of a slot's 4 KiB. */
+static uint64_t data_sum_of(const uint8_t *block) {
+        return (uint64_t)XXH3_64bits(block, DELTA_BLOCK);
+}
+
+static uint64_t zero_sum(void) {
+        static uint64_t sum;
+        static bool done;
+        if (!done) {
+                static const uint8_t zeros[DELTA_BLOCK];
+                sum = data_sum_of(zeros);
+                done = true;
+        }
+        return sum;
 }
 
 /* Blocks of the fuzzed volume: records at or past it are damage. */
@@ -164,16 +210,19 @@ static uint64_t commit_check_of(const uint8_t *recs, size_t k, uint64_t n) {
 #define UNKNOWN UINT64_MAX
 typedef struct ment {
         uint64_t block, val; /* val: slot, DELTA_ZERO, or UNKNOWN (written here) */
+        uint64_t sum;        /* the data sum the block's last record keeps (version 1: 0) */
         int pat;             /* content: 0 zeros (a replayed slot), k > 0 pattern k */
 } ment;
 
 typedef struct model {
         int rc;           /* expected delta_open result */
-        uint64_t err_off; /* if rc < 0: the offset the diag names */
+        const char *err_file; /* if rc < 0: the file the diag names */
+        uint64_t err_off; /* and the offset */
         bool live;        /* a journal was replayed (else the delta is empty, no files) */
         uint32_t version; /* of the journal, if live */
         uint64_t n_slots; /* in the data file, if live */
         uint64_t map_len; /* durable journal length (the torn tail cut off) */
+        uint64_t torn;    /* bytes past it */
         uint64_t seq;
         ment *e; /* sorted by block */
         size_t n, cap;
@@ -196,7 +245,7 @@ static bool model_has(const model *m, uint64_t block) {
         return i < m->n && m->e[i].block == block;
 }
 
-static void model_set(model *m, uint64_t block, uint64_t val, int pat) {
+static void model_set(model *m, uint64_t block, uint64_t val, uint64_t sum, int pat) {
         size_t i = model_find(m, block);
         if (i == m->n || m->e[i].block != block) {
                 if (m->n == m->cap) {
@@ -208,20 +257,40 @@ static void model_set(model *m, uint64_t block, uint64_t val, int pat) {
                 memmove(m->e + i + 1, m->e + i, (m->n - i) * sizeof *m->e);
                 m->n++;
         }
-        m->e[i] = (ment){ block, val, pat };
+        m->e[i] = (ment){ block, val, sum, pat };
 }
 
-static void model_fail(model *m, int rc, uint64_t off) {
+static void model_fail(model *m, int rc, const char *file, uint64_t off) {
         m->rc = rc;
+        m->err_file = file;
         m->err_off = off;
         m->live = false;
         m->n = 0;
 }
 #define FAIL(rc, off)                                                                              \
         do {                                                                                       \
-                model_fail(m, rc, off);                                                            \
-                return;                                                                            \
+                model_fail(m, rc, "deltas/" NAME ".map", off);                                     \
+                goto out;                                                                          \
         } while (0)
+
+/* Could the bytes of map from b (a whole bad record) to the end be what an
+ * unfinished append left? Zero from b itself, or from a sector boundary
+ * inside the record at b, to the end. z: one past the last nonzero byte.
+ * delta.c's looks_torn asks for the last nonzero byte to end a sector, so it
+ * calls damage a tail that docs/formats/delta.md calls torn: one whose landed
+ * sector ends in zero bytes of its own (a sequence number's high bytes, the
+ * zero field of a commit record). The model follows delta.c unless built
+ * with -DFUZZ_DELTA_DOC_TORN, which follows the document. */
+static bool model_torn(const uint8_t *map, size_t len, size_t b, uint32_t rl) {
+        size_t z = len;
+        while (z > b && map[z - 1] == 0)
+                z--;
+#ifdef FUZZ_DELTA_DOC_TORN
+        return z == b || (z + SECTOR - 1) / SECTOR * SECTOR < b + rl;
+#else
+        return z == b || (z < b + rl && z % SECTOR == 0);
+#endif
+}
 
 /* Replay map (the journal) as delta.h and docs/formats/delta.md describe it:
  * has_data says whether the data file exists, n_slots is its size in slots. */
@@ -229,51 +298,59 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
                          uint64_t n_slots) {
         ment *e = m->e;
         size_t cap = m->cap;
+        size_t *good = NULL;
         *m = (model){ .e = e, .cap = cap };
-        if (len < MAP_HEADER_LEN)
+        if (len < 32)
                 FAIL(-EBADMSG, len);
         if (memcmp(map, MAP_MAGIC, 8) != 0)
                 FAIL(-EBADMSG, 0);
-        uint32_t version = st_le32_get(map + 8);
-        if (version != 1 && version != 2)
+        uint32_t v = st_le32_get(map + 8);
+        if (v != 1 && v != 2)
                 FAIL(-EPROTONOSUPPORT, 8);
-        if (st_le32_get(map + 12) != MAP_HEADER_LEN)
+        const uint32_t hl = HDR_LEN(v), rl = REC_LEN(v);
+        if (st_le32_get(map + 12) != hl)
                 FAIL(-EBADMSG, 12);
-        if (st_le64_get(map + 24) != (version == 1 ? 0 : header_check_of(map)))
+        if (len < hl)
+                FAIL(-EBADMSG, len);
+        if (v == 1 && st_le64_get(map + 24) != 0)
                 FAIL(-EBADMSG, 24);
+        if (v == 2 && st_le64_get(map + 32) != hash8(map, 32))
+                FAIL(-EBADMSG, 32);
+        if (v == 2 && st_le64_get(map + 24) != name_sum_of())
+                FAIL(-EBADMSG, 24); /* another volume's */
         if (st_le64_get(map + 16) != FUZZ_DELTA_TAG)
-                return; /* an earlier volume's: empty */
+                goto out; /* an earlier volume's: empty */
         m->live = true;
-        m->version = version;
+        m->version = v;
         m->n_slots = has_data ? n_slots : 0; /* no data file: no slots */
 
-        const uint8_t *recs = map + MAP_HEADER_LEN;
-        size_t n_rec = (len - MAP_HEADER_LEN) / MAP_RECORD_LEN; /* a partial one is torn */
+        const uint8_t *recs = map + hl;
+        size_t n_rec = (len - hl) / rl; /* a partial one at the end is torn */
         /* good[k]: how many of records 0..k-1 are intact write records
          * (sequence number its position, check right; version 2: not a commit) */
-        size_t *good = malloc((n_rec + 1) * sizeof *good);
+        good = malloc((n_rec + 1) * sizeof *good);
         if (!good)
                 abort();
         good[0] = 0;
         for (size_t k = 0; k < n_rec; k++) {
-                const uint8_t *rec = recs + k * MAP_RECORD_LEN;
-                bool ok = st_le64_get(rec + 16) == k && st_le64_get(rec + 24) == check_of(rec) &&
-                          (version == 1 || st_le64_get(rec) != COMMIT_BLOCK);
+                const uint8_t *rec = recs + k * rl;
+                bool ok = st_le64_get(rec + 16) == k &&
+                          st_le64_get(rec + REC_BODY(v)) == check_of(rec, v) &&
+                          (v == 1 || st_le64_get(rec) != COMMIT_BLOCK);
                 good[k + 1] = good[k] + ok;
         }
 #define GOOD(k) (good[(k) + 1] - good[k] == 1)
         /* version 2: record k is a commit record that checks, over its n records */
 #define COMMIT_OK(k, n)                                                                            \
-        (st_le64_get(recs + (k) * MAP_RECORD_LEN) == COMMIT_BLOCK &&                               \
-         st_le64_get(recs + (k) * MAP_RECORD_LEN + 16) == (k) && (n) <= (k) &&                     \
-         good[k] - good[(k) - (n)] == (n) &&                                                       \
-         st_le64_get(recs + (k) * MAP_RECORD_LEN + 24) == commit_check_of(recs, k, n))
+        (st_le64_get(recs + (k) * rl) == COMMIT_BLOCK && st_le64_get(recs + (k) * rl + 16) == (k) && \
+         (n) <= (k) && good[k] - good[(k) - (n)] == (n) &&                                         \
+         st_le64_get(recs + (k) * rl + REC_BODY(2)) == commit_check_of(recs, k, n))
 
         /* Keep the records up to the last whole flush before the first bad record. */
         size_t k = 0, kept = 0, flush_start = 0;
         for (; k < n_rec; k++) {
-                const uint8_t *rec = recs + k * MAP_RECORD_LEN;
-                if (version == 1) {
+                const uint8_t *rec = recs + k * rl;
+                if (v == 1) {
                         if (!GOOD(k))
                                 break;
                         kept = k + 1;
@@ -287,45 +364,70 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
                 }
         }
         if (k < n_rec) {
-                /* Record k is bad: damage if something durable was written after it. */
+                /* Record k is bad: damage if something durable was written
+                 * after it, or if a torn append cannot have left it. */
                 bool later = false;
                 for (size_t j = k + 1; j < n_rec && !later; j++) {
-                        if (version == 1) {
+                        if (v == 1) {
                                 later = GOOD(j);
                         } else {
-                                uint64_t n = st_le64_get(recs + j * MAP_RECORD_LEN + 8);
+                                uint64_t n = st_le64_get(recs + j * rl + 8);
                                 later = n < j - k && COMMIT_OK(j, n); /* not covering k */
                         }
                 }
-                if (later) {
-                        free(good);
-                        FAIL(-EBADMSG, MAP_HEADER_LEN + k * MAP_RECORD_LEN);
-                }
+                if (later || !model_torn(map, len, hl + k * rl, rl))
+                        FAIL(-EBADMSG, hl + k * rl);
         }
 #undef GOOD
 #undef COMMIT_OK
-        free(good);
-        m->map_len = MAP_HEADER_LEN + kept * MAP_RECORD_LEN;
+        m->map_len = hl + kept * rl;
+        m->torn = len - m->map_len;
         m->seq = kept;
         for (size_t j = 0; j < kept; j++) {
-                const uint8_t *rec = recs + j * MAP_RECORD_LEN;
+                const uint8_t *rec = recs + j * rl;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
-                uint64_t off = MAP_HEADER_LEN + j * MAP_RECORD_LEN;
-                if (version != 1 && block == COMMIT_BLOCK)
+                uint64_t sum = v == 1 ? 0 : st_le64_get(rec + 24);
+                uint64_t off = hl + j * rl;
+                if (v != 1 && block == COMMIT_BLOCK)
                         continue;
                 if (block >= FUZZ_MAX_BLOCKS || (val != DELTA_ZERO && val >= m->n_slots))
                         FAIL(-EBADMSG, off);
                 for (size_t i = 0; val != DELTA_ZERO && i < m->n; i++)
                         if (m->e[i].val == val && m->e[i].block != block)
                                 FAIL(-EBADMSG, off); /* a shared slot */
-                model_set(m, block, val, 0);
+                model_set(m, block, val, sum, 0);
         }
+out:
+        free(good);
+}
 #undef FAIL
+
+/* Open as delta_open does: has_map says whether the journal exists. */
+static void model_open(model *m, bool has_map, const uint8_t *map, size_t len, bool has_data,
+                       uint64_t data_size) {
+        if (has_map) {
+                model_replay(m, map, len, has_data, data_size / DELTA_BLOCK);
+                return;
+        }
+        ment *e = m->e;
+        size_t cap = m->cap;
+        *m = (model){ .e = e, .cap = cap };
+        if (has_data && data_size > 0) /* written data, its journal lost */
+                model_fail(m, -EBADMSG, "deltas/" NAME ".data", ST_DIAG_NO_OFFSET);
 }
 
 static void pattern(uint8_t *buf, int pat, uint64_t block) {
         memset(buf, 0x40 + pat, DELTA_BLOCK);
         st_le64_put(buf, block);
+}
+
+/* The content of e's slot, and whether a read of it fails its data sum. */
+static bool content_of(const model *m, const ment *e, uint8_t *want) {
+        if (e->pat)
+                pattern(want, e->pat, e->block);
+        else
+                memset(want, 0, DELTA_BLOCK);
+        return m->version != 1 && e->sum != data_sum_of(want);
 }
 
 /* Everything the delta holds agrees with the model. */
@@ -345,7 +447,7 @@ static void check_state(const delta *d, const model *m) {
         uint8_t *named = calloc(d->n_slots ? d->n_slots : 1, 1);
         if (!named)
                 abort();
-        uint64_t n_named = 0;
+        uint64_t n_named = 0, n_bad = 0;
         static uint8_t buf[DELTA_BLOCK], want[DELTA_BLOCK];
         for (size_t i = 0; i < nb; i++) {
                 FUZZ_ASSERT(i == 0 || blocks[i - 1] < blocks[i]);
@@ -363,14 +465,29 @@ static void check_state(const delta *d, const model *m) {
                         named[slot] = 1;
                         n_named++;
                 }
-                FUZZ_ASSERT(delta_read_slot(d, slot, buf) == 0);
-                if (e->pat)
-                        pattern(want, e->pat, e->block);
-                else
-                        memset(want, 0, sizeof want);
-                FUZZ_ASSERT(memcmp(buf, want, DELTA_BLOCK) == 0);
+                bool bad = content_of(m, e, want);
+                int r = delta_read_slot(d, blocks[i], slot, buf);
+                if (bad) {
+                        FUZZ_ASSERT(r == -EBADMSG);
+                        n_bad++;
+                } else {
+                        FUZZ_ASSERT(r == 0 && memcmp(buf, want, DELTA_BLOCK) == 0);
+                }
         }
         free(blocks);
+        /* delta_verify: 0, or the first bad block it met and its slot */
+        uint64_t bad_block = UNKNOWN, bad_slot = UNKNOWN;
+        int r = delta_verify(d, &bad_block, &bad_slot);
+        if (r != -ENOMEM) {
+                FUZZ_ASSERT(r == (n_bad ? -EBADMSG : 0));
+                if (n_bad) {
+                        size_t i = model_find(m, bad_block);
+                        uint64_t slot = UNKNOWN;
+                        FUZZ_ASSERT(i < m->n && m->e[i].block == bad_block);
+                        FUZZ_ASSERT(delta_lookup(d, bad_block, &slot) == 1 && slot == bad_slot);
+                        FUZZ_ASSERT(content_of(m, &m->e[i], want));
+                }
+        }
         /* Free slots: in range, distinct, named by no block, and all the others. */
         for (size_t i = 0; i < d->n_free; i++) {
                 uint64_t s = d->free_slots[i];
@@ -390,11 +507,13 @@ static off_t map_size(void) {
 
 /* After writes and a flush: the journal is the file, all of it durable, and
  * the model's own replay of it finds the blocks the model holds: zeros where
- * zeros were written, data in distinct slots of the data file elsewhere. The
- * version stays (a new journal is version 2); version 2 ends with a commit. */
+ * zeros were written, data in distinct slots of the data file elsewhere, with
+ * the sums of what was written (version 2). The version stays (a new journal
+ * is version 2); version 2 ends with a commit. */
 static void model_flushed(model *m) {
         off_t len = map_size();
-        FUZZ_ASSERT(len >= (off_t)MAP_HEADER_LEN && (len - MAP_HEADER_LEN) % MAP_RECORD_LEN == 0);
+        uint32_t v = m->live ? m->version : MAP_VERSION;
+        FUZZ_ASSERT(len >= (off_t)HDR_LEN(v) && (len - HDR_LEN(v)) % REC_LEN(v) == 0);
         uint8_t *map = malloc((size_t)len);
         int fd = openat(dir_fd, NAME ".map", O_RDONLY | O_CLOEXEC);
         if (!map || fd < 0 || pread(fd, map, (size_t)len, 0) != len)
@@ -405,20 +524,25 @@ static void model_flushed(model *m) {
         model f = { 0 };
         model_replay(&f, map, (size_t)len, true, (uint64_t)st.st_size / DELTA_BLOCK);
         FUZZ_ASSERT(f.rc == 0 && f.live && f.map_len == (uint64_t)len);
-        FUZZ_ASSERT(f.version == (m->live ? m->version : MAP_VERSION));
-        if (f.version == 2 && len > (off_t)MAP_HEADER_LEN)
-                FUZZ_ASSERT(st_le64_get(map + len - MAP_RECORD_LEN) == COMMIT_BLOCK);
+        FUZZ_ASSERT(f.version == v);
+        if (v == 2 && len > (off_t)HDR_LEN(v))
+                FUZZ_ASSERT(st_le64_get(map + len - REC_LEN(v)) == COMMIT_BLOCK);
         FUZZ_ASSERT(f.n == m->n);
         for (size_t i = 0; i < f.n; i++) {
-                FUZZ_ASSERT(f.e[i].block == m->e[i].block);
-                FUZZ_ASSERT((f.e[i].val == DELTA_ZERO) == (m->e[i].val == DELTA_ZERO));
+                ment *e = &m->e[i];
+                FUZZ_ASSERT(f.e[i].block == e->block);
+                FUZZ_ASSERT((f.e[i].val == DELTA_ZERO) == (e->val == DELTA_ZERO));
+                FUZZ_ASSERT(e->val == UNKNOWN || f.e[i].val == e->val);
+                FUZZ_ASSERT(f.e[i].sum == e->sum);
+                e->val = f.e[i].val; /* the slot stays until the block is written again */
         }
         free(map);
         free(f.e);
         m->live = true;
         m->version = f.version;
         m->map_len = (uint64_t)len;
-        m->seq = (m->map_len - MAP_HEADER_LEN) / MAP_RECORD_LEN; /* commit records too */
+        m->torn = 0;
+        m->seq = (m->map_len - HDR_LEN(v)) / REC_LEN(v); /* commit records too */
         FUZZ_ASSERT(f.seq == m->seq);
 }
 
@@ -430,9 +554,11 @@ static uint64_t free_block(const model *m, uint64_t from) {
 
 static void do_write(delta *d, model *m, uint64_t block, size_t n, int pat) {
         static uint8_t buf[2 * DELTA_BLOCK];
+        bool v1 = m->live && m->version == 1;
         for (size_t i = 0; i < n; i++) {
-                pattern(buf + i * DELTA_BLOCK, pat + (int)i, block + i);
-                model_set(m, block + i, UNKNOWN, pat + (int)i);
+                uint8_t *b = buf + i * DELTA_BLOCK;
+                pattern(b, pat + (int)i, block + i);
+                model_set(m, block + i, UNKNOWN, v1 ? 0 : data_sum_of(b), pat + (int)i);
         }
         FUZZ_ASSERT(delta_write(d, block, n, buf) == 0);
 }
@@ -453,10 +579,10 @@ static void exercise(delta *d, model *m) {
         do_write(d, m, a, 1, 1); /* in place if unflushed, else a fresh slot */
         FUZZ_ASSERT(delta_flush(d) == 0);
         do_write(d, m, a, 1, 2); /* durable: a fresh slot, the old one freed at flush */
-        do_write(d, m, a, 1, 3); /* unflushed: in place */
+        do_write(d, m, a, 1, 3); /* unflushed: in place (version 2: a second record) */
         if (z != UNKNOWN) {
                 FUZZ_ASSERT(delta_zero(d, z, 1) == 0);
-                model_set(m, z, DELTA_ZERO, 0);
+                model_set(m, z, DELTA_ZERO, 0, 0);
         }
         uint64_t c = free_block(m, 0);
         while (model_has(m, c + 1))
@@ -472,9 +598,9 @@ static void exercise(delta *d, model *m) {
         check_state(d, m);
 }
 
-/* Both opens fail with the model's error, the diag naming its offset, and
- * cut nothing (damage is reported, never dropped). */
-static void check_fails(const model *m, size_t map_len) {
+/* Both opens fail with the model's error, the diag naming its file and
+ * offset, and cut nothing (damage is reported, never dropped). */
+static void check_fails(const model *m, off_t map_len) {
         for (int rdonly = 1; rdonly >= 0; rdonly--) {
                 delta d;
                 st_diag diag = { .offset = 12345 };
@@ -482,9 +608,9 @@ static void check_fails(const model *m, size_t map_len) {
                 if (r == -ENOMEM)
                         return;
                 FUZZ_ASSERT(r == m->rc);
-                FUZZ_ASSERT(strcmp(diag.file, "deltas/" NAME ".map") == 0);
+                FUZZ_ASSERT(strcmp(diag.file, m->err_file) == 0);
                 FUZZ_ASSERT(diag.offset == m->err_off && diag.what);
-                FUZZ_ASSERT(map_size() == (off_t)map_len);
+                FUZZ_ASSERT(map_size() == map_len);
         }
 }
 
@@ -492,11 +618,15 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         uint16_t u = len >= PREFIX_LEN ? (uint16_t)(data[0] | data[1] << 8) : 0;
         const uint8_t *map = len >= PREFIX_LEN ? data + PREFIX_LEN : data;
         size_t map_len = len >= PREFIX_LEN ? len - PREFIX_LEN : len;
-        bool has_data = u != 0xffff;
+        bool has_map = len != PREFIX_LEN, has_data = u != 0xffff;
         uint64_t data_size = has_data ? (uint64_t)u * 256 : 0;
+        off_t file_len = has_map ? (off_t)map_len : -1;
 
         scratch_dir();
-        write_file(NAME ".map", map, map_len, 0);
+        if (has_map)
+                write_file(NAME ".map", map, map_len, 0);
+        else if (unlinkat(dir_fd, NAME ".map", 0) < 0 && errno != ENOENT)
+                abort();
         if (has_data)
                 write_file(NAME ".data", NULL, 0, data_size);
         else if (unlinkat(dir_fd, NAME ".data", 0) < 0 && errno != ENOENT)
@@ -504,30 +634,32 @@ static void fuzz_one(const uint8_t *data, size_t len) {
 
         model m = { 0 };
         delta ro, rw;
-        model_replay(&m, map, map_len, has_data, data_size / DELTA_BLOCK);
+        model_open(&m, has_map, map, map_len, has_data, data_size);
 
         if (m.rc < 0) {
-                check_fails(&m, map_len);
+                check_fails(&m, file_len);
                 goto out;
         }
         int r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == 0);
-        FUZZ_ASSERT(!m.live || ro.n_slots == m.n_slots);
+        FUZZ_ASSERT(!m.live || (ro.n_slots == m.n_slots && ro.torn_len == m.torn));
         check_state(&ro, &m);
         delta_close(&ro);
-        FUZZ_ASSERT(map_size() == (off_t)map_len); /* read-only: nothing cut */
+        FUZZ_ASSERT(map_size() == file_len); /* read-only: nothing cut */
 
         r = delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, false, &rw, NULL);
         if (r == -ENOMEM)
                 goto out;
         FUZZ_ASSERT(r == 0);
+        FUZZ_ASSERT(!m.live || rw.torn_len == m.torn);
         check_state(&rw, &m);
-        if (m.live) /* the torn tail is gone */
-                FUZZ_ASSERT(map_size() == (off_t)m.map_len);
+        /* the torn tail is gone; a foreign or missing journal stays as it was */
+        FUZZ_ASSERT(map_size() == (m.live ? (off_t)m.map_len : file_len));
 
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
+        FUZZ_ASSERT(!m.live || ro.torn_len == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 
@@ -535,42 +667,61 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         exercise(&rw, &m);
         delta_close(&rw); /* LeakSanitizer checks that this frees everything */
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
+        FUZZ_ASSERT(ro.torn_len == 0);
         check_state(&ro, &m);
         delta_close(&ro);
 out:
         free(m.e);
 }
 
-/* Recompute the checks a mutation cannot forge: the header's (version 1:
- * zero), every write record's, and then in order every commit record's over
- * the count of records before it that it names (version 2). */
-static void seal(uint8_t *map, size_t len) {
-        if (len < MAP_HEADER_LEN)
+/* Recompute what a mutation cannot forge: the header's name sum and check
+ * (version 1: zero), then every write record's data sum (version 2, a slot
+ * inside the data file of n_slots, not a sum of 0) and check, and then in
+ * order every commit record's check over the count of records before it that
+ * it names (version 2). */
+static void seal(uint8_t *map, size_t len, uint64_t n_slots) {
+        if (len < 32)
                 return;
-        bool v1 = st_le32_get(map + 8) == 1;
-        st_le64_put(map + 24, v1 ? 0 : header_check_of(map));
-        uint8_t *recs = map + MAP_HEADER_LEN;
-        size_t n_rec = (len - MAP_HEADER_LEN) / MAP_RECORD_LEN;
-        for (size_t k = 0; k < n_rec; k++) {
-                uint8_t *rec = recs + k * MAP_RECORD_LEN;
-                if (v1 || st_le64_get(rec) != COMMIT_BLOCK)
-                        st_le64_put(rec + 24, check_of(rec));
+        uint32_t v = st_le32_get(map + 8);
+        if (v != 1 && v != 2)
+                return;
+        if (v == 1) {
+                st_le64_put(map + 24, 0);
+        } else {
+                st_le64_put(map + 24, name_sum_of());
+                if (len >= 40)
+                        st_le64_put(map + 32, hash8(map, 32));
         }
-        for (size_t k = 0; !v1 && k < n_rec; k++) {
-                uint8_t *rec = recs + k * MAP_RECORD_LEN;
+        const uint32_t hl = HDR_LEN(v), rl = REC_LEN(v);
+        if (len < hl)
+                return;
+        uint8_t *recs = map + hl;
+        size_t n_rec = (len - hl) / rl;
+        for (size_t k = 0; k < n_rec; k++) {
+                uint8_t *rec = recs + k * rl;
+                if (v == 2 && st_le64_get(rec) == COMMIT_BLOCK)
+                        continue;
+                if (v == 2 && st_le64_get(rec + 8) < n_slots && st_le64_get(rec + 24) != 0)
+                        st_le64_put(rec + 24, zero_sum()); /* the data file is zeros */
+                st_le64_put(rec + REC_BODY(v), check_of(rec, v));
+        }
+        for (size_t k = 0; v == 2 && k < n_rec; k++) {
+                uint8_t *rec = recs + k * rl;
                 uint64_t n = st_le64_get(rec + 8);
                 if (st_le64_get(rec) == COMMIT_BLOCK && n <= k)
-                        st_le64_put(rec + 24, commit_check_of(recs, k, n));
+                        st_le64_put(rec + REC_BODY(v), commit_check_of(recs, k, n));
         }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         fuzz_one(data, len);
-        if (len >= PREFIX_LEN + MAP_HEADER_LEN) {
+        if (len >= PREFIX_LEN + 32) {
                 uint8_t *sealed = fuzz_dup(data, len);
                 if (!sealed)
                         abort();
-                seal(sealed + PREFIX_LEN, len - PREFIX_LEN);
+                uint16_t u = (uint16_t)(data[0] | data[1] << 8);
+                uint64_t n_slots = u == 0xffff ? 0 : (uint64_t)u * 256 / DELTA_BLOCK;
+                seal(sealed + PREFIX_LEN, len - PREFIX_LEN, n_slots);
                 if (memcmp(sealed, data, len) != 0)
                         fuzz_one(sealed, len);
                 free(sealed);

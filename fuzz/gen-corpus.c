@@ -443,38 +443,45 @@ static void gen_ref(void) {
 }
 
 /* A delta seed: the 2-byte prefix fuzz-delta reads (data file size / 256, or
- * 0xffff: no data file), then the journal; and n_flips bit-flipped copies. */
-static void put_delta_flips(const char *name, const uint8_t *map, size_t len, uint16_t units,
-                            int n_flips) {
+ * 0xffff: no data file), then the journal (none if len is 0). */
+static void put_delta(const char *name, const uint8_t *map, size_t len, uint16_t units) {
         uint8_t *c = malloc(len + 2);
         if (!c)
                 exit(1);
         c[0] = (uint8_t)units;
         c[1] = (uint8_t)(units >> 8);
-        memcpy(c + 2, map, len);
+        if (len)
+                memcpy(c + 2, map, len);
         put("delta", name, c, len + 2);
-        put_flips("delta", name, c, len + 2, n_flips);
         free(c);
 }
 
-static void put_delta(const char *name, const uint8_t *map, size_t len, uint16_t units) {
-        put_delta_flips(name, map, len, units, 0);
-}
-
-/* Close d, and read back its journal and the data file's size in 256-byte units. */
-static void delta_take(delta *d, int dfd, uint8_t **map, size_t *len, uint16_t *units) {
+/* Close d, and read back journal NAME.map and the data file's size in 256-byte units. */
+static void delta_take_name(delta *d, int dfd, const char *name, uint8_t **map, size_t *len,
+                            uint16_t *units) {
+        char mn[64], dn[64];
+        snprintf(mn, sizeof mn, "%s.map", name);
+        snprintf(dn, sizeof dn, "%s.data", name);
         delta_close(d);
         struct stat st;
-        if (st_read_file(dfd, "v.map", 1u << 20, map, len) < 0 ||
-            fstatat(dfd, "v.data", &st, 0) < 0 || st.st_size / 256 >= 0xffff)
+        if (st_read_file(dfd, mn, 1u << 20, map, len) < 0 || fstatat(dfd, dn, &st, 0) < 0 ||
+            st.st_size / 256 >= 0xffff)
                 exit(1);
         *units = (uint16_t)(st.st_size / 256);
 }
 
-static void block_of(uint8_t *buf, size_t n, uint64_t block) {
+static void delta_take(delta *d, int dfd, uint8_t **map, size_t *len, uint16_t *units) {
+        delta_take_name(d, dfd, "v", map, len, units);
+}
+
+/* Content for blocks from 'block': a pattern per block (version 1 does not
+ * check data), or zeros, which is what fuzz-delta's data file holds: a
+ * version 2 seed's data sums then match it. */
+static void block_of(uint8_t *buf, size_t n, uint64_t block, bool zeros) {
         for (size_t i = 0; i < n; i++) {
-                memset(buf + i * DELTA_BLOCK, (int)(block + i) | 1, DELTA_BLOCK);
-                st_le64_put(buf + i * DELTA_BLOCK, block + i);
+                memset(buf + i * DELTA_BLOCK, zeros ? 0 : (int)(block + i) | 1, DELTA_BLOCK);
+                if (!zeros)
+                        st_le64_put(buf + i * DELTA_BLOCK, block + i);
         }
 }
 
@@ -512,27 +519,28 @@ static void delta_start(int dfd, delta *d, uint32_t version) {
 static void delta_writes(int dfd, uint32_t version, uint8_t **map, size_t *len, uint16_t *units,
                          size_t flush_end[3]) {
         static uint8_t buf[4 * DELTA_BLOCK];
+        bool z = version != 1;
         delta d;
         delta_start(dfd, &d, version);
-        block_of(buf, 4, 0);
+        block_of(buf, 4, 0, z);
         OK(delta_write(&d, 0, 4, buf));
         OK(delta_flush(&d));
         flush_end[0] = (size_t)d.map_len;
-        block_of(buf, 1, 2);
+        block_of(buf, 1, 2, z);
         OK(delta_write(&d, 2, 1, buf));
         OK(delta_zero(&d, 1, 1));
-        block_of(buf, 1, 10);
+        block_of(buf, 1, 10, z);
         OK(delta_write(&d, 10, 1, buf));
-        OK(delta_write(&d, 10, 1, buf));
+        OK(delta_write(&d, 10, 1, buf)); /* in place (version 2: a second record) */
         OK(delta_zero(&d, 10, 1));
-        block_of(buf, 1, 11);
+        block_of(buf, 1, 11, z);
         OK(delta_write(&d, 11, 1, buf));
         OK(delta_flush(&d));
         flush_end[1] = (size_t)d.map_len;
-        block_of(buf, 2, 5);
+        block_of(buf, 2, 5, z);
         OK(delta_write(&d, 5, 2, buf));
         OK(delta_zero(&d, 0, 2));
-        block_of(buf, 1, 3);
+        block_of(buf, 1, 3, z);
         OK(delta_write(&d, 3, 1, buf));
         OK(delta_flush(&d));
         flush_end[2] = (size_t)d.map_len;
@@ -549,7 +557,7 @@ static void delta_many(int dfd, uint32_t version, uint8_t **map, size_t *len, ui
                 if (i % 9 == 4)
                         OK(delta_zero(&d, b, 1));
                 else {
-                        block_of(buf, 1, b);
+                        block_of(buf, 1, b, version != 1);
                         OK(delta_write(&d, b, 1, buf));
                 }
                 if (i % 10 == 9)
@@ -570,34 +578,63 @@ static void put_delta_flipped(const char *name, const uint8_t *map, size_t len, 
         free(c);
 }
 
+/* A copy of map[0..len) with the bytes from 'from' on zeroed: sectors of an
+ * unfinished append that did not land. */
+static void put_delta_zeroed(const char *name, const uint8_t *map, size_t len, uint16_t units,
+                             size_t from) {
+        uint8_t *c = malloc(len);
+        if (!c)
+                exit(1);
+        memcpy(c, map, len);
+        memset(c + from, 0, len - from);
+        put_delta(name, c, len, units);
+        free(c);
+}
+
+/* Version 2: the end of the flush whose records hold offset 'at', and
+ * whether a data record (not zeros, not a commit) holds it. */
+#define V2_LEN 40u
+static size_t v2_flush_end(const uint8_t *map, size_t len, size_t at, bool *ret_data) {
+        size_t k = (at - V2_LEN) / V2_LEN, off = V2_LEN + k * V2_LEN;
+        *ret_data = st_le64_get(map + off) != UINT64_MAX &&
+                    st_le64_get(map + off + 8) != DELTA_ZERO;
+        for (; off + V2_LEN <= len; off += V2_LEN)
+                if (st_le64_get(map + off) == UINT64_MAX)
+                        return off + V2_LEN;
+        return 0;
+}
+
 static void gen_delta(void) {
         char dir[] = "/tmp/gen-corpus-XXXXXX";
         delta d;
         uint8_t *map;
         size_t len, flush_end[3];
         uint16_t units;
+        static uint8_t buf[2 * DELTA_BLOCK];
 
-        rnd_seed(0x64656c7461ULL, 0);
         if (!mkdtemp(dir))
                 exit(1);
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 exit(1);
 
-        /* Version 1 (no commit records), as written before version 2. */
+        /* Version 1 (32-byte header and records, no commit records, no data
+         * sums), as written before version 2. */
         delta_writes(dfd, 1, &map, &len, &units, flush_end);
         size_t nrec = (len - 32) / 32;
-        put_delta_flips("writes", map, len, units, 1);
+        put_delta("writes", map, len, units);
         put_delta("writes-torn", map, len - 20, units);
         put_delta("writes-torn-header", map, 20, units);
+        /* the last record zeroed (torn), or damaged (whole and not zero: damage) */
+        put_delta_zeroed("writes-zero-tail", map, len, units, len - 32);
+        put_delta_flipped("writes-damaged-last", map, len, units, len - 32 + 9);
         put_delta("writes-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
-        put_delta("writes-data-tail", map, len, units + 3);
         put_delta("writes-no-data", map, len, 0xffff);
         uint8_t *c = malloc(len);
         if (!c)
                 exit(1);
         memcpy(c, map, len);
-        c[16] ^= 1; /* another volume's journal */
+        c[16] ^= 1; /* an earlier volume's journal */
         put_delta("foreign-tag", c, len, units);
         memcpy(c, map, len);
         st_le32_put(c + 8, 3);
@@ -625,35 +662,120 @@ static void gen_delta(void) {
         put_delta("many", map, len, units);
         free(map);
 
-        /* Version 2: every flush ends with a commit record. */
+        /* Version 2: 40-byte header (name sum, header check) and records
+         * (data sum), every flush ends with a commit record. Three flushes
+         * of 5, 7 and 5 records: they end at 240, 520 and 720. */
         delta_writes(dfd, 2, &map, &len, &units, flush_end);
-        put_delta_flips("v2-writes", map, len, units, 1);
-        /* the last flush torn: two of its records durable, not its commit */
-        put_delta("v2-torn", map, flush_end[1] + 2 * 32, units);
+        put_delta("v2-writes", map, len, units);
+        /* the last flush torn: two of its records durable, not its commit;
+         * the file ending inside its third; its records from the third on
+         * zero (the file's length landed, the sectors did not) */
+        put_delta("v2-torn", map, flush_end[1] + 2 * V2_LEN, units);
+        put_delta("v2-torn-partial", map, flush_end[1] + 2 * V2_LEN + 20, units);
+        put_delta_zeroed("v2-torn-zero", map, len, units, flush_end[1] + 2 * V2_LEN);
         /* damage: a record of the first flush (block 1's value), and the
          * first flush's commit record (its check), both before whole flushes */
-        put_delta_flipped("v2-damaged", map, len, units, 32 + 32 + 8);
+        put_delta_flipped("v2-damaged", map, len, units, V2_LEN + V2_LEN + 8);
         put_delta_flipped("v2-damaged-commit", map, len, units, flush_end[0] - 8);
-        /* a bad record in the last flush: no whole flush after it, so torn */
-        put_delta_flipped("v2-damaged-last", map, len, units, flush_end[1] + 32 + 8);
+        /* a flipped byte in the last flush, no whole flush after it: its last
+         * record (the commit) or a write record: not what a torn append
+         * leaves, so damage too */
+        put_delta_flipped("v2-damaged-last", map, len, units, len - 8);
+        put_delta_flipped("v2-damaged-last-write", map, len, units, flush_end[1] + V2_LEN + 8);
         put_delta("v2-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
         put_delta("v2-no-data", map, len, 0xffff);
+        put_delta("v2-short-header", map, 36, units);
+        c = malloc(len + 8192);
+        if (!c)
+                exit(1);
+        memcpy(c, map, len);
+        st_le32_put(c + 12, 32); /* version 1's header length */
+        reseal(c, 32, 8);
+        put_delta("v2-bad-header-len", c, len, units);
+        memcpy(c, map, len);
+        st_le64_put(c + flush_end[0] - V2_LEN + 8, 5); /* the first commit's count, 4 */
+        put_delta("v2-commit-count", c, len, units);
+        /* the journal's length grew by sectors that never landed: a bad
+         * (zero) record, then more zeros than replay reads at once */
+        memcpy(c, map, len);
+        memset(c + len, 0, 8192);
+        put_delta("v2-zero-tail", c, len + 8192, units);
+        memcpy(c, map, len);
+        c[16] ^= 1; /* an earlier volume's journal: the header check redone */
+        reseal(c, 32, 8);
+        put_delta("v2-foreign-tag", c, len, units);
+        free(c);
+        free(map);
+
+        /* Another volume's journal (moved or swapped): the name sum differs. */
+        (void)unlinkat(dfd, "w.map", 0);
+        (void)unlinkat(dfd, "w.data", 0);
+        OK(delta_open(dfd, "w", FUZZ_DELTA_TAG, 1u << 20, false, &d, NULL));
+        block_of(buf, 2, 0, true);
+        OK(delta_write(&d, 0, 2, buf));
+        OK(delta_flush(&d));
+        delta_take_name(&d, dfd, "w", &map, &len, &units);
+        put_delta("v2-other-volume", map, len, units);
+        free(map);
+
+        /* Data sums: block 2 rewritten with data the (zero) data file does
+         * not hold: reads of it fail; block 1 rewritten, then rewritten in
+         * place with zeros: its second record's sum counts. */
+        delta_start(dfd, &d, 2);
+        block_of(buf, 2, 0, true);
+        OK(delta_write(&d, 0, 2, buf));
+        OK(delta_write(&d, 2, 2, buf));
+        OK(delta_flush(&d));
+        block_of(buf, 1, 2, false);
+        OK(delta_write(&d, 2, 1, buf));
+        block_of(buf, 1, 1, false);
+        OK(delta_write(&d, 1, 1, buf));
+        block_of(buf, 1, 1, true);
+        OK(delta_write(&d, 1, 1, buf));
+        OK(delta_flush(&d));
+        delta_take(&d, dfd, &map, &len, &units);
+        put_delta("v2-sum-mismatch", map, len, units);
         free(map);
 
         /* Emptied after a commit: the header alone; and no data file. */
-        static uint8_t buf[DELTA_BLOCK];
         delta_start(dfd, &d, 2);
-        block_of(buf, 1, 0);
+        block_of(buf, 1, 0, true);
         OK(delta_write(&d, 0, 1, buf));
         OK(delta_reset(&d));
         delta_take(&d, dfd, &map, &len, &units);
         put_delta("v2-empty", map, len, 0xffff);
         free(map);
+        /* No journal: written data without it is damage; an empty data file is not. */
+        put_delta("no-journal", NULL, 0, 2 * (DELTA_BLOCK / 256));
+        put_delta("no-journal-empty-data", NULL, 0, 0);
+
+        /* Blocks in more 1 MiB regions and more of them than the tables
+         * replay starts with hold: zeros, and data every fifth. */
+        delta_start(dfd, &d, 2);
+        block_of(buf, 1, 0, true);
+        for (uint64_t i = 0; i < 120; i++)
+                OK(i % 5 ? delta_zero(&d, i * 257 + 3, 1) : delta_write(&d, i * 257 + 3, 1, buf));
+        OK(delta_zero(&d, 40000, 1000));
+        OK(delta_flush(&d));
+        delta_take(&d, dfd, &map, &len, &units);
+        put_delta("v2-spread", map, len, units);
+        free(map);
 
         delta_many(dfd, 2, &map, &len, &units);
         put_delta("v2-many", map, len, units);
         /* damage in the first of 30 flushes: found by reading back across runs */
-        put_delta_flipped("v2-many-damaged", map, len, units, 32 + 3 * 32 + 20);
+        put_delta_flipped("v2-many-damaged", map, len, units, V2_LEN + 3 * V2_LEN + 20);
+        /* A flush torn at a sector boundary inside a data record: cut at
+         * that flush's end, zero from the boundary on. The first boundary
+         * whose sector ends in a nonzero byte (the data sum's last). */
+        for (size_t at = 512; at < len; at += 512) {
+                bool data;
+                size_t end = v2_flush_end(map, len, at, &data);
+                if (data && end && map[at - 1] != 0 && (at - V2_LEN) % V2_LEN != 0) {
+                        put_delta_zeroed("v2-many-torn-sector", map, end, units, at);
+                        break;
+                }
+        }
         free(map);
 
 #undef OK

@@ -6,8 +6,9 @@
  * volume and snapshot must equal its model, and fsck must be clean (so
  * reference counts stayed exact). Seed and op count: argv or
  * ST_TEST_SEED / ST_TEST_OPS; printed. Also the delta journal (version 2)
- * directly: damage in an early flush, a torn last flush, a short or missing
- * data file (test_delta_journal).
+ * directly: damage in an early flush, a flipped bit in the last flush, a torn
+ * last flush (cut short, or zero from a sector boundary), a short or missing
+ * data file, a flipped byte in the data file (test_delta_journal).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -286,6 +287,87 @@ static void delta_first_flushes(int dfd, bool rdonly) {
                 close(data_fd);
 }
 
+/* A byte of block 4's slot in the data file flipped: reading block 4 fails
+ * its data sum, the others read, and delta_verify names block 4 and its
+ * slot. data is the data file as written. */
+static void delta_data_flip(int dfd, uint8_t *data, size_t data_len) {
+        delta d;
+        uint64_t slot = UINT64_MAX;
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, true, &d, NULL), 0);
+        ST_CHECK(delta_lookup(&d, 4, &slot) == 1 && slot < data_len / DELTA_BLOCK);
+        delta_close(&d);
+        if (slot >= data_len / DELTA_BLOCK)
+                return;
+        data[slot * DELTA_BLOCK + 100] ^= 0x20;
+        put_file(dfd, "v.data", data, data_len);
+        for (int rdonly = 1; rdonly >= 0; rdonly--) {
+                ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, rdonly, &d, NULL), 0);
+                uint8_t buf[DELTA_BLOCK], want[DELTA_BLOCK];
+                ST_CHECK_ERR(delta_read_slot(&d, 4, slot, buf), -EBADMSG);
+                uint64_t s0 = UINT64_MAX;
+                ST_CHECK(delta_lookup(&d, 0, &s0) == 1);
+                delta_block(want, 0);
+                ST_CHECK(delta_read_slot(&d, 0, s0, buf) == 0 && memcmp(buf, want, DELTA_BLOCK) == 0);
+                uint64_t bad_block = 0, bad_slot = 0;
+                ST_CHECK_ERR(delta_verify(&d, &bad_block, &bad_slot), -EBADMSG);
+                ST_CHECK(bad_block == 4 && bad_slot == slot);
+                delta_close(&d);
+        }
+        data[slot * DELTA_BLOCK + 100] ^= 0x20;
+        put_file(dfd, "v.data", data, data_len);
+}
+
+/* A journal whose last flush an append crash cut at a sector boundary
+ * inside one of its data records: the sectors from there on did not land
+ * (zeros, the file's length kept). A torn tail: the open keeps the first
+ * flush, and a read-write open cuts the rest. */
+static void delta_torn_at_sector(int dfd) {
+        (void)unlinkat(dfd, "v.map", 0);
+        (void)unlinkat(dfd, "v.data", 0);
+        delta d;
+        uint8_t buf[DELTA_BLOCK];
+        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, false, &d, NULL), 0);
+        for (uint64_t b = 0; b < 24; b++) {
+                delta_block(buf, b);
+                ST_CHECK_ERR(delta_write(&d, b, 1, buf), 0);
+                if (b == 9) {
+                        ST_CHECK_ERR(delta_flush(&d), 0);
+                }
+        }
+        uint64_t first = d.map_len;
+        ST_CHECK_ERR(delta_flush(&d), 0);
+        delta_close(&d);
+        uint8_t *map = NULL;
+        size_t len = 0;
+        ST_CHECK_ERR(st_read_file(dfd, "v.map", 1u << 20, &map, &len), 0);
+        if (!map)
+                return;
+        /* 10 records and a commit in the first flush, 15 in the last */
+        uint64_t R = (len - first) / 15, H = first - 11 * R;
+        ST_CHECK(R >= 32 && H >= 32 && len - first == 15 * R);
+        /* the first sector boundary inside a record of the last flush that
+         * the landed sector ends with a nonzero byte (the record's data sum) */
+        size_t at = 0;
+        for (size_t b = (first / 512 + 1) * 512; !at && b + R < len; b += 512)
+                if ((b - H) % R != 0 && map[b - 1] != 0)
+                        at = b;
+        ST_CHECK(at != 0);
+        if (at) {
+                memset(map + at, 0, len - at);
+                put_file(dfd, "v.map", map, len);
+                for (int rdonly = 1; rdonly >= 0; rdonly--) {
+                        ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, rdonly, &d, NULL), 0);
+                        ST_CHECK(d.count == 10 && d.map_len == first &&
+                                 d.torn_len == len - first);
+                        uint64_t slot = 0;
+                        ST_CHECK(delta_lookup(&d, 9, &slot) == 1 && delta_lookup(&d, 10, &slot) == 0);
+                        delta_close(&d);
+                        ST_CHECK(file_size(dfd, "v.map") == (off_t)(rdonly ? len : first));
+                }
+        }
+        free(map);
+}
+
 static void test_delta_journal(void) {
         char path[700];
         snprintf(path, sizeof path, "%s/deltas", dir);
@@ -340,6 +422,18 @@ static void test_delta_journal(void) {
         put_file(dfd, "v.map", map, map_len);
         delta_damaged(dfd, end[0] - R, "the first flush's commit record");
         map[end[0] - 1] ^= 0x80;
+        /* A flipped bit in the last flush's last record (its commit record)
+         * or in its last write record: no whole flush follows, but a torn
+         * append leaves zeros or the end of the file after what landed, not
+         * a whole bad record followed by more bytes: damage. */
+        map[end[2] - 1] ^= 0x04;
+        put_file(dfd, "v.map", map, map_len);
+        delta_damaged(dfd, end[2] - R, "a flipped bit in the last record");
+        map[end[2] - 1] ^= 0x04;
+        map[end[2] - 2 * R + 9] ^= 0x10;
+        put_file(dfd, "v.map", map, map_len);
+        delta_damaged(dfd, end[2] - 2 * R, "a flipped bit in the last flush's last write");
+        map[end[2] - 2 * R + 9] ^= 0x10;
 
         /* The last flush torn mid-way (one record and a half): the first two
          * flushes are kept; a read-write open cuts the rest. */
@@ -363,8 +457,11 @@ static void test_delta_journal(void) {
         ST_CHECK_ERR(r, 0);
         if (r == 0) {
                 ST_CHECK(d.count == 7 && d.map_len == end[2]);
+                uint64_t bad_block = 0, bad_slot = 0;
+                ST_CHECK_ERR(delta_verify(&d, &bad_block, &bad_slot), 0);
                 delta_close(&d);
         }
+        delta_data_flip(dfd, data, data_len);
 
         /* No data file: the first record names slot 0. */
         ST_CHECK(unlinkat(dfd, "v.data", 0) == 0);
@@ -380,6 +477,8 @@ static void test_delta_journal(void) {
         uint64_t slot;
         ST_CHECK(d.count == 2 && delta_lookup(&d, 3, &slot) == 2 && delta_lookup(&d, 4, &slot) == 2);
         delta_close(&d);
+
+        delta_torn_at_sector(dfd);
 out:
         free(map);
         free(data);
