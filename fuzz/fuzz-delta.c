@@ -275,21 +275,13 @@ static void model_fail(model *m, int rc, const char *file, uint64_t off) {
 
 /* Could the bytes of map from b (a whole bad record) to the end be what an
  * unfinished append left? Zero from b itself, or from a sector boundary
- * inside the record at b, to the end. z: one past the last nonzero byte.
- * delta.c's looks_torn asks for the last nonzero byte to end a sector, so it
- * calls damage a tail that docs/formats/delta.md calls torn: one whose landed
- * sector ends in zero bytes of its own (a sequence number's high bytes, the
- * zero field of a commit record). The model follows delta.c unless built
- * with -DFUZZ_DELTA_DOC_TORN, which follows the document. */
+ * inside the record at b, to the end (docs/formats/delta.md). z: one past
+ * the last nonzero byte. */
 static bool model_torn(const uint8_t *map, size_t len, size_t b, uint32_t rl) {
         size_t z = len;
         while (z > b && map[z - 1] == 0)
                 z--;
-#ifdef FUZZ_DELTA_DOC_TORN
         return z == b || (z + SECTOR - 1) / SECTOR * SECTOR < b + rl;
-#else
-        return z == b || (z < b + rl && z % SECTOR == 0);
-#endif
 }
 
 /* Replay map (the journal) as delta.h and docs/formats/delta.md describe it:

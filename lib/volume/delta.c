@@ -392,7 +392,9 @@ static int looks_torn(reader *rd, uint64_t from, uint32_t rl, bool *ret) {
                 o += n;
         }
         uint64_t z = last_nonzero == UINT64_MAX ? from : last_nonzero + 1;
-        *ret = z == from || (z < from + rl && z % SECTOR == 0);
+        /* zero from B, or from some sector boundary inside the record at B */
+        uint64_t aligned = (z + SECTOR - 1) / SECTOR * SECTOR;
+        *ret = z == from || aligned < from + rl;
         return 0;
 }
 
