@@ -232,20 +232,9 @@ static void remove_orphan_deltas(st_store *s) {
         size_t n;
         if (st_list_dir(s->deltas_fd, is_visible, &files, &n) < 0)
                 return;
-        for (size_t i = 0; i < n; i++) {
-                char name[REF_NAME_MAX + 8];
-                const char *dot = strrchr(files[i], '.');
-                if (!dot || (size_t)(dot - files[i]) >= sizeof name)
-                        continue;
-                memcpy(name, files[i], (size_t)(dot - files[i]));
-                name[dot - files[i]] = 0;
-                store_ref ref;
-                if (!st_name_valid(name) ||
-                    (store_ref_load(s, name, &ref, NULL) == 0 && ref.kind == ST_KIND_VOLUME) ||
-                    store_ref_exists(s, name))
-                        continue;
-                (void)unlinkat(s->deltas_fd, files[i], 0);
-        }
+        for (size_t i = 0; i < n; i++)
+                if (store_delta_is_orphan(s, files[i]))
+                        (void)unlinkat(s->deltas_fd, files[i], 0);
         st_names_free(files, n);
 }
 

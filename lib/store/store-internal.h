@@ -168,6 +168,9 @@ uint64_t store_now_ns(void);
 /* images.c */
 uint64_t store_delta_bytes(st_store *s, const char *name);
 int store_remove_delta(st_store *s, const char *name);
+/* Is deltas/FILE (NAME.map, .data or .lock) of a name that has no ref (left
+ * by an interrupted rm)? */
+bool store_delta_is_orphan(st_store *s, const char *file);
 /* Does the volume's delta journal hold any record (writes to commit)? */
 bool store_delta_pending(st_store *s, const char *name);
 

@@ -112,17 +112,7 @@ int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsc
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n_files; i++) {
-                char name[REF_NAME_MAX + 8];
-                const char *dot = strrchr(files[i], '.');
-                if (!dot || (size_t)(dot - files[i]) >= sizeof name)
-                        continue;
-                memcpy(name, files[i], (size_t)(dot - files[i]));
-                name[dot - files[i]] = 0;
-                store_ref ref;
-                if (strcmp(dot, ".lock") == 0 ||
-                    (st_name_valid(name) && store_ref_load(s, name, &ref, NULL) == 0 &&
-                     ref.kind == ST_KIND_VOLUME) ||
-                    (st_name_valid(name) && store_ref_exists(s, name)))
+                if (!store_delta_is_orphan(s, files[i]))
                         continue;
                 char path[REF_NAME_MAX + 40];
                 snprintf(path, sizeof path, "deltas/%s", files[i]);

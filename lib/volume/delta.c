@@ -252,17 +252,19 @@ static int delta_create(delta *d) {
         char dn[300], mn[300];
         file_name(d, "data", dn);
         file_name(d, "map", mn);
-        int dfd = openat(d->dirfd, dn, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (dfd < 0)
-                return -errno;
         uint8_t hdr[MAP_HEADER_MAX];
         header_encode(hdr, d);
-        /* The journal appears complete or not at all. */
+        /* The journal appears complete or not at all, and before the data
+         * file is emptied: a crash between leaves an empty journal over old
+         * slots (free), never records over a data file that lost them. */
         int r = st_write_atomic(d->dirfd, mn, hdr, sizeof hdr);
         int mfd = r < 0 ? -1 : openat(d->dirfd, mn, O_RDWR | O_CLOEXEC);
-        if (mfd < 0) {
-                r = r < 0 ? r : -errno;
-                close(dfd);
+        if (mfd < 0)
+                return r < 0 ? r : -errno;
+        int dfd = openat(d->dirfd, dn, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (dfd < 0) {
+                r = -errno;
+                close(mfd);
                 return r;
         }
         if (d->data_fd >= 0)
