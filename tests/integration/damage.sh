@@ -174,13 +174,17 @@ for round in $(seq "$ROUNDS"); do
         # the damaged file(s) put back: nothing else was lost
         if [ -e "$TMP/orig-other" ]; then cp -a "$TMP/orig-other" "$other"; rm -f "$TMP/orig-other"; fi
         mkdir -p "$(dirname "$f")"
-        # (junk's ref is not: the round removed junk)
-        [ "$rel" = refs/junk ] || cp -a "$TMP/orig" "$f"
+        # (junk's ref is not: the round removed junk; nor a journal cut
+        # short, which reads as a crash during its last flushes: commit may
+        # have folded the earlier state and emptied the delta since)
+        cut_journal=0
+        [ "$kind $action" = "delta-map truncate" ] && cut_journal=1
+        [ "$rel" = refs/junk ] || [ $cut_journal = 1 ] || cp -a "$TMP/orig" "$f"
         for n in $names; do
                 rc=0
                 st export "$n" "$TMP/got" >/dev/null 2>"$TMP/err" || rc=$?
                 [ $rc = 0 ] || { cat "$TMP/err" >&2; fail "round $round ($rel: $what): $n lost after the file was put back"; }
-                if [ $n = w ] && ! cmp -s "$TMP/got" "$TMP/want/w"; then
+                if [ $n = w ] && [ $cut_journal = 0 ] && ! cmp -s "$TMP/got" "$TMP/want/w"; then
                         fail "round $round ($rel: $what): w's flushed writes lost"
                 fi
                 [ $n = w ] || cmp -s "$TMP/got" "$TMP/want/$n" || fail "round $round ($rel: $what): $n changed"
