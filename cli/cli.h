@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <stellar/stellar.h>
 #include <stellar/volume.h>
@@ -12,12 +13,33 @@ typedef struct cli {
         const char *store_dir;
         bool json;
         bool quiet;
+        /* Run inside the daemon for a client of its control socket: the
+         * daemon's own store handle (cli_open hands it out, cli_close keeps
+         * it open), and the client's working directory (-1 otherwise). */
+        st_store *served;
+        int cwd_fd;
 } cli;
 
 typedef int (*cmd_fn)(cli *c, int argc, char **argv);
 
+/* Where this thread's command writes: the client's stdout and stderr when
+ * the daemon runs it, else the process's own. */
+FILE *cli_out(void);
+FILE *cli_err(void);
+void cli_set_streams(FILE *out, FILE *err);
+/* When a daemon owns the store, have it run the command: 1 with its exit
+ * status in *ret_status (or 1 after an error message), 0 if none runs. */
+int cli_forward(cli *c, int argc, char **argv, int *ret_status);
+/* Run the command in argv[0] (a verb and its arguments); its exit status. */
+int cli_dispatch(cli *c, int argc, char **argv);
+/* A path argument as this process can open it: relative ones are taken from
+ * the client's working directory when the daemon runs the command. */
+const char *cli_path(const cli *c, const char *path, char *buf, size_t len);
+
 /* Open the store, printing a clear error on failure. */
 int cli_open(cli *c, unsigned flags, st_store **ret);
+/* Close what cli_open gave (the daemon's own handle stays open). */
+void cli_close(const cli *c, st_store *s);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "stellar: <what>: <file> at offset N: <why>" from a diag. */
 void cli_diag_error(const char *what, int r, const st_diag *d);

@@ -23,7 +23,7 @@ int cmd_chunk(cli *c, int argc, char **argv) {
         const char *path = NULL;
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        printf("%s", usage);
+                        fprintf(cli_out(), "%s", usage);
                         return 0;
                 } else if (strcmp(argv[i], "--list") == 0)
                         list = true;
@@ -39,12 +39,12 @@ int cmd_chunk(cli *c, int argc, char **argv) {
                 } else if (!path && argv[i][0] != '-')
                         path = argv[i];
                 else {
-                        fprintf(stderr, "%s", usage);
+                        fprintf(cli_err(), "%s", usage);
                         return 2;
                 }
         }
         if (!path) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         if (stream)
@@ -86,7 +86,7 @@ int cmd_chunk(cli *c, int argc, char **argv) {
                 if (st_split_next(&p, at, buf + at, len - at, true, &pc) < 0)
                         break;
                 if (list)
-                        printf("%zu %llu %s\n", at, (unsigned long long)pc.len, pc.hole ? "hole" : "data");
+                        fprintf(cli_out(), "%zu %llu %s\n", at, (unsigned long long)pc.len, pc.hole ? "hole" : "data");
                 if (pc.hole) {
                         n_holes++;
                         holes += pc.len;
@@ -100,13 +100,13 @@ int cmd_chunk(cli *c, int argc, char **argv) {
         free(buf);
         double mbs = secs > 0 ? (double)len / secs / 1e6 : 0;
         if (c->json)
-                printf("{\"bytes\":%zu,\"chunks\":%llu,\"data_bytes\":%llu,\"holes\":%llu,"
+                fprintf(cli_out(), "{\"bytes\":%zu,\"chunks\":%llu,\"data_bytes\":%llu,\"holes\":%llu,"
                        "\"hole_bytes\":%llu,\"avg_chunk\":%.0f,\"seconds\":%.6f,\"mb_per_s\":%.1f}\n",
                        len, (unsigned long long)n_chunks, (unsigned long long)data,
                        (unsigned long long)n_holes, (unsigned long long)holes,
                        n_chunks ? (double)data / (double)n_chunks : 0.0, secs, mbs);
         else if (!list)
-                printf("%llu chunks (avg %.0f bytes), %llu holes (%llu bytes); %.1f MB/s on one core\n",
+                fprintf(cli_out(), "%llu chunks (avg %.0f bytes), %llu holes (%llu bytes); %.1f MB/s on one core\n",
                        (unsigned long long)n_chunks, n_chunks ? (double)data / (double)n_chunks : 0.0,
                        (unsigned long long)n_holes, (unsigned long long)holes, mbs);
         return 0;

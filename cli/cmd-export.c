@@ -16,7 +16,7 @@ int cmd_export(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (argc - i != 2) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -29,9 +29,10 @@ int cmd_export(cli *c, int argc, char **argv) {
         cli_progress_init(&p, c, "exporting");
         st_import_opts o = { .progress = cli_progress_cb, .userdata = &p };
         st_diag d = { 0 };
-        int r = st_store_export(s, argv[i], argv[i + 1], &o, &d);
+        char pb[4200];
+        int r = st_store_export(s, argv[i], cli_path(c, argv[i + 1], pb, sizeof pb), &o, &d);
         cli_progress_end(&p);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("export failed", r, &d);
                 return 1;

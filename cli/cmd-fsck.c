@@ -24,18 +24,18 @@ static void report(void *userdata, int severity, const char *file, uint64_t off,
                 return;
         if (severity == 1 && ++n_errors > 50) {
                 if (n_errors == 51)
-                        printf("error: more errors not shown (the summary counts them all)\n");
+                        fprintf(cli_out(), "error: more errors not shown (the summary counts them all)\n");
                 return;
         }
         if (severity == 0 && ++n_warnings > 20) {
                 if (n_warnings == 21)
-                        printf("warning: more warnings not shown\n");
+                        fprintf(cli_out(), "warning: more warnings not shown\n");
                 return;
         }
         if (off == ST_DIAG_NO_OFFSET)
-                printf("%s: %s: %s\n", severity ? "error" : "warning", file, msg);
+                fprintf(cli_out(), "%s: %s: %s\n", severity ? "error" : "warning", file, msg);
         else
-                printf("%s: %s:%llu: %s\n", severity ? "error" : "warning", file,
+                fprintf(cli_out(), "%s: %s:%llu: %s\n", severity ? "error" : "warning", file,
                        (unsigned long long)off, msg);
 }
 
@@ -44,7 +44,7 @@ int cmd_fsck(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i != argc) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -59,20 +59,20 @@ int cmd_fsck(cli *c, int argc, char **argv) {
         cli_progress_end(&p);
         if (r == 0)
                 r = st_volume_fsck(s, report, c, &res);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_error("fsck could not run: %s", strerror(-r));
                 return 1;
         }
         if (c->json)
-                printf("{\"errors\":%llu,\"warnings\":%llu,\"chunks_checked\":%llu,"
+                fprintf(cli_out(), "{\"errors\":%llu,\"warnings\":%llu,\"chunks_checked\":%llu,"
                        "\"bytes_checked\":%llu,\"manifests_checked\":%llu,\"deltas_checked\":%llu}\n",
                        (unsigned long long)res.n_errors, (unsigned long long)res.n_warnings,
                        (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
                        (unsigned long long)res.manifests_checked,
                        (unsigned long long)res.deltas_checked);
         else if (!c->quiet)
-                printf("%llu chunks (%llu bytes), %llu manifests and %llu deltas checked: %llu "
+                fprintf(cli_out(), "%llu chunks (%llu bytes), %llu manifests and %llu deltas checked: %llu "
                        "errors, %llu warnings\n",
                        (unsigned long long)res.chunks_checked, (unsigned long long)res.bytes_checked,
                        (unsigned long long)res.manifests_checked,

@@ -18,7 +18,7 @@ int cmd_gc(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i != argc) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -32,24 +32,24 @@ int cmd_gc(cli *c, int argc, char **argv) {
         st_diag d = { 0 };
         int r = st_store_gc(s, &o, &res, &d);
         cli_progress_end(&p);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("gc refused, nothing was freed", r, &d);
                 return 1;
         }
         if (c->json)
-                printf("{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu,"
+                fprintf(cli_out(), "{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu,"
                        "\"counts_corrected\":%llu}\n",
                        (unsigned long long)res.chunks_freed, (unsigned long long)res.bytes_freed,
                        (unsigned long long)res.packs_rewritten,
                        (unsigned long long)res.counts_corrected);
         else if (!c->quiet) {
                 char a[32];
-                printf("freed %llu chunks, reclaimed %s, rewrote %llu packs\n",
+                fprintf(cli_out(), "freed %llu chunks, reclaimed %s, rewrote %llu packs\n",
                        (unsigned long long)res.chunks_freed, cli_size(res.bytes_freed, a),
                        (unsigned long long)res.packs_rewritten);
                 if (res.counts_corrected)
-                        printf("corrected %llu reference counts that disagreed with the manifests\n",
+                        fprintf(cli_out(), "corrected %llu reference counts that disagreed with the manifests\n",
                                (unsigned long long)res.counts_corrected);
         }
         return 0;

@@ -16,7 +16,7 @@ int cmd_hash(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i == argc) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         int ret = 0;
@@ -38,7 +38,7 @@ int cmd_hash(cli *c, int argc, char **argv) {
                 }
                 char hex[ST_DIGEST_HEX_LEN + 1];
                 st_digest_to_hex(&d, hex);
-                printf("%s  %s\n", hex, argv[i]);
+                fprintf(cli_out(), "%s  %s\n", hex, argv[i]);
         }
         return ret;
 }

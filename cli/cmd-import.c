@@ -15,7 +15,7 @@ int cmd_import(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (argc - i != 2) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -27,16 +27,17 @@ int cmd_import(cli *c, int argc, char **argv) {
         st_import_result res;
         st_diag d = { 0 };
         uint64_t t0 = cli_now_ns();
-        int r = st_store_import(s, argv[i], argv[i + 1], &o, &res, &d);
+        char pb[4200];
+        int r = st_store_import(s, cli_path(c, argv[i], pb, sizeof pb), argv[i + 1], &o, &res, &d);
         double secs = (double)(cli_now_ns() - t0) / 1e9;
         cli_progress_end(&p);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("import failed", r, &d);
                 return 1;
         }
         if (c->json) {
-                printf("{\"name\":\"%s\",\"size\":%llu,\"data_bytes\":%llu,\"chunks\":%llu,"
+                fprintf(cli_out(), "{\"name\":\"%s\",\"size\":%llu,\"data_bytes\":%llu,\"chunks\":%llu,"
                        "\"new_chunks\":%llu,\"new_bytes\":%llu,\"new_stored_bytes\":%llu,"
                        "\"seconds\":%.3f}\n",
                        argv[i + 1], (unsigned long long)res.size, (unsigned long long)res.data_bytes,
@@ -44,7 +45,7 @@ int cmd_import(cli *c, int argc, char **argv) {
                        (unsigned long long)res.new_bytes, (unsigned long long)res.new_stored, secs);
         } else if (!c->quiet) {
                 char a[32], b[32], n[32], w[32];
-                printf("imported %s: %s (%s data) in %llu chunks; %llu new chunks, %s new, %s "
+                fprintf(cli_out(), "imported %s: %s (%s data) in %llu chunks; %llu new chunks, %s new, %s "
                        "written; %.2f s\n",
                        argv[i + 1], cli_size(res.size, a), cli_size(res.data_bytes, b),
                        (unsigned long long)res.n_chunks, (unsigned long long)res.n_new,

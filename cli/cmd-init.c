@@ -35,7 +35,7 @@ int cmd_init(cli *c, int argc, char **argv) {
                                 : strcmp(a, "--commit-avg") == 0 ? &commit_avg
                                                           : NULL;
                 if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-                        printf("%s", usage);
+                        fprintf(cli_out(), "%s", usage);
                         return 0;
                 } else if (dst && v) {
                         if (cli_parse_size(v, dst) < 0 || *dst > UINT32_MAX) {
@@ -56,7 +56,7 @@ int cmd_init(cli *c, int argc, char **argv) {
                         i++;
                 } else {
                         cli_error("unexpected argument '%s'", a);
-                        fprintf(stderr, "%s", usage);
+                        fprintf(cli_err(), "%s", usage);
                         return 2;
                 }
         }
@@ -90,7 +90,7 @@ int cmd_init(cli *c, int argc, char **argv) {
                 cli_error("cannot create store in %s: %s", c->store_dir, strerror(-r));
                 return 1;
         }
-        printf("initialized store %s (%s chunks, avg %u, min %u, max %u, zstd %d)\n", c->store_dir,
+        fprintf(cli_out(), "initialized store %s (%s chunks, avg %u, min %u, max %u, zstd %d)\n", c->store_dir,
                stream ? "stream" : "4K-aligned", cfg.chunker.avg_size, cfg.chunker.min_size,
                cfg.chunker.max_size, cfg.zstd_level);
         return 0;

@@ -29,7 +29,7 @@ static void print_json(const st_image_info *v) {
         char hex[ST_DIGEST_HEX_LEN + 1], t[32];
         st_digest_to_hex(&v->id, hex);
         when(v->ctime_ns, t);
-        printf("{\"name\":\"%s\",\"kind\":\"%s\",\"parent\":\"%s\",\"size\":%llu,"
+        fprintf(cli_out(), "{\"name\":\"%s\",\"kind\":\"%s\",\"parent\":\"%s\",\"size\":%llu,"
                "\"data_bytes\":%llu,\"delta_bytes\":%llu,\"layers\":%llu,\"extents\":%llu,"
                "\"created\":\"%s\",\"manifest\":\"%s\"",
                v->name, st_kind_name(v->kind), v->parent, (unsigned long long)v->size,
@@ -38,9 +38,9 @@ static void print_json(const st_image_info *v) {
                v->n_layers || v->error ? hex : "");
         if (v->error) {
                 /* names are [A-Za-z0-9._+@:-] and messages ours: nothing to escape */
-                printf(",\"error\":\"%s\"", v->error_msg);
+                fprintf(cli_out(), ",\"error\":\"%s\"", v->error_msg);
         }
-        printf("}");
+        fprintf(cli_out(), "}");
 }
 
 int cmd_ls(cli *c, int argc, char **argv) {
@@ -48,7 +48,7 @@ int cmd_ls(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i != argc) {
-                fprintf(stderr, "%s", ls_usage);
+                fprintf(cli_err(), "%s", ls_usage);
                 return 2;
         }
         st_store *s;
@@ -57,31 +57,31 @@ int cmd_ls(cli *c, int argc, char **argv) {
         st_image_info *v;
         size_t n;
         int r = st_store_list(s, &v, &n);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_error("cannot list images: %s", strerror(-r));
                 return 1;
         }
         if (c->json) {
-                printf("[");
+                fprintf(cli_out(), "[");
                 for (size_t k = 0; k < n; k++) {
                         if (k)
-                                printf(",");
+                                fprintf(cli_out(), ",");
                         print_json(&v[k]);
                 }
-                printf("]\n");
+                fprintf(cli_out(), "]\n");
         } else {
                 if (n)
-                        printf("%-24s %-8s %-24s %10s %10s %10s  %s\n", "NAME", "KIND", "PARENT",
+                        fprintf(cli_out(), "%-24s %-8s %-24s %10s %10s %10s  %s\n", "NAME", "KIND", "PARENT",
                                "SIZE", "DATA", "DELTA", "CREATED");
                 for (size_t k = 0; k < n; k++) {
                         char a[32], b[32], d[32], t[32];
                         if (v[k].error) {
-                                printf("%-24s %-8s damaged: %s\n", v[k].name, "?", v[k].error_msg);
+                                fprintf(cli_out(), "%-24s %-8s damaged: %s\n", v[k].name, "?", v[k].error_msg);
                                 continue;
                         }
                         when(v[k].ctime_ns, t);
-                        printf("%-24s %-8s %-24s %10s %10s %10s  %s\n", v[k].name,
+                        fprintf(cli_out(), "%-24s %-8s %-24s %10s %10s %10s  %s\n", v[k].name,
                                st_kind_name(v[k].kind), v[k].parent[0] ? v[k].parent : "-",
                                cli_size(v[k].size, a), cli_size(v[k].data_bytes, b),
                                v[k].kind == ST_KIND_VOLUME ? cli_size(v[k].delta_bytes, d) : "-", t);
@@ -99,7 +99,7 @@ int cmd_info(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (argc - i != 1) {
-                fprintf(stderr, "%s", info_usage);
+                fprintf(cli_err(), "%s", info_usage);
                 return 2;
         }
         st_store *s;
@@ -108,26 +108,26 @@ int cmd_info(cli *c, int argc, char **argv) {
         st_image_info v;
         st_diag d = { 0 };
         int r = st_store_info(s, argv[i], &v, &d);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("info", r, &d);
                 return 1;
         }
         if (c->json) {
                 print_json(&v);
-                printf("\n");
+                fprintf(cli_out(), "\n");
         } else {
                 char a[32], b[32], dl[32], t[32], hex[ST_DIGEST_HEX_LEN + 1];
                 st_digest_to_hex(&v.id, hex);
                 when(v.ctime_ns, t);
-                printf("name:     %s\nkind:     %s\nparent:   %s\nsize:     %s (%llu bytes)\n"
+                fprintf(cli_out(), "name:     %s\nkind:     %s\nparent:   %s\nsize:     %s (%llu bytes)\n"
                        "data:     %s in %llu extents over %llu manifest layers\n",
                        v.name, st_kind_name(v.kind), v.parent[0] ? v.parent : "-",
                        cli_size(v.size, a), (unsigned long long)v.size, cli_size(v.data_bytes, b),
                        (unsigned long long)v.n_extents, (unsigned long long)v.n_layers);
                 if (v.kind == ST_KIND_VOLUME)
-                        printf("delta:    %s uncommitted\n", cli_size(v.delta_bytes, dl));
-                printf("created:  %s\nmanifest: %s\n", t, v.n_layers ? hex : "- (empty)");
+                        fprintf(cli_out(), "delta:    %s uncommitted\n", cli_size(v.delta_bytes, dl));
+                fprintf(cli_out(), "created:  %s\nmanifest: %s\n", t, v.n_layers ? hex : "- (empty)");
         }
         return 0;
 }

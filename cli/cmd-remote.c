@@ -67,7 +67,7 @@ static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_o
                 else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
                         c->quiet = true;
                 else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-                        printf("%s", usage);
+                        fprintf(cli_out(), "%s", usage);
                         exit(0);
                 } else if (pull && !strcmp(a, "--lazy"))
                         o->lazy = true;
@@ -97,12 +97,12 @@ static int parse(cli *c, int argc, char **argv, const char *usage, st_transfer_o
                         break;
                 } else {
                         cli_error("unknown option or missing value: '%s'", a);
-                        fprintf(stderr, "%s", usage);
+                        fprintf(cli_err(), "%s", usage);
                         return -1;
                 }
         }
         if (argc - i != 2) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return -1;
         }
         return i;
@@ -125,10 +125,11 @@ int cmd_publish(cli *c, int argc, char **argv) {
         st_publish_result res;
         st_diag d = { 0 };
         uint64_t t0 = cli_now_ns();
-        int r = st_publish(s, name, target, &o, &res, &d);
+        char pb[4200];
+        int r = st_publish(s, name, cli_path(c, target, pb, sizeof pb), &o, &res, &d);
         double secs = (double)(cli_now_ns() - t0) / 1e9;
         cli_progress_end(&p);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("publish failed", r, &d);
                 return 1;
@@ -136,7 +137,7 @@ int cmd_publish(cli *c, int argc, char **argv) {
         char hex[ST_DIGEST_HEX_LEN + 1];
         st_digest_to_hex(&res.id, hex);
         if (c->json)
-                printf("{\"name\":\"%s\",\"manifest\":\"%s\",\"layers\":%llu,\"chunks\":%llu,"
+                fprintf(cli_out(), "{\"name\":\"%s\",\"manifest\":\"%s\",\"layers\":%llu,\"chunks\":%llu,"
                        "\"uploaded\":%llu,\"present\":%llu,\"bytes_uploaded\":%llu,"
                        "\"manifest_bytes\":%llu,\"seconds\":%.3f}\n",
                        name, hex, (unsigned long long)res.n_layers, (unsigned long long)res.n_chunks,
@@ -145,7 +146,7 @@ int cmd_publish(cli *c, int argc, char **argv) {
                        (unsigned long long)res.manifest_bytes, secs);
         else if (!c->quiet) {
                 char a[32];
-                printf("published %s as manifest %.16s: %llu chunks, %llu uploaded (%s), %llu "
+                fprintf(cli_out(), "published %s as manifest %.16s: %llu chunks, %llu uploaded (%s), %llu "
                        "already there; %.2f s\n",
                        name, hex, (unsigned long long)res.n_chunks,
                        (unsigned long long)res.n_uploaded, cli_size(res.bytes_uploaded, a),
@@ -171,14 +172,15 @@ int cmd_pull(cli *c, int argc, char **argv) {
         st_pull_result res;
         st_diag d = { 0 };
         uint64_t t0 = cli_now_ns();
-        int r = st_pull(s, url, name, &o, &res, &d);
+        char pb[4200];
+        int r = st_pull(s, cli_path(c, url, pb, sizeof pb), name, &o, &res, &d);
         double secs = (double)(cli_now_ns() - t0) / 1e9;
         cli_progress_end(&p);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_diag_error("pull failed", r, &d);
                 if (res.n_kept)
-                        fprintf(stderr, "stellar: %llu chunks fetched so far are kept; run the "
+                        fprintf(cli_err(), "stellar: %llu chunks fetched so far are kept; run the "
                                         "same pull again to go on\n",
                                 (unsigned long long)res.n_kept);
                 return 1;
@@ -187,7 +189,7 @@ int cmd_pull(cli *c, int argc, char **argv) {
         char hex[ST_DIGEST_HEX_LEN + 1];
         st_digest_to_hex(&res.id, hex);
         if (c->json)
-                printf("{\"name\":\"%s\",\"manifest\":\"%s\",\"size\":%llu,\"lazy\":%s,"
+                fprintf(cli_out(), "{\"name\":\"%s\",\"manifest\":\"%s\",\"size\":%llu,\"lazy\":%s,"
                        "\"chunks\":%llu,\"present\":%llu,\"fetched\":%llu,\"bytes_fetched\":%llu,"
                        "\"raw_fetched\":%llu,\"manifest_bytes\":%llu,\"retries\":%llu,"
                        "\"seconds\":%.3f}\n",
@@ -199,12 +201,12 @@ int cmd_pull(cli *c, int argc, char **argv) {
         else if (!c->quiet) {
                 char a[32], b[32];
                 if (res.lazy)
-                        printf("pulled %s lazily: %llu chunks, %llu here already, the rest "
+                        fprintf(cli_out(), "pulled %s lazily: %llu chunks, %llu here already, the rest "
                                "fetched when read; %.2f s\n",
                                local, (unsigned long long)res.n_chunks,
                                (unsigned long long)res.n_present, secs);
                 else
-                        printf("pulled %s (%s): %llu chunks, %llu already here, %llu fetched "
+                        fprintf(cli_out(), "pulled %s (%s): %llu chunks, %llu already here, %llu fetched "
                                "(%s, %s of data); %.2f s\n",
                                local, cli_size(res.size, a), (unsigned long long)res.n_chunks,
                                (unsigned long long)res.n_present, (unsigned long long)res.n_fetched,

@@ -17,7 +17,7 @@ int cmd_rm(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i == argc) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -39,6 +39,6 @@ int cmd_rm(cli *c, int argc, char **argv) {
                         ret = 1;
                 }
         }
-        st_store_close(s);
+        cli_close(c, s);
         return ret;
 }

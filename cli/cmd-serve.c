@@ -17,6 +17,11 @@ static const char usage[] =
         "served without a restart. All clients share one cache of decompressed\n"
         "chunks. Runs in the foreground and logs to stderr; SIGTERM or SIGINT\n"
         "stops it cleanly (volumes flushed, sockets and pidfile removed).\n\n"
+        "The daemon owns the store while it runs: every other stellar command on\n"
+        "the store (import, commit, snapshot, rm, gc, fsck, publish, pull, ...) is\n"
+        "sent to it over DIR/control.sock (mode 0600: the store owner's, and\n"
+        "root's) and runs inside it, with the same output and exit status. A\n"
+        "command still running when the daemon stops is waited for.\n\n"
         "  --nbd ADDR            unix:/path/sock or tcp:127.0.0.1:10809 (up to 8)\n"
         "  --pidfile FILE        write the daemon's pid there\n"
         "  --stats FILE          rewrite JSON counters (cache hits, loads, connections,\n"
@@ -31,13 +36,26 @@ static const char usage[] =
         "nbdinfo, nbdcopy, nbdsh. Metadata contexts: base:allocation, and\n"
         "stellar:shared (bit 0: the extent is stored in a deduplicated chunk).\n";
 
+/* A command from a client of the control socket, in a thread of the daemon. */
+static int run_for_client(void *ctx, st_store *s, int argc, char **argv, FILE *out, FILE *err,
+                          int cwd_fd) {
+        const cli *parent = ctx;
+        cli c = { .store_dir = parent->store_dir, .served = s, .cwd_fd = cwd_fd };
+        cli_set_streams(out, err);
+        int r = strcmp(argv[0], "serve") == 0 || strcmp(argv[0], "init") == 0
+                        ? (cli_error("the store is already served by this daemon"), 1)
+                        : cli_dispatch(&c, argc, argv);
+        cli_set_streams(NULL, NULL);
+        return r;
+}
+
 int cmd_serve(cli *c, int argc, char **argv) {
         serve_opts o = { .store_dir = c->store_dir, .cache_bytes = 256u << 20,
-                         .max_connections = 1024 };
+                         .max_connections = 1024, .run = run_for_client, .run_ctx = c };
         for (int i = 1; i < argc; i++) {
                 const char *v = i + 1 < argc ? argv[i + 1] : NULL;
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        printf("%s", usage);
+                        fprintf(cli_out(), "%s", usage);
                         return 0;
                 } else if (strcmp(argv[i], "--nbd") == 0 && v && o.n_nbd < 8) {
                         o.nbd[o.n_nbd++] = v;
@@ -61,13 +79,13 @@ int cmd_serve(cli *c, int argc, char **argv) {
                         i++;
                 } else {
                         cli_error("unexpected argument '%s'", argv[i]);
-                        fprintf(stderr, "%s", usage);
+                        fprintf(cli_err(), "%s", usage);
                         return 2;
                 }
         }
         if (o.n_nbd == 0) {
                 cli_error("give at least one --nbd address");
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         return serve_run(&o);

@@ -17,7 +17,7 @@ int cmd_stats(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (i != argc) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -25,7 +25,7 @@ int cmd_stats(cli *c, int argc, char **argv) {
                 return 1;
         st_store_stats st;
         int r = st_store_stats_get(s, &st);
-        st_store_close(s);
+        cli_close(c, s);
         if (r < 0) {
                 cli_error("stats: %s", strerror(-r));
                 return 1;
@@ -34,7 +34,7 @@ int cmd_stats(cli *c, int argc, char **argv) {
         double comp = st.stored_bytes ? (double)st.unique_bytes / (double)st.stored_bytes : 1.0;
         double ram = st.n_chunks ? (double)st.index_ram_bytes / (double)st.n_chunks : 0.0;
         if (c->json) {
-                printf("{\"images\":%llu,\"chunks\":%llu,\"unreferenced_chunks\":%llu,"
+                fprintf(cli_out(), "{\"images\":%llu,\"chunks\":%llu,\"unreferenced_chunks\":%llu,"
                        "\"logical_bytes\":%llu,\"referenced_bytes\":%llu,\"unique_bytes\":%llu,"
                        "\"stored_bytes\":%llu,\"pack_bytes\":%llu,\"packs\":%llu,"
                        "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,"
@@ -48,7 +48,7 @@ int cmd_stats(cli *c, int argc, char **argv) {
                 return 0;
         }
         char a[32], b[32], u[32], d[32], p[32], x[32];
-        printf("images:            %llu\n"
+        fprintf(cli_out(), "images:            %llu\n"
                "chunks:            %llu (%llu unreferenced)\n"
                "logical bytes:     %s\n"
                "referenced bytes:  %s\n"

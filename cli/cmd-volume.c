@@ -44,7 +44,7 @@ int cmd_create(cli *c, int argc, char **argv) {
         uint64_t size = 0;
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        printf("%s", create_usage);
+                        fprintf(cli_out(), "%s", create_usage);
                         return 0;
                 } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
                         if (cli_parse_size(argv[++i], &size) < 0 || size == 0) {
@@ -54,12 +54,12 @@ int cmd_create(cli *c, int argc, char **argv) {
                 } else if (!name && argv[i][0] != '-')
                         name = argv[i];
                 else {
-                        fprintf(stderr, "%s", create_usage);
+                        fprintf(cli_err(), "%s", create_usage);
                         return 2;
                 }
         }
         if (!name || !size) {
-                fprintf(stderr, "%s", create_usage);
+                fprintf(cli_err(), "%s", create_usage);
                 return 2;
         }
         st_store *s;
@@ -67,7 +67,7 @@ int cmd_create(cli *c, int argc, char **argv) {
         if (cli_open(c, ST_STORE_CREATE | ST_STORE_SHARED | ST_STORE_NOINDEX, &s) < 0)
                 return 1;
         int r = st_volume_create(s, name, size);
-        st_store_close(s);
+        cli_close(c, s);
         return r < 0 ? errmsg("cannot create", name, r) : 0;
 }
 
@@ -76,7 +76,7 @@ static int derive(cli *c, int argc, char **argv, const char *usage, bool snapsho
         if (i < 0)
                 return 2;
         if (argc - i != 2) {
-                fprintf(stderr, "%s", usage);
+                fprintf(cli_err(), "%s", usage);
                 return 2;
         }
         st_store *s;
@@ -86,14 +86,14 @@ static int derive(cli *c, int argc, char **argv, const char *usage, bool snapsho
                 return 1;
         int r = snapshot ? st_volume_snapshot(s, argv[i], argv[i + 1])
                          : st_volume_clone(s, argv[i], argv[i + 1]);
-        st_store_close(s);
-        if (r == -EBUSY && !snapshot) {
+        cli_close(c, s);
+        if (r == -EBUSY && !snapshot && !c->served) {
                 /* The source has writes to commit first: that needs the store
                  * to itself, which we get unless a daemon runs. */
                 st_diag d = { 0 };
                 if (st_store_open(c->store_dir, 0, &s, &d) == 0) {
                         r = st_volume_clone(s, argv[i], argv[i + 1]);
-                        st_store_close(s);
+                        cli_close(c, s);
                 }
         }
         if (r == -EBUSY)
@@ -122,43 +122,37 @@ int cmd_commit(cli *c, int argc, char **argv) {
         if (i < 0)
                 return 2;
         if (argc - i != 1) {
-                fprintf(stderr, "%s", commit_usage);
+                fprintf(cli_err(), "%s", commit_usage);
                 return 2;
         }
         st_store *s;
         if (cli_open(c, 0, &s) < 0)
                 return 1;
-        st_volume *v;
         st_diag d = { 0 };
-        int r = st_volume_open(s, argv[i], 0, &v, &d);
-        if (r < 0) {
-                st_store_close(s);
-                cli_diag_error("commit", r, &d);
-                return 1;
-        }
-        if (!st_volume_writable(v)) {
-                st_volume_close(v);
-                st_store_close(s);
+        st_commit_result res;
+        uint64_t t0 = cli_now_ns();
+        int r = st_volume_commit_name(s, argv[i], &res, &d);
+        double secs = (double)(cli_now_ns() - t0) / 1e9;
+        cli_close(c, s);
+        if (r == -EROFS) {
                 cli_error("commit %s: not a volume (images and snapshots are read-only)", argv[i]);
                 return 1;
         }
-        st_commit_result res;
-        uint64_t t0 = cli_now_ns();
-        r = st_volume_commit(v, &res);
-        double secs = (double)(cli_now_ns() - t0) / 1e9;
-        st_volume_close(v);
-        st_store_close(s);
+        if (r < 0 && d.what) {
+                cli_diag_error("commit", r, &d);
+                return 1;
+        }
         if (r < 0)
                 return errmsg("cannot commit", argv[i], r);
         if (c->json)
-                printf("{\"name\":\"%s\",\"blocks\":%llu,\"new_chunks\":%llu,\"new_bytes\":%llu,"
+                fprintf(cli_out(), "{\"name\":\"%s\",\"blocks\":%llu,\"new_chunks\":%llu,\"new_bytes\":%llu,"
                        "\"new_stored_bytes\":%llu,\"flattened\":%s,\"seconds\":%.3f}\n",
                        argv[i], (unsigned long long)res.blocks, (unsigned long long)res.new_chunks,
                        (unsigned long long)res.new_bytes, (unsigned long long)res.new_stored,
                        res.flattened ? "true" : "false", secs);
         else if (!c->quiet) {
                 char a[32], b[32];
-                printf("committed %s: %llu blocks; %llu new chunks, %s new, %s written%s; %.2f s\n",
+                fprintf(cli_out(), "committed %s: %llu blocks; %llu new chunks, %s new, %s written%s; %.2f s\n",
                        argv[i], (unsigned long long)res.blocks, (unsigned long long)res.new_chunks,
                        cli_size(res.new_bytes, a), cli_size(res.new_stored, b),
                        res.flattened ? " (chain flattened)" : "", secs);

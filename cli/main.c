@@ -64,8 +64,39 @@ static char *default_store(void) {
         return p;
 }
 
+static bool wants_help(int argc, char **argv) {
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+                        return true;
+        return false;
+}
+
+int cli_dispatch(cli *c, int argc, char **argv) {
+        /* --help exits the process: never inside the daemon (the client
+         * shows help itself, without asking it). */
+        if (c->served && wants_help(argc, argv)) {
+                cli_error("--help is answered by the command line, not the daemon");
+                return 2;
+        }
+        for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++)
+                if (strcmp(argv[0], verbs[v].name) == 0)
+                        return verbs[v].fn(c, argc, argv);
+        cli_error("unknown command '%s'", argv[0]);
+        usage(cli_err());
+        return 2;
+}
+
+/* Verbs that work on a store, which a running daemon does for us. */
+static bool forwarded(const char *verb) {
+        static const char *const local[] = { "init", "serve", "hash", "chunk" };
+        for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+                if (!strcmp(verb, local[i]))
+                        return false;
+        return true;
+}
+
 int main(int argc, char **argv) {
-        cli c = { 0 };
+        cli c = { .cwd_fd = -1 };
         char *store = NULL;
         int i = 1;
         for (; i < argc && argv[i][0] == '-'; i++) {
@@ -76,19 +107,19 @@ int main(int argc, char **argv) {
                         free(store);
                         store = strdup(argv[i] + 8);
                 } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        usage(stdout);
+                        usage(cli_out());
                         return 0;
                 } else if (strcmp(argv[i], "--version") == 0) {
-                        printf("stellar %s\n", STELLAR_VERSION);
+                        fprintf(cli_out(), "stellar %s\n", STELLAR_VERSION);
                         return 0;
                 } else {
                         cli_error("unknown option '%s'", argv[i]);
-                        usage(stderr);
+                        usage(cli_err());
                         return 2;
                 }
         }
         if (i >= argc) {
-                usage(stderr);
+                usage(cli_err());
                 return 2;
         }
         if (!store)
@@ -98,14 +129,12 @@ int main(int argc, char **argv) {
                 return 1;
         }
         c.store_dir = store;
-        for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++)
-                if (strcmp(argv[i], verbs[v].name) == 0) {
-                        int r = verbs[v].fn(&c, argc - i, argv + i);
-                        free(store);
-                        return r;
-                }
-        cli_error("unknown command '%s'", argv[i]);
-        usage(stderr);
+        int r;
+        /* While a daemon owns the store, it runs the command (the CLI is
+         * its client); otherwise we open the store ourselves. */
+        if (!forwarded(argv[i]) || wants_help(argc - i, argv + i) ||
+            cli_forward(&c, argc - i, argv + i, &r) == 0)
+                r = cli_dispatch(&c, argc - i, argv + i);
         free(store);
-        return 2;
+        return r;
 }

@@ -10,12 +10,39 @@
 
 #include "cli.h"
 
+static _Thread_local FILE *thread_out, *thread_err;
+
+FILE *cli_out(void) {
+        return thread_out ? thread_out : stdout;
+}
+
+FILE *cli_err(void) {
+        return thread_err ? thread_err : stderr;
+}
+
+void cli_set_streams(FILE *out, FILE *err) {
+        thread_out = out;
+        thread_err = err;
+}
+
+const char *cli_path(const cli *c, const char *path, char *buf, size_t len) {
+        if (c->cwd_fd < 0 || path[0] == '/' || strstr(path, "://"))
+                return path;
+        snprintf(buf, len, "/proc/self/fd/%d/%s", c->cwd_fd, path);
+        return buf;
+}
+
+void cli_close(const cli *c, st_store *s) {
+        if (s && s != c->served)
+                st_store_close(s);
+}
+
 void cli_error(const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        fputs("stellar: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        fputs("stellar: ", cli_err());
+        vfprintf(cli_err(), fmt, ap);
+        fputc('\n', cli_err());
         va_end(ap);
 }
 
@@ -53,6 +80,10 @@ static void describe_pid(long pid, char *buf, size_t len) {
 }
 
 int cli_open(cli *c, unsigned flags, st_store **ret) {
+        if (c->served) {
+                *ret = c->served;
+                return 0;
+        }
         st_diag d = { 0 };
         bool may_wait = (flags & (ST_STORE_RDONLY | ST_STORE_SHARED)) &&
                         !((flags & ST_STORE_RDONLY) && (flags & ST_STORE_NOINDEX));
@@ -137,7 +168,7 @@ uint64_t cli_now_ns(void) {
 
 void cli_progress_init(cli_progress *p, const cli *c, const char *label) {
         p->label = label;
-        p->on = !c->quiet && isatty(STDERR_FILENO);
+        p->on = !c->quiet && isatty(fileno(cli_err()));
         p->items = false;
         p->start_ns = p->last_ns = cli_now_ns();
 }
@@ -153,20 +184,20 @@ void cli_progress_cb(void *userdata, uint64_t done, uint64_t total) {
         double secs = (double)(now - p->start_ns) / 1e9;
         char a[32], b[32];
         if (p->items) {
-                fprintf(stderr, "\r%s: %llu / %llu   ", p->label, (unsigned long long)done,
+                fprintf(cli_err(), "\r%s: %llu / %llu   ", p->label, (unsigned long long)done,
                         (unsigned long long)total);
-                fflush(stderr);
+                fflush(cli_err());
                 return;
         }
-        fprintf(stderr, "\r%s: %3.0f%%  %s / %s  %.0f MB/s   ", p->label,
+        fprintf(cli_err(), "\r%s: %3.0f%%  %s / %s  %.0f MB/s   ", p->label,
                 total ? 100.0 * (double)done / (double)total : 100.0, cli_size(done, a),
                 cli_size(total, b), secs > 0 ? (double)done / secs / 1e6 : 0.0);
-        fflush(stderr);
+        fflush(cli_err());
 }
 
 void cli_progress_end(cli_progress *p) {
         if (p->on)
-                fputs("\r\033[K", stderr);
+                fputs("\r\033[K", cli_err());
 }
 
 int cli_common_flags(cli *c, int argc, char **argv, const char *usage) {
@@ -177,14 +208,14 @@ int cli_common_flags(cli *c, int argc, char **argv, const char *usage) {
                 else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
                         c->quiet = true;
                 else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        printf("%s", usage);
+                        fprintf(cli_out(), "%s", usage);
                         exit(0);
                 } else if (strcmp(argv[i], "--") == 0) {
                         i++;
                         break;
                 } else {
                         cli_error("unknown option '%s'", argv[i]);
-                        fprintf(stderr, "%s", usage);
+                        fprintf(cli_err(), "%s", usage);
                         return -1;
                 }
         }

@@ -198,7 +198,38 @@ static void write_stats(st_store *s, const char *path) {
 int serve_run(const serve_opts *o) {
         st_store *s;
         st_diag d = { 0 };
-        int r = st_store_open(o->store_dir, ST_STORE_SHARED, &s, &d);
+        /* The daemon owns the store: it holds it to itself, and every other
+         * command comes to it over the control socket. A command that holds
+         * the store now (an import, a gc) is waited for; another daemon is
+         * not. */
+        int r;
+        bool said = false;
+        for (;;) {
+                d = (st_diag){ 0 };
+                r = st_store_open(o->store_dir, 0, &s, &d);
+                if (r != -EBUSY)
+                        break;
+                long pid = st_store_server_pid(o->store_dir);
+                if (pid != 0) {
+                        if (pid > 0)
+                                logf_("store %s is already served by pid %ld", o->store_dir, pid);
+                        else
+                                logf_("store %s is already served by another process", o->store_dir);
+                        return 1;
+                }
+                if (!said) {
+                        long w = st_store_writer_pid(o->store_dir);
+                        if (w > 0)
+                                logf_("waiting for pid %ld to finish with the store", w);
+                        else
+                                logf_("waiting for the commands that hold the store to finish");
+                        said = true;
+                }
+                struct timespec ts = { 0, 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+                if (stopping)
+                        return 1;
+        }
         if (r < 0) {
                 logf_("cannot open store %s: %s%s%s", o->store_dir, d.what ? d.what : "",
                       d.what ? ": " : "", strerror(-r));
@@ -229,6 +260,8 @@ int serve_run(const serve_opts *o) {
         listener ls[8];
         unsigned n_ls = 0;
         bool wrote_pidfile = false;
+        int ctl_fd = -1;
+        char ctl_path[108] = "";
         for (unsigned i = 0; i < o->n_nbd; i++) {
                 r = listen_on(o->nbd[i], &ls[n_ls]);
                 if (r < 0) {
@@ -240,6 +273,13 @@ int serve_run(const serve_opts *o) {
                 }
                 logf_("listening on %s", o->nbd[i]);
                 n_ls++;
+        }
+        if (o->run) {
+                r = control_listen(o->store_dir, &ctl_fd, ctl_path);
+                if (r < 0) {
+                        logf_("cannot listen on %s/control.sock: %s", o->store_dir, strerror(-r));
+                        goto out;
+                }
         }
         if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;
@@ -262,7 +302,7 @@ int serve_run(const serve_opts *o) {
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 256 << 10);
-        struct pollfd pfd[9];
+        struct pollfd pfd[10];
         time_t last_stats = 0;
         int reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         unsigned warned_fds = 0;
@@ -270,13 +310,16 @@ int serve_run(const serve_opts *o) {
                 for (unsigned i = 0; i < n_ls; i++)
                         pfd[i] = (struct pollfd){ .fd = ls[i].fd, .events = POLLIN };
                 pfd[n_ls] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
-                int n = poll(pfd, n_ls + 1, 1000);
+                pfd[n_ls + 1] = (struct pollfd){ .fd = ctl_fd, .events = POLLIN };
+                int n = poll(pfd, n_ls + 2, 1000);
                 if (time(NULL) != last_stats) {
                         write_stats(s, o->stats_file);
                         last_stats = time(NULL);
                 }
                 if (n <= 0)
                         continue;
+                if (ctl_fd >= 0 && (pfd[n_ls + 1].revents & POLLIN) && !stopping)
+                        control_accept(ctl_fd, s, o);
                 for (unsigned i = 0; i < n_ls && !stopping; i++) {
                         if (!(pfd[i].revents & POLLIN))
                                 continue;
@@ -347,6 +390,12 @@ int serve_run(const serve_opts *o) {
         pthread_attr_destroy(&attr);
         r = 0;
 out:
+        if (ctl_fd >= 0) {
+                /* No new commands; the ones running finish first. */
+                close(ctl_fd);
+                (void)unlink(ctl_path);
+        }
+        control_drain();
         exports_close_all();
         write_stats(s, o->stats_file);
         for (unsigned i = 0; i < n_ls; i++)

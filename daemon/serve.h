@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <stellar/store.h>
 #include <stellar/volume.h>
@@ -20,7 +21,20 @@ typedef struct serve_opts {
         uint64_t cache_bytes;
         bool prefetch; /* lazily pulled images: fetch the rest in the background */
         unsigned max_connections;
+        /* Runs a command a client of the control socket sent (the CLI's
+         * dispatcher), with the client's stdout, stderr and working
+         * directory; returns its exit status. Called from several threads. */
+        int (*run)(void *ctx, st_store *s, int argc, char **argv, FILE *out, FILE *err,
+                   int cwd_fd);
+        void *run_ctx;
 } serve_opts;
+
+/* control.c: the control socket DIR/control.sock. */
+int control_listen(const char *store_dir, int *ret_fd, char ret_path[108]);
+/* Accept one client on lfd and run its command in a thread of its own. */
+void control_accept(int lfd, st_store *s, const serve_opts *o);
+/* Wait until no command runs (at shutdown). */
+void control_drain(void);
 
 /* Runs until SIGTERM or SIGINT; returns 0 after a clean shutdown. */
 int serve_run(const serve_opts *o);

@@ -92,6 +92,12 @@ typedef struct st_commit_result {
 /* Fold the delta into chunks and a new manifest layer; afterwards the delta
  * is empty. Atomic: after a crash the volume is as before or as after. */
 ST_API int st_volume_commit(st_volume *v, st_commit_result *ret);
+/* Commit volume 'name': through this process's open writable handle of it
+ * if there is one (a daemon's attached volume: the commit then holds every
+ * write acknowledged before it), else by opening it. -EROFS if it is not a
+ * volume; open errors as st_volume_open (*reterr names the file). */
+ST_API int st_volume_commit_name(st_store *s, const char *name, st_commit_result *ret,
+                                 st_diag *reterr);
 
 /* fsck of every volume's delta: replays each journal read-only and reports
  * damage (with the file and offset) through report, adding to res's counts

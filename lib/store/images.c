@@ -132,8 +132,13 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
                 return -EINVAL;
         if (!store_ref_exists(s, name))
                 return -ENOENT;
-        if (store_volume_is_open(s, name))
+        /* The write mutex keeps out this process's other commands (clone,
+         * import, gc, commit); other processes, the store lock. */
+        pthread_mutex_lock(&s->write_lock);
+        if (store_volume_is_open(s, name)) {
+                pthread_mutex_unlock(&s->write_lock);
                 return -EBUSY;
+        }
         pthread_rwlock_wrlock(&s->lock);
         r = store_mark_dirty(s);
         /* The ref goes first: once it is gone the name is gone, whatever
@@ -160,6 +165,7 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
         if (r < 0)
                 s->broken = true;
         pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->write_lock);
         return r;
 }
 

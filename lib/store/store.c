@@ -156,9 +156,13 @@ int st_store_init(const char *dir, const st_store_config *cfg) {
 }
 
 st_pool *store_pool(st_store *s) {
+        /* Made on first use, by whichever command (thread) comes first. */
+        pthread_mutex_lock(&s->bufs_lock);
         if (!s->pool)
                 s->pool = st_pool_new(0);
-        return s->pool;
+        st_pool *p = s->pool;
+        pthread_mutex_unlock(&s->bufs_lock);
+        return p;
 }
 
 store_pack *store_pack_find(st_store *s, uint32_t id) {

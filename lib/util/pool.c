@@ -9,6 +9,9 @@
 #include "pool.h"
 
 struct st_pool {
+        /* One loop at a time: callers from several threads (commands the
+         * daemon runs side by side) take turns. */
+        pthread_mutex_t call_lock;
         pthread_mutex_t lock;
         pthread_cond_t wake, done;
         unsigned n_threads; /* including the caller */
@@ -70,6 +73,7 @@ st_pool *st_pool_new(unsigned n_threads) {
         st_pool *p = calloc(1, sizeof *p);
         if (!p)
                 return NULL;
+        pthread_mutex_init(&p->call_lock, NULL);
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->wake, NULL);
         pthread_cond_init(&p->done, NULL);
@@ -102,6 +106,7 @@ st_pool *st_pool_free(st_pool *p) {
         for (unsigned i = 0; i < p->n_started; i++)
                 pthread_join(p->threads[i], NULL);
         free(p->threads);
+        pthread_mutex_destroy(&p->call_lock);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->wake);
         pthread_cond_destroy(&p->done);
@@ -121,6 +126,7 @@ void st_pool_for(st_pool *p, size_t n, st_pool_fn fn, void *ctx) {
                         fn(ctx, i, 0);
                 return;
         }
+        pthread_mutex_lock(&p->call_lock);
         pthread_mutex_lock(&p->lock);
         p->fn = fn;
         p->ctx = ctx;
@@ -137,4 +143,5 @@ void st_pool_for(st_pool *p, size_t n, st_pool_fn fn, void *ctx) {
         while (p->active > 0)
                 pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->call_lock);
 }

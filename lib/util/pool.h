@@ -17,4 +17,5 @@ typedef void (*st_pool_fn)(void *ctx, size_t i, unsigned worker);
 st_pool *st_pool_new(unsigned n_threads);
 st_pool *st_pool_free(st_pool *p);
 unsigned st_pool_size(const st_pool *p);
+/* Callers from several threads take turns (fn must not call st_pool_for). */
 void st_pool_for(st_pool *p, size_t n, st_pool_fn fn, void *ctx);

@@ -17,6 +17,7 @@
 #include "../store/store-internal.h"
 #include "../util/fs.h"
 #include "delta.h"
+#include "volume-internal.h"
 
 static void report_one(st_fsck_report_fn report, void *userdata, st_fsck_result *res,
                        int severity, const char *file, uint64_t off, const char *msg) {
@@ -32,8 +33,28 @@ static bool visible(const char *name) {
         return name[0] != '.';
 }
 
+static void report_bad_block(st_fsck_report_fn report, void *userdata, st_fsck_result *res,
+                             const char *name, uint64_t bad_block, uint64_t bad_slot) {
+        char path[REF_NAME_MAX + 32], msg[300];
+        snprintf(path, sizeof path, "deltas/%s.data", name);
+        snprintf(msg, sizeof msg, "block %llu of volume %s does not match the checksum "
+                 "its journal record keeps (the data is damaged)",
+                 (unsigned long long)bad_block, name);
+        report_one(report, userdata, res, 1, path, bad_slot * DELTA_BLOCK, msg);
+}
+
 static int check_volume(st_store *s, const char *name, const store_ref *ref,
                         st_fsck_report_fn report, void *userdata, st_fsck_result *res) {
+        uint64_t bad_block, bad_slot;
+        /* Open here (the daemon's): what it holds is checked, not the files,
+         * which a writer changes under us. */
+        int k = volume_verify_open(s, name, &bad_block, &bad_slot);
+        if (k != -ENOENT) {
+                res->deltas_checked++;
+                if (k == -EBADMSG)
+                        report_bad_block(report, userdata, res, name, bad_block, bad_slot);
+                return k == -ENOMEM ? k : 0;
+        }
         char file[REF_NAME_MAX + 24];
         snprintf(file, sizeof file, "%s.map", name);
         struct stat st;
@@ -65,20 +86,13 @@ static int check_volume(st_store *s, const char *name, const store_ref *ref,
                            diag.what ? diag.offset : ST_DIAG_NO_OFFSET, msg);
                 return 0;
         }
-        uint64_t bad_block, bad_slot;
         r = delta_verify(&d, &bad_block, &bad_slot);
         if (r == -ENOMEM) {
                 delta_close(&d);
                 return r;
         }
-        if (r < 0) {
-                char path[REF_NAME_MAX + 32], msg[300];
-                snprintf(path, sizeof path, "deltas/%s.data", name);
-                snprintf(msg, sizeof msg, "block %llu of volume %s does not match the checksum "
-                         "its journal record keeps (the data is damaged)",
-                         (unsigned long long)bad_block, name);
-                report_one(report, userdata, res, 1, path, bad_slot * DELTA_BLOCK, msg);
-        }
+        if (r < 0)
+                report_bad_block(report, userdata, res, name, bad_block, bad_slot);
         if (d.torn_len) {
                 char path[REF_NAME_MAX + 32], msg[200];
                 snprintf(path, sizeof path, "deltas/%s.map", name);

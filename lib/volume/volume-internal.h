@@ -23,5 +23,8 @@ typedef struct volume_run {
  * caller keeps the volume from changing meanwhile (read-only handle). */
 void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret);
 /* Block's data from its delta slot, checked against its sum (-EBADMSG). */
+/* Verify the data of volume name's delta through this process's open
+ * writable handle: as delta_verify, or -ENOENT if it is not open here. */
+int volume_verify_open(st_store *s, const char *name, uint64_t *ret_block, uint64_t *ret_slot);
 int volume_read_slot(st_volume *v, uint64_t block, uint64_t slot, void *buf);
 st_store *volume_store(st_volume *v);

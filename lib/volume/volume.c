@@ -562,6 +562,48 @@ int st_volume_create(st_store *s, const char *name, uint64_t size) {
         return r;
 }
 
+int volume_verify_open(st_store *s, const char *name, uint64_t *ret_block, uint64_t *ret_slot) {
+        pthread_mutex_lock(&open_lock);
+        st_volume *open = NULL;
+        for (st_volume *o = open_list; o; o = o->next_open)
+                if (o->s == s && strcmp(o->name, name) == 0)
+                        open = o;
+        int r = -ENOENT;
+        if (open) {
+                /* Under the volume's lock, against its sums in memory: the
+                 * files lag behind what is written but not yet flushed. */
+                pthread_rwlock_rdlock(&open->lock);
+                r = delta_verify(&open->d, ret_block, ret_slot);
+                pthread_rwlock_unlock(&open->lock);
+        }
+        pthread_mutex_unlock(&open_lock);
+        return r;
+}
+
+int st_volume_commit_name(st_store *s, const char *name, st_commit_result *ret, st_diag *reterr) {
+        pthread_mutex_lock(&open_lock);
+        st_volume *open = NULL;
+        for (st_volume *o = open_list; o; o = o->next_open)
+                if (o->s == s && strcmp(o->name, name) == 0)
+                        open = o;
+        pthread_mutex_unlock(&open_lock);
+        /* Attached (a daemon's export): through its handle, so the commit
+         * holds every write acknowledged before it. */
+        if (open)
+                return st_volume_commit(open, ret);
+        st_volume *v;
+        int r = st_volume_open(s, name, 0, &v, reterr);
+        if (r < 0)
+                return r;
+        if (!st_volume_writable(v)) {
+                st_volume_close(v);
+                return -EROFS;
+        }
+        r = st_volume_commit(v, ret);
+        st_volume_close(v);
+        return r;
+}
+
 /* The manifest that stands for src's content now: a volume's delta is
  * committed first (through its open handle if this process has one). */
 static int settle(st_store *s, const char *src, store_ref *ret) {
@@ -599,18 +641,26 @@ static int derive(st_store *s, const char *src, const char *dst, st_kind kind) {
                 return r;
         if (kind == ST_KIND_SNAPSHOT && from.kind != ST_KIND_VOLUME)
                 return -EINVAL;
-        /* A name over manifests that cannot be read would be a second broken
-         * name; the lock we hold keeps them from being pruned after this. */
+        /* Under the write mutex, against rm and gc of the same process (the
+         * daemon runs commands side by side): src's ref read again, its
+         * manifests checked, the new ref made, with no prune in between. A
+         * name over manifests that cannot be read would be a second broken
+         * name. Other processes are kept out by the store lock. */
+        pthread_mutex_lock(&s->write_lock);
+        r = store_ref_load(s, src, &from, NULL); /* (a commit since settle: its newer layer) */
         store_chain c;
-        if (store_chain_get(s, &from.manifest, &c, NULL) < 0)
-                return -EBADMSG;
+        if (r == 0 && store_chain_get(s, &from.manifest, &c, NULL) < 0)
+                r = -EBADMSG;
+        if (r < 0) {
+                pthread_mutex_unlock(&s->write_lock);
+                return r;
+        }
         store_chain_put(s, &c);
         store_ref ref = { .kind = (uint32_t)kind, .size = from.size, .ctime_ns = store_now_ns(),
                           .manifest = from.manifest };
         snprintf(ref.parent, sizeof ref.parent, "%s", src);
         /* The new ref shares from's manifest; manifests count chunk references
          * once however many refs name them, so nothing else changes. */
-        pthread_mutex_lock(&s->write_lock);
         r = new_ref(s, dst, &ref);
         pthread_mutex_unlock(&s->write_lock);
         return r;

@@ -101,7 +101,7 @@ time.sleep(3)' &
 NP=$!
 for _ in $(seq 100); do [ -e "$TMP/written" ] && break; sleep 0.05; done
 [ -e "$TMP/written" ] || fail "nbdsh did not write"
-expect_fail "open for writing by another process" "$W" hold "$S" v
+expect_fail "changing the store" "$W" hold "$S" v # the daemon holds the store itself
 wait $NP
 kill "$SERVE"
 wait "$SERVE" || true

@@ -176,7 +176,7 @@ static int do_verify(st_store *s, const char *vol, uint64_t seed, long n, long l
 static int do_hold(const char *store, const char *vol) {
         st_store *s;
         st_diag d = { 0 };
-        int r = st_store_open(store, ST_STORE_SHARED, &s, &d);
+        int r = st_store_open(store, ST_STORE_SHARED | ST_STORE_NOWAIT, &s, &d);
         if (r < 0) {
                 fprintf(stderr, "open %s: %s: %s\n", store, d.what ? d.what : "", strerror(-r));
                 return 1;
