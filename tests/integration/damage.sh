@@ -156,6 +156,7 @@ for round in $(seq "$ROUNDS"); do
                 st info "$n" >/dev/null 2>"$TMP/err" || rc=$?
                 [ $rc -le 1 ] || fail "round $round: info $n crashed ($rc)"
         done
+        commit_rc=1
         rc=0
         st ls >/dev/null 2>"$TMP/err" || rc=$?
         [ $rc -le 1 ] || fail "round $round: ls crashed ($rc)"
@@ -164,6 +165,7 @@ for round in $(seq "$ROUNDS"); do
                 # shellcheck disable=SC2086
                 st $cmd >/dev/null 2>"$TMP/err" || rc=$?
                 [ $rc -le 1 ] || { cat "$TMP/err" >&2; fail "round $round: $cmd crashed ($rc)"; }
+                [ "$cmd" != "commit w" ] || commit_rc=$rc
                 if [ $rc = 1 ]; then
                         names_a_file x "$TMP/err" || { cat "$TMP/err" >&2; fail "round $round: $cmd: unclear error"; }
                 fi
@@ -179,7 +181,9 @@ for round in $(seq "$ROUNDS"); do
         # have folded the earlier state and emptied the delta since)
         cut_journal=0
         # (one cut inside its header is damage that opens as such: put back)
-        [ "$kind $action" = "delta-map truncate" ] && [ "$off" -ge 40 ] && cut_journal=1
+        # (once a commit folded it: if the commit refused, the journal goes back)
+        [ "$kind $action" = "delta-map truncate" ] && [ "$off" -ge 40 ] && [ "$commit_rc" = 0 ] &&
+                cut_journal=1
         [ "$rel" = refs/junk ] || [ $cut_journal = 1 ] || cp -a "$TMP/orig" "$f"
         for n in $names; do
                 rc=0
