@@ -47,11 +47,18 @@ struct st_volume {
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static st_volume *open_list;
 
+/* This process's writable handle of volume name, or NULL. Call with
+ * open_lock held. */
+static st_volume *open_writer(st_store *s, const char *name) {
+        for (st_volume *v = open_list; v; v = v->next_open)
+                if (v->s == s && strcmp(v->name, name) == 0)
+                        return v;
+        return NULL;
+}
+
 bool store_volume_is_open(st_store *s, const char *name) {
         pthread_mutex_lock(&open_lock);
-        bool found = false;
-        for (st_volume *v = open_list; v && !found; v = v->next_open)
-                found = v->s == s && strcmp(v->name, name) == 0;
+        bool found = open_writer(s, name) != NULL;
         pthread_mutex_unlock(&open_lock);
         return found;
 }
@@ -120,9 +127,8 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
                       !(s->flags & ST_STORE_RDONLY);
         if (v->writable) {
                 pthread_mutex_lock(&open_lock);
-                for (st_volume *o = open_list; o; o = o->next_open)
-                        if (o->s == s && strcmp(o->name, name) == 0)
-                                r = -EBUSY;
+                if (open_writer(s, name))
+                        r = -EBUSY;
                 if (r == 0) {
                         v->next_open = open_list;
                         open_list = v;
@@ -564,10 +570,7 @@ int st_volume_create(st_store *s, const char *name, uint64_t size) {
 
 int volume_verify_open(st_store *s, const char *name, uint64_t *ret_block, uint64_t *ret_slot) {
         pthread_mutex_lock(&open_lock);
-        st_volume *open = NULL;
-        for (st_volume *o = open_list; o; o = o->next_open)
-                if (o->s == s && strcmp(o->name, name) == 0)
-                        open = o;
+        st_volume *open = open_writer(s, name);
         int r = -ENOENT;
         if (open) {
                 /* Under the volume's lock, against its sums in memory: the
@@ -582,10 +585,7 @@ int volume_verify_open(st_store *s, const char *name, uint64_t *ret_block, uint6
 
 int st_volume_commit_name(st_store *s, const char *name, st_commit_result *ret, st_diag *reterr) {
         pthread_mutex_lock(&open_lock);
-        st_volume *open = NULL;
-        for (st_volume *o = open_list; o; o = o->next_open)
-                if (o->s == s && strcmp(o->name, name) == 0)
-                        open = o;
+        st_volume *open = open_writer(s, name);
         pthread_mutex_unlock(&open_lock);
         /* Attached (a daemon's export): through its handle, so the commit
          * holds every write acknowledged before it. */
@@ -610,22 +610,8 @@ static int settle(st_store *s, const char *src, store_ref *ret) {
         int r = store_ref_load(s, src, ret, NULL);
         if (r < 0 || ret->kind != ST_KIND_VOLUME)
                 return r;
-        pthread_mutex_lock(&open_lock);
-        st_volume *open = NULL;
-        for (st_volume *o = open_list; o; o = o->next_open)
-                if (o->s == s && strcmp(o->name, src) == 0)
-                        open = o;
-        pthread_mutex_unlock(&open_lock);
-        if (open)
-                r = st_volume_commit(open, NULL);
-        else if (store_delta_pending(s, src)) {
-                st_volume *v;
-                r = st_volume_open(s, src, 0, &v, NULL);
-                if (r == 0) {
-                        r = st_volume_commit(v, NULL);
-                        st_volume_close(v);
-                }
-        }
+        if (store_volume_is_open(s, src) || store_delta_pending(s, src))
+                r = st_volume_commit_name(s, src, NULL, NULL);
         return r < 0 ? r : store_ref_load(s, src, ret, NULL);
 }
 
