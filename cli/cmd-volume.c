@@ -35,6 +35,9 @@ static int errmsg(const char *what, const char *name, int r) {
                   : r == -EINVAL ? "invalid name or argument"
                   : r == -EBUSY  ? "the volume is open elsewhere"
                   : r == -EBADMSG ? "its ref or manifests are damaged (see 'stellar fsck')"
+                  : r == -ENOTEMPTY ? "the writes of a volume of this name whose ref is missing "
+                                      "are kept in deltas/ (see 'stellar fsck'; 'stellar rm "
+                                      "NAME' removes them)"
                                  : strerror(-r));
         return 1;
 }

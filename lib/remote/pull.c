@@ -368,7 +368,10 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                                   .manifest = top };
                 r = store_ref_create(s, local, &ref);
                 if (r < 0)
-                        (void)st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET, "cannot write ref", r);
+                        (void)st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET,
+                                           r == -ENOTEMPTY ? STORE_ORPHAN_WRITES_MSG
+                                                           : "cannot write ref",
+                                           r);
         }
         if (r == 0) {
                 pthread_rwlock_wrlock(&s->lock);

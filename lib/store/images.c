@@ -113,7 +113,18 @@ bool store_delta_is_orphan(st_store *s, const char *file) {
         return st_name_valid(name) && !store_ref_exists(s, name);
 }
 
+bool store_delta_orphan_writes(st_store *s, const char *name) {
+        char file[REF_NAME_MAX + 16];
+        snprintf(file, sizeof file, "%s.data", name);
+        struct stat st;
+        return !store_ref_exists(s, name) &&
+               (store_delta_pending(s, name) ||
+                (fstatat(s->deltas_fd, file, &st, 0) == 0 && st.st_size > 0));
+}
+
 int store_remove_delta(st_store *s, const char *name) {
+        /* The data before its journal: a journal without data reads as the
+         * loss it is, data without a journal as a journal lost. */
         static const char *const ext[] = { "data", "map", "lock" };
         for (size_t i = 0; i < 3; i++) {
                 char file[REF_NAME_MAX + 16];
@@ -130,8 +141,16 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
                 return r;
         if (!st_name_valid(name))
                 return -EINVAL;
-        if (!store_ref_exists(s, name))
-                return -ENOENT;
+        if (!store_ref_exists(s, name)) {
+                /* Only the writes of a volume whose ref was lost: removing
+                 * them is what this rm asks for. */
+                if (!store_delta_orphan_writes(s, name))
+                        return -ENOENT;
+                pthread_mutex_lock(&s->write_lock);
+                r = store_volume_is_open(s, name) ? -EBUSY : store_remove_delta(s, name);
+                pthread_mutex_unlock(&s->write_lock);
+                return r;
+        }
         /* The write mutex keeps out this process's other commands (clone,
          * import, gc, commit); other processes, the store lock. */
         pthread_mutex_lock(&s->write_lock);
@@ -141,14 +160,16 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
         }
         pthread_rwlock_wrlock(&s->lock);
         r = store_mark_dirty(s);
-        /* The ref goes first: once it is gone the name is gone, whatever
-         * happens to the cleanup after it (recovery finishes that). */
+        /* The volume's writes go before its ref: delta files without a ref
+         * then never mean an rm cut short, only a ref lost, and nothing
+         * removes them but an rm of that name. Cut short here, the name
+         * stays, and rm again finishes. */
+        if (r == 0)
+                r = store_remove_delta(s, name);
         if (r == 0)
                 r = ST_ERRNO(unlinkat(s->refs_fd, name, 0));
         if (r == 0)
                 r = st_fsync_dir(s->refs_fd);
-        if (r == 0)
-                r = store_remove_delta(s, name);
         if (r == 0) {
                 /* a lazily pulled image's source (lib/remote) */
                 int sfd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

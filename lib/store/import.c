@@ -126,6 +126,11 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 pthread_mutex_unlock(&s->write_lock);
                 return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, "the name is taken", -EEXIST);
         }
+        if (store_delta_orphan_writes(s, name)) {
+                pthread_mutex_unlock(&s->write_lock);
+                return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, STORE_ORPHAN_WRITES_MSG,
+                                    -ENOTEMPTY);
+        }
         manifest *m = manifest_new(size, &s->cfg.chunker, NULL);
         ingest *g = NULL;
         st_import_result res = { 0 };

@@ -69,6 +69,10 @@ int store_ref_save(st_store *s, const char *name, const store_ref *r) {
 }
 
 int store_ref_create(st_store *s, const char *name, const store_ref *r) {
+        /* Writes of a volume whose ref was lost: a new name over them would
+         * replace them, or rm would ('stellar rm NAME' removes them). */
+        if (store_delta_orphan_writes(s, name))
+                return -ENOTEMPTY;
         uint8_t buf[REF_FIXED_LEN + REF_NAME_MAX];
         store_ref named = *r;
         named.name_sum = ref_name_sum(name);

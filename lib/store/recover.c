@@ -156,10 +156,6 @@ static bool is_pack_name(const char *name) {
         return pack_name_parse(name, &id);
 }
 
-static bool is_visible(const char *name) {
-        return name[0] != '.';
-}
-
 static bool is_temp_file(const char *name) {
         size_t l = strlen(name);
         return name[0] == '.' && l > 5 && strcmp(name + l - 4, ".tmp") == 0;
@@ -226,18 +222,6 @@ static int recover_unlisted(st_store *s) {
         return r;
 }
 
-/* Delta files of names that are not volumes any more (a crash during rm). */
-static void remove_orphan_deltas(st_store *s) {
-        char **files;
-        size_t n;
-        if (st_list_dir(s->deltas_fd, is_visible, &files, &n) < 0)
-                return;
-        for (size_t i = 0; i < n; i++)
-                if (store_delta_is_orphan(s, files[i]))
-                        (void)unlinkat(s->deltas_fd, files[i], 0);
-        st_names_free(files, n);
-}
-
 static void remove_temp_files(int dirfd) {
         char **files;
         size_t n;
@@ -266,7 +250,8 @@ int store_recover(st_store *s, st_diag *reterr) {
         remove_temp_files(s->manifests_fd);
         remove_temp_files(s->deltas_fd);
         remove_temp_files(s->dirfd);
-        remove_orphan_deltas(s);
+        /* Delta files of no ref are kept: rm removes them before the ref,
+         * so they mean a ref lost, and its volume's writes (fsck says so). */
         /* The state in memory is right even if it cannot be saved (a full
          * disk): stay dirty and carry on, so rm and gc can make room. */
         if (store_commit(s) == 0)

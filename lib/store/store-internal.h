@@ -171,6 +171,11 @@ int store_remove_delta(st_store *s, const char *name);
 /* Is deltas/FILE (NAME.map, .data or .lock) of a name that has no ref (left
  * by an interrupted rm)? */
 bool store_delta_is_orphan(st_store *s, const char *file);
+/* NAME has no ref but delta files that hold writes (its ref was lost). */
+bool store_delta_orphan_writes(st_store *s, const char *name);
+#define STORE_ORPHAN_WRITES_MSG                                                             \
+        "the writes of a volume of this name whose ref is missing are kept in deltas/ "      \
+        "(see 'stellar fsck'; 'stellar rm NAME' removes them)"
 /* Does the volume's delta journal hold any record (writes to commit)? */
 bool store_delta_pending(st_store *s, const char *name);
 

@@ -119,20 +119,33 @@ int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsc
         store_free_names(names, n);
         if (r < 0)
                 return r;
-        /* Delta files of names that are not volumes (an interrupted rm). */
+        /* Delta files of names that are not volumes: rm removes them before
+         * the ref, so they are the writes of a volume whose ref was lost. */
         char **files;
         size_t n_files;
         r = st_list_dir(s->deltas_fd, visible, &files, &n_files);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n_files; i++) {
-                if (!store_delta_is_orphan(s, files[i]))
+                const char *dot = strrchr(files[i], '.');
+                if (!dot || (strcmp(dot, ".map") != 0 && strcmp(dot, ".data") != 0) ||
+                    !store_delta_is_orphan(s, files[i]))
                         continue;
-                char path[REF_NAME_MAX + 40];
+                char name[REF_NAME_MAX + 8], map[REF_NAME_MAX + 16];
+                snprintf(name, sizeof name, "%.*s", (int)(dot - files[i]), files[i]);
+                snprintf(map, sizeof map, "%s.map", name);
+                struct stat st;
+                /* one report per name: at its journal, or its data alone */
+                if (!store_delta_orphan_writes(s, name) ||
+                    (strcmp(dot, ".data") == 0 && fstatat(s->deltas_fd, map, &st, 0) == 0))
+                        continue;
+                char path[REF_NAME_MAX + 40], msg[3 * REF_NAME_MAX + 200];
                 snprintf(path, sizeof path, "deltas/%s", files[i]);
-                report_one(report, userdata, res, 0, path, ST_DIAG_NO_OFFSET,
-                           "delta file of no volume (left by an interrupted rm; the next "
-                           "writer removes it)");
+                snprintf(msg, sizeof msg,
+                         "writes of volume '%s', whose ref is missing: kept (put refs/%s "
+                         "back, or 'stellar rm %s' removes them)",
+                         name, name, name);
+                report_one(report, userdata, res, 1, path, ST_DIAG_NO_OFFSET, msg);
         }
         st_names_free(files, n_files);
         return 0;

@@ -550,8 +550,6 @@ static int new_ref(st_store *s, const char *name, const store_ref *r) {
                 return -EINVAL;
         if (store_ref_exists(s, name))
                 return -EEXIST;
-        /* A stale delta of an earlier volume of this name has another tag:
-         * it is ignored, and replaced on the first write. */
         return store_ref_create(s, name, r);
 }
 

@@ -13,6 +13,7 @@
 #     manifests copied in from another store, lost an image
 #  6  a damaged delta (a flipped byte, a truncated data file) silently
 #     dropped flushed writes; fsck did not look at deltas
+#  6b a ref deleted: recovery removed its volume's writes as an rm's leftovers
 #  10 ls waited silently behind an import
 #  11 clone of a name whose manifest is missing made a second broken name;
 #     ls hid broken names; import made a store of a foreign directory
@@ -196,6 +197,31 @@ expect_fail "deltas/w.map" st fsck
 cp "$TMP/w.data" "$S/deltas/w.data"
 st commit w >/dev/null
 same_bytes w "$TMP/w.good"
+fsck_clean
+
+echo "== 6b: a volume whose ref is lost keeps its writes until an rm of its name"
+# (its committed layers are pruned unless a name shares them: a snapshot)
+st snapshot w w-base
+"$W" write "$S" w 9 16 >/dev/null
+st export w "$TMP/w.good"
+mv "$S/refs/w" "$TMP/ref-w"
+st create junk --size 1M
+st rm junk
+touch "$S/dirty" # recovery on the next exclusive open
+st gc --quiet
+[ -s "$S/deltas/w.map" ] && [ -s "$S/deltas/w.data" ] || fail "the writes of a volume whose ref is lost were removed"
+expect_fail "whose ref is missing" st create w --size 1M
+expect_fail "whose ref is missing" st import "$TMP/a.raw" w
+expect_fail "deltas/w.map" st fsck
+mv "$TMP/ref-w" "$S/refs/w"
+same_bytes w "$TMP/w.good"
+fsck_clean
+st create w2 --size 1M
+"$W" write "$S" w2 3 4 >/dev/null
+rm "$S/refs/w2"
+st rm w2
+[ ! -e "$S/deltas/w2.map" ] && [ ! -e "$S/deltas/w2.data" ] || fail "rm left the writes of a lost ref"
+expect_fail "no such" st rm w2
 fsck_clean
 
 echo "== 10: ls and info never wait for an import"
