@@ -75,7 +75,9 @@ static int forward_once(cli *c, int argc, char **argv, int *ret_status) {
         ssize_t k0 = -1;
         while (w == n && (k0 = read(fd, &started, 1)) < 0 && errno == EINTR) {
         }
-        if (w == n && (k0 != 1 || started != CONTROL_STARTED)) {
+        /* Not all sent (a daemon closing its listener resets the
+         * connections still queued), or not started: nothing ran. */
+        if (w != n || k0 != 1 || started != CONTROL_STARTED) {
                 close(fd);
                 return -EAGAIN; /* accepted nothing: the daemon was stopping */
         }
@@ -90,7 +92,7 @@ static int forward_once(cli *c, int argc, char **argv, int *ret_status) {
                 got += (size_t)k;
         }
         close(fd);
-        if (w != n || got != sizeof st) {
+        if (got != sizeof st) {
                 cli_error("the daemon serving %s ended while it ran the command: its outcome "
                           "is unknown (see 'stellar ls', 'stellar fsck')",
                           c->store_dir);
