@@ -298,9 +298,12 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
         _cleanup_free_ uint32_t *counts = calloc(n ? n : 1, sizeof(uint32_t));
         int r = (c.w && c.seen && counts) ? 0 : -ENOMEM;
         if (r == 0 && s->index_problem.what)
-                problem(&c, 1, "index", s->index_problem.offset, "%s%s", s->index_problem.what,
+                problem(&c, 1, s->index_problem.file[0] ? s->index_problem.file : "index",
+                        s->index_problem.offset, "%s%s", s->index_problem.what,
                         strstr(s->index_problem.what, "packs") ? ""
-                                                             : " (the index was rebuilt from the packs)");
+                        : strstr(s->index_problem.file, "index.log")
+                                ? " (the packs past it were read again)"
+                                : " (the index was rebuilt from the packs)");
         for (size_t i = 0; r == 0 && i < s->n_lost_packs; i++) {
                 char name[48];
                 pack_name(name, s->lost_packs[i]);

@@ -209,6 +209,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 return res->counts_corrected ? store_commit(s) : 0;
 
         *ret_changed = true;
+        s->idx_full = true; /* entries move and go: the next index is whole */
         r = store_mark_dirty(s);
         if (r < 0)
                 return r;

@@ -25,31 +25,69 @@ uint64_t store_delta_bytes(st_store *s, const char *name) {
         return (uint64_t)st.st_blocks * 512;
 }
 
-int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr) {
+/* What a name's manifest chain holds, computed once per manifest however
+ * many names share it (a listing of 200 clones reads their image once). */
+typedef struct chain_sums {
+        st_digest id;
+        bool used;
+        size_t n_layers;
+        uint64_t n_extents, data_bytes;
+} chain_sums;
+
+typedef struct sums_table {
+        chain_sums *v;
+        size_t cap; /* a power of two, or 0: no table */
+} sums_table;
+
+static chain_sums *sums_slot(sums_table *t, const st_digest *id) {
+        uint64_t h;
+        memcpy(&h, id->b, sizeof h);
+        for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1))
+                if (!t->v[i].used || memcmp(t->v[i].id.b, id->b, ST_DIGEST_LEN) == 0)
+                        return &t->v[i];
+}
+
+static int info_of(st_store *s, const char *name, sums_table *t, st_image_info *ret,
+                   st_diag *reterr) {
         store_ref ref;
         int r = store_ref_load(s, name, &ref, reterr);
         if (r < 0)
                 return r;
-        store_chain c;
-        r = store_chain_get(s, &ref.manifest, &c, reterr);
-        if (r < 0)
-                return r;
+        chain_sums *slot = t->cap ? sums_slot(t, &ref.manifest) : NULL;
+        chain_sums sums = { .id = ref.manifest, .used = true };
+        if (slot && slot->used) {
+                sums = *slot;
+        } else {
+                store_chain c;
+                r = store_chain_get(s, &ref.manifest, &c, reterr);
+                if (r < 0)
+                        return r;
+                sums.n_layers = c.n;
+                for (size_t l = 0; l < c.n; l++) {
+                        const manifest *m = c.layers[l];
+                        sums.n_extents += m->n;
+                        for (size_t i = 0; i < m->n; i++)
+                                if (!manifest_hash_is_hole(&m->ext[i].hash))
+                                        sums.data_bytes += m->ext[i].len;
+                }
+                store_chain_put(s, &c);
+                if (slot)
+                        *slot = sums;
+        }
         st_image_info v = { .kind = (st_kind)ref.kind, .size = ref.size, .ctime_ns = ref.ctime_ns,
-                            .id = ref.manifest, .n_layers = c.n };
+                            .id = ref.manifest, .n_layers = sums.n_layers,
+                            .n_extents = sums.n_extents, .data_bytes = sums.data_bytes };
         snprintf(v.name, sizeof v.name, "%s", name);
         snprintf(v.parent, sizeof v.parent, "%s", ref.parent);
-        for (size_t l = 0; l < c.n; l++) {
-                const manifest *m = c.layers[l];
-                v.n_extents += m->n;
-                for (size_t i = 0; i < m->n; i++)
-                        if (!manifest_hash_is_hole(&m->ext[i].hash))
-                                v.data_bytes += m->ext[i].len;
-        }
-        store_chain_put(s, &c);
         if (ref.kind == ST_KIND_VOLUME)
                 v.delta_bytes = store_delta_bytes(s, name);
         *ret = v;
         return 0;
+}
+
+int st_store_info(st_store *s, const char *name, st_image_info *ret, st_diag *reterr) {
+        sums_table none = { 0 };
+        return info_of(s, name, &none, ret, reterr);
 }
 
 int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
@@ -63,10 +101,16 @@ int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
                 store_free_names(names, n);
                 return -ENOMEM;
         }
+        sums_table t = { 0 };
+        for (t.cap = 16; t.cap < 2 * n; t.cap *= 2)
+                ;
+        t.v = calloc(t.cap, sizeof *t.v);
+        if (!t.v)
+                t.cap = 0; /* slower, not wrong */
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
                 st_diag d = { 0 };
-                int e = st_store_info(s, names[i], &v[k], &d);
+                int e = info_of(s, names[i], &t, &v[k], &d);
                 if (e == 0) {
                         k++;
                         continue;
@@ -88,6 +132,7 @@ int st_store_list(st_store *s, st_image_info **ret, size_t *ret_n) {
                          d.file[0] ? ": " : "", d.what ? d.what : "cannot be read");
                 v[k++] = b;
         }
+        free(t.v);
         store_free_names(names, n);
         *ret = v;
         *ret_n = k;

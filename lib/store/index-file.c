@@ -13,6 +13,42 @@
 #include "../util/le.h"
 #include "store-internal.h"
 
+void index_file_entry_encode(const index_entry *e, uint8_t *p) {
+        memcpy(p, e->prefix, INDEX_PREFIX_LEN);
+        st_le32_put(p + 16, e->pack);
+        st_le32_put(p + 20, e->off);
+        st_le32_put(p + 24, e->stored_len);
+        st_le32_put(p + 28, e->raw_len);
+        st_le32_put(p + 32, e->refs);
+}
+
+int index_file_entry_load(st_store *s, const uint8_t *p, const char **why) {
+        index_entry e;
+        memcpy(e.prefix, p, INDEX_PREFIX_LEN);
+        e.pack = st_le32_get(p + 16);
+        e.off = st_le32_get(p + 20);
+        e.stored_len = st_le32_get(p + 24);
+        e.raw_len = st_le32_get(p + 28);
+        e.refs = st_le32_get(p + 32);
+        store_pack *pk = store_pack_find(s, e.pack);
+        if (!pk || e.off < PACK_HEADER_LEN ||
+            (uint64_t)e.off + PACK_RECORD_HEADER_LEN + e.stored_len > pk->len || e.raw_len == 0 ||
+            e.raw_len > ST_CHUNK_MAX_LIMIT) {
+                *why = "index entry out of range";
+                return -EBADMSG;
+        }
+        st_digest h;
+        memcpy(h.b, e.prefix, INDEX_PREFIX_LEN);
+        memset(h.b + INDEX_PREFIX_LEN, 0, ST_DIGEST_LEN - INDEX_PREFIX_LEN);
+        if (index_find(s->idx, &h) != INDEX_NONE) {
+                *why = "duplicate index entry";
+                return -EBADMSG;
+        }
+        if (index_add_prefix(s->idx, &e) == INDEX_NONE)
+                return -ENOMEM;
+        return 0;
+}
+
 int index_file_encode(const st_store *s, uint8_t **ret, size_t *ret_len) {
         uint32_t n = index_count(s->idx);
         size_t len = INDEX_FILE_HEADER_LEN + s->n_packs * INDEX_FILE_PACK_LEN +
@@ -31,15 +67,8 @@ int index_file_encode(const st_store *s, uint8_t **ret, size_t *ret_len) {
                 st_le32_put(p, s->packs[i].id);
                 st_le64_put(p + 8, s->packs[i].len);
         }
-        for (uint32_t id = 0; id < n; id++, p += INDEX_FILE_ENTRY_LEN) {
-                const index_entry *e = index_get(s->idx, id);
-                memcpy(p, e->prefix, INDEX_PREFIX_LEN);
-                st_le32_put(p + 16, e->pack);
-                st_le32_put(p + 20, e->off);
-                st_le32_put(p + 24, e->stored_len);
-                st_le32_put(p + 28, e->raw_len);
-                st_le32_put(p + 32, e->refs);
-        }
+        for (uint32_t id = 0; id < n; id++, p += INDEX_FILE_ENTRY_LEN)
+                index_file_entry_encode(index_get(s->idx, id), p);
         st_digest sum;
         st_hash(buf, len - INDEX_FILE_TRAILER_LEN, &sum);
         memcpy(buf + len - INDEX_FILE_TRAILER_LEN, sum.b, 32);
@@ -91,28 +120,14 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
         s->n_packs = (size_t)n_packs;
         s->next_pack_id = next_id;
         for (uint64_t i = 0; i < n; i++, p += INDEX_FILE_ENTRY_LEN) {
-                index_entry e;
-                memcpy(e.prefix, p, INDEX_PREFIX_LEN);
-                e.pack = st_le32_get(p + 16);
-                e.off = st_le32_get(p + 20);
-                e.stored_len = st_le32_get(p + 24);
-                e.raw_len = st_le32_get(p + 28);
-                e.refs = st_le32_get(p + 32);
-                store_pack *pk = store_pack_find(s, e.pack);
-                if (!pk || e.off < PACK_HEADER_LEN ||
-                    (uint64_t)e.off + PACK_RECORD_HEADER_LEN + e.stored_len > pk->len ||
-                    e.raw_len == 0 || e.raw_len > ST_CHUNK_MAX_LIMIT)
-                        return st_diag_fail(reterr, NULL, (uint64_t)(p - buf), "index entry out of range",
-                                      -EBADMSG);
-                st_digest h;
-                memcpy(h.b, e.prefix, INDEX_PREFIX_LEN);
-                memset(h.b + INDEX_PREFIX_LEN, 0, ST_DIGEST_LEN - INDEX_PREFIX_LEN);
-                if (index_find(s->idx, &h) != INDEX_NONE)
-                        return st_diag_fail(reterr, NULL, (uint64_t)(p - buf), "duplicate index entry",
-                                      -EBADMSG);
-                if (index_add_prefix(s->idx, &e) == INDEX_NONE)
-                        return -ENOMEM;
+                const char *why = NULL;
+                int r = index_file_entry_load(s, p, &why);
+                if (r < 0)
+                        return r == -ENOMEM ? r
+                                            : st_diag_fail(reterr, NULL, (uint64_t)(p - buf), why,
+                                                           r);
         }
+        memcpy(s->index_sum, buf + len - INDEX_FILE_TRAILER_LEN, 32);
         store_recount_totals(s);
         return 0;
 }

@@ -170,6 +170,9 @@ void store_manifest_count_refs(st_store *s, const manifest *m, int delta) {
                         e->refs++;
                 else if (delta < 0 && e->refs > 0)
                         e->refs--;
+                else
+                        continue;
+                index_log_note(s, id);
         }
 }
 
@@ -226,9 +229,11 @@ int store_mark(st_store *s, bool recount, void *ret_live, st_diag *retwhy) {
         int r = store_list_names(s, &names, &n_names);
         if (r < 0)
                 return mark_fail(retwhy, NULL, "refs", "cannot list refs", r);
-        if (recount)
+        if (recount) {
                 for (uint32_t id = 0; id < index_count(s->idx); id++)
                         index_get(s->idx, id)->refs = 0;
+                s->idx_full = true;
+        }
         int incomplete = 0;
         for (size_t i = 0; i < n_names; i++) {
                 store_ref ref;

@@ -234,6 +234,7 @@ static void remove_temp_files(int dirfd) {
 
 int store_recover(st_store *s, st_diag *reterr) {
         (void)reterr;
+        s->idx_full = true; /* entries move and go: the next index is whole */
         int r = recover_listed(s);
         if (r == 0)
                 r = recover_unlisted(s);

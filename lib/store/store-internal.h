@@ -3,7 +3,8 @@
  * The store's private state, shared by the files of lib/store/. Layout of a
  * store directory:
  *   format          store header: version, chunker parameters, zstd level
- *   index           the chunk index as of the last clean operation
+ *   index           the chunk index as of its last compaction
+ *   index.log       what changed since, one checked batch per operation
  *   dirty           present while an operation may have left the index stale
  *   lock            flock()ed: exclusive by writers, shared by readers
  *   packs/NNNNNNNN.pack
@@ -48,6 +49,7 @@ typedef struct store_pack {
         uint64_t len;     /* bytes of intact records, header included */
         bool unsynced;    /* appended to since the last fsync */
         uint64_t lost;    /* bytes the index listed that the file had lost at open (fsck) */
+        uint64_t logged_len; /* len as the index and its log say it (index-log.c) */
 } store_pack;
 
 struct st_store {
@@ -66,6 +68,19 @@ struct st_store {
          * (rebuilt from the packs), or not matching the packs with no crash
          * to explain it (a stale copy put back). what is NULL if neither. */
         st_diag index_problem;
+        /* What the index file and its log hold (index-log.c): entries below
+         * idx_saved, with the counts of those in changed[] since moved;
+         * idx_full when only a whole index can say what changed. */
+        uint8_t index_sum[32]; /* the index file's trailer, named by its log */
+        int log_fd;
+        uint64_t log_len;
+        uint32_t idx_saved;
+        bool idx_full;
+        uint32_t *changed;
+        uint8_t *changed_bits;
+        size_t n_changed, cap_changed;
+        size_t logged_packs;
+        uint32_t logged_next_pack;
         bool dirty_marked; /* the 'dirty' file exists because of us */
         bool broken;       /* a write failed midway: refuse further writes */
         uint64_t unique_bytes, stored_bytes;
@@ -101,6 +116,25 @@ struct st_store {
 #define INDEX_FILE_PACK_LEN 16u
 #define INDEX_FILE_ENTRY_LEN 36u
 #define INDEX_FILE_TRAILER_LEN 32u
+
+/* index-file.c */
+void index_file_entry_encode(const index_entry *e, uint8_t *p);
+/* Decode, check against the pack table and add one entry; -EBADMSG with *why. */
+int index_file_entry_load(st_store *s, const uint8_t *p, const char **why);
+
+/* index-log.c */
+/* The count of entry id moved (a new entry's is written with it). */
+void index_log_note(st_store *s, uint32_t id);
+/* Everything in memory is now in the index and its log. */
+void index_log_saved(st_store *s);
+/* A fresh log for the index whose trailer is s->index_sum. */
+int index_log_reset(st_store *s);
+bool index_log_can_append(const st_store *s, uint64_t index_len);
+/* One batch of what changed since the last; made durable. */
+int index_log_append(st_store *s);
+/* Apply index.log over the loaded index: 0, 1 when it ends in a batch that
+ * does not check (recovery needed; *reterr says where), <0 on damage. */
+int index_log_load(st_store *s, st_diag *reterr);
 
 /* store.c */
 int store_mark_dirty(st_store *s);

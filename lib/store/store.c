@@ -222,12 +222,29 @@ int store_write_index(st_store *s) {
                         return -errno;
                 s->packs[i].unsynced = false;
         }
+        /* What changed, appended to the log; now and then (and after gc or
+         * recovery, which move entries) the whole index, with a fresh log. */
+        uint64_t index_len = INDEX_FILE_HEADER_LEN + s->n_packs * INDEX_FILE_PACK_LEN +
+                             (uint64_t)index_count(s->idx) * INDEX_FILE_ENTRY_LEN;
+        if (index_log_can_append(s, index_len))
+                return index_log_append(s);
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
         int r = index_file_encode(s, &buf, &len);
         if (r < 0)
                 return r;
-        return st_write_atomic(s->dirfd, "index", buf, len);
+        r = st_write_atomic(s->dirfd, "index", buf, len);
+        if (r < 0)
+                return r;
+        memcpy(s->index_sum, buf + len - INDEX_FILE_TRAILER_LEN, 32);
+        /* (a crash here leaves the old log, of another index: ignored) */
+        r = index_log_reset(s);
+        if (r < 0) {
+                s->idx_full = true;
+                return r;
+        }
+        index_log_saved(s);
+        return 0;
 }
 
 int store_clear_dirty(st_store *s) {
@@ -344,6 +361,7 @@ static void store_reset_index(st_store *s) {
         s->unique_bytes = s->stored_bytes = 0;
         index_free(s->idx);
         s->idx = index_new();
+        s->idx_full = true;
 }
 
 bool store_files_writable(const st_store *s) {
@@ -449,7 +467,8 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
         if (!s)
                 return -ENOMEM;
         s->dirfd = s->packs_fd = s->manifests_fd = s->refs_fd = s->deltas_fd = s->lock_fd = -EBADF;
-        s->serve_fd = -EBADF;
+        s->serve_fd = s->log_fd = -EBADF;
+        s->idx_full = true; /* until an index (and its log) is loaded */
         pthread_rwlock_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_mutex_init(&s->bufs_lock, NULL);
@@ -528,10 +547,28 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                         diag(reterr, "index", d.offset, d.what);
                         goto fail;
                 }
+                if (r == 0) {
+                        r = index_log_load(s, &d);
+                        store_recount_totals(s);
+                        if (r == 1) {
+                                /* a torn batch: a crash (then 'dirty' is
+                                 * here), else damage to report */
+                                if (!need_recovery)
+                                        s->index_problem = d;
+                                need_recovery = true;
+                                r = 0;
+                        } else if (r == 0) {
+                                index_log_saved(s);
+                        } else if (r == -ENOMEM) {
+                                goto fail;
+                        }
+                }
                 if (r < 0) {
                         /* A damaged index is rebuilt from the packs alone. */
                         s->index_problem = d;
-                        snprintf(s->index_problem.file, sizeof s->index_problem.file, "index");
+                        if (!d.file[0])
+                                snprintf(s->index_problem.file, sizeof s->index_problem.file,
+                                         "index");
                         store_reset_index(s);
                         if (!s->idx) {
                                 r = -ENOMEM;
@@ -639,6 +676,10 @@ st_store *st_store_close(st_store *s) {
                         close(s->packs[i].fd);
         free(s->packs);
         free(s->lost_packs);
+        free(s->changed);
+        free(s->changed_bits);
+        if (s->log_fd >= 0)
+                close(s->log_fd);
         index_free(s->idx);
         st_pool_free(s->pool);
         store_cache_free(s);

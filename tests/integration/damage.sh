@@ -58,7 +58,7 @@ export STELLAR_STORE=$D
 files_of() {
         case $1 in
         pack) ls "$D"/packs/*.pack ;;
-        index) echo "$D/index" ;;
+        index) echo "$D/index"; [ ! -e "$D/index.log" ] || echo "$D/index.log" ;;
         ref) ls "$D"/refs/* ;;
         manifest) ls "$D"/manifests/* ;;
         delta-map) ls "$D"/deltas/*.map ;;
