@@ -981,6 +981,63 @@ static void gen_nbd(void) {
         put("nbd", "empty", NULL, 0);
 }
 
+/* index.log over an empty index (trailer sum zero): two batches, the
+ * second growing a pack and moving counts; cut, flipped, misnamed. */
+static void gen_index_log(void) {
+        st_store s = { .next_pack_id = 1, .idx_full = false };
+        store_pack packs[2] = { { .id = 1, .len = 1u << 20 }, { .id = 3, .len = 70000 } };
+        s.idx = index_new();
+        if (!s.idx)
+                exit(1);
+        rnd_seed(0x106106106ULL, 12);
+        uint8_t log[4096];
+        size_t len = INDEX_LOG_HEADER_LEN;
+        index_log_header(log, s.index_sum);
+        put("index-log", "empty", log, len);
+        s.packs = packs;
+        s.n_packs = 2;
+        s.next_pack_id = 5;
+        for (uint32_t i = 0; i < 5; i++) {
+                st_digest h;
+                st_hash(&i, sizeof i, &h);
+                index_entry e = { .pack = packs[i % 2].id, .off = 32 + i * 9000,
+                                  .stored_len = 4000 + i, .raw_len = 16384, .refs = 1 };
+                if (index_add(s.idx, &h, &e) == INDEX_NONE)
+                        exit(1);
+        }
+        uint8_t *b;
+        size_t bl;
+        if (index_log_batch(&s, &b, &bl) < 0 || len + bl > sizeof log)
+                exit(1);
+        memcpy(log + len, b, bl);
+        len += bl;
+        free(b);
+        put("index-log", "one-batch", log, len);
+        /* what index_log_saved does, by hand: the second batch's base */
+        s.idx_saved = index_count(s.idx);
+        packs[0].logged_len = packs[0].len;
+        packs[1].logged_len = packs[1].len;
+        s.logged_packs = 2;
+        s.logged_next_pack = s.next_pack_id;
+        packs[1].len += 20000;
+        uint32_t changed[2] = { 1, 4 };
+        s.changed = changed;
+        s.n_changed = 2;
+        index_get(s.idx, 1)->refs = 7;
+        index_get(s.idx, 4)->refs = 0;
+        if (index_log_batch(&s, &b, &bl) < 0 || len + bl > sizeof log)
+                exit(1);
+        memcpy(log + len, b, bl);
+        len += bl;
+        free(b);
+        put("index-log", "two-batches", log, len);
+        put("index-log", "torn-tail", log, len - 9);
+        put_flips("index-log", "two-batches", log, len, 4);
+        log[40] ^= 1; /* another index's log */
+        put("index-log", "other-index", log, len);
+        index_free(s.idx);
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -988,7 +1045,7 @@ int main(int argc, char **argv) {
         } targets[] = {
                 { "pack", gen_pack },     { "manifest", gen_manifest }, { "index", gen_index },
                 { "format", gen_format }, { "ref", gen_ref },           { "delta", gen_delta },
-                { "nbd", gen_nbd },
+                { "nbd", gen_nbd },       { "index-log", gen_index_log },
         };
         const size_t n_targets = sizeof targets / sizeof targets[0];
         if (argc < 2) {

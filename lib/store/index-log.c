@@ -24,7 +24,7 @@
 
 #define LOG_MAGIC "STIXLOG\0"
 #define LOG_VERSION 1u
-#define LOG_HEADER_LEN 64u
+#define LOG_HEADER_LEN INDEX_LOG_HEADER_LEN
 #define BATCH_MAGIC "STXB"
 #define BATCH_HEADER_LEN 32u
 #define BATCH_PACK_LEN 16u
@@ -71,7 +71,7 @@ void index_log_saved(st_store *s) {
         s->logged_next_pack = s->next_pack_id;
 }
 
-static void log_header(uint8_t hdr[LOG_HEADER_LEN], const uint8_t base[32]) {
+void index_log_header(uint8_t hdr[INDEX_LOG_HEADER_LEN], const uint8_t base[32]) {
         memset(hdr, 0, LOG_HEADER_LEN);
         memcpy(hdr, LOG_MAGIC, 8);
         st_le32_put(hdr + 8, LOG_VERSION);
@@ -84,7 +84,7 @@ int index_log_reset(st_store *s) {
                 close(s->log_fd);
         s->log_fd = -1;
         uint8_t hdr[LOG_HEADER_LEN];
-        log_header(hdr, s->index_sum);
+        index_log_header(hdr, s->index_sum);
         int r = st_write_atomic(s->dirfd, "index.log", hdr, sizeof hdr);
         if (r < 0)
                 return r;
@@ -103,7 +103,9 @@ bool index_log_can_append(const st_store *s, uint64_t index_len) {
         return s->log_len <= limit;
 }
 
-int index_log_append(st_store *s) {
+int index_log_batch(const st_store *s, uint8_t **ret, size_t *ret_len) {
+        *ret = NULL;
+        *ret_len = 0;
         uint32_t n = index_count(s->idx);
         size_t n_packs = 0;
         for (size_t i = 0; i < s->n_packs; i++)
@@ -118,7 +120,7 @@ int index_log_append(st_store *s) {
         size_t len = BATCH_HEADER_LEN + payload + BATCH_TRAILER_LEN;
         if (payload > UINT32_MAX)
                 return -E2BIG;
-        _cleanup_free_ uint8_t *buf = calloc(1, len);
+        uint8_t *buf = calloc(1, len);
         if (!buf)
                 return -ENOMEM;
         memcpy(buf, BATCH_MAGIC, 4);
@@ -144,7 +146,18 @@ int index_log_append(st_store *s) {
         st_digest sum;
         st_hash(buf, len - BATCH_TRAILER_LEN, &sum);
         memcpy(p, sum.b, BATCH_TRAILER_LEN);
-        int r = st_pwrite_full(s->log_fd, buf, len, s->log_len);
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+int index_log_append(st_store *s) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = index_log_batch(s, &buf, &len);
+        if (r < 0 || !buf)
+                return r;
+        r = st_pwrite_full(s->log_fd, buf, len, s->log_len);
         if (r == 0)
                 r = ST_ERRNO(fdatasync(s->log_fd));
         if (r < 0) {
@@ -229,16 +242,11 @@ static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, const ch
         return (int64_t)total;
 }
 
-int index_log_load(st_store *s, st_diag *reterr) {
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t len;
-        int r = st_read_file(s->dirfd, "index.log", SIZE_MAX, &buf, &len);
-        if (r == -ENOENT)
-                return 0; /* nothing since the index (or a store before logs) */
-        if (r < 0)
-                return st_diag_fail(reterr, "index.log", ST_DIAG_NO_OFFSET, "cannot read", r);
+int index_log_apply(st_store *s, const uint8_t *buf, size_t len, size_t *ret_end,
+                    st_diag *reterr) {
+        *ret_end = 0;
         uint8_t hdr[LOG_HEADER_LEN];
-        log_header(hdr, s->index_sum);
+        index_log_header(hdr, s->index_sum);
         if (len < LOG_HEADER_LEN || memcmp(buf, hdr, LOG_HEADER_LEN) != 0) {
                 /* Another index's log (or a torn reset): what it held is in
                  * the index already, or in the packs for recovery to find. */
@@ -263,7 +271,23 @@ int index_log_load(st_store *s, st_diag *reterr) {
                 }
                 off += (size_t)k;
         }
-        s->log_len = off;
+        *ret_end = off;
+        return 0;
+}
+
+int index_log_load(st_store *s, st_diag *reterr) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r = st_read_file(s->dirfd, "index.log", SIZE_MAX, &buf, &len);
+        if (r == -ENOENT)
+                return 0; /* nothing since the index (or a store before logs) */
+        if (r < 0)
+                return st_diag_fail(reterr, "index.log", ST_DIAG_NO_OFFSET, "cannot read", r);
+        size_t end;
+        r = index_log_apply(s, buf, len, &end, reterr);
+        if (r != 0 || end == 0)
+                return r; /* (end 0: another index's log, ignored; rewritten on the next write) */
+        s->log_len = end;
         if (store_files_writable(s)) {
                 s->log_fd = openat(s->dirfd, "index.log", O_RDWR | O_CLOEXEC);
                 if (s->log_fd < 0)

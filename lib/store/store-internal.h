@@ -123,6 +123,10 @@ void index_file_entry_encode(const index_entry *e, uint8_t *p);
 int index_file_entry_load(st_store *s, const uint8_t *p, const char **why);
 
 /* index-log.c */
+#define INDEX_LOG_HEADER_LEN 64u
+void index_log_header(uint8_t hdr[INDEX_LOG_HEADER_LEN], const uint8_t base[32]);
+/* The batch of what changed since the last (NULL when nothing did). */
+int index_log_batch(const st_store *s, uint8_t **ret, size_t *ret_len);
 /* The count of entry id moved (a new entry's is written with it). */
 void index_log_note(st_store *s, uint32_t id);
 /* Everything in memory is now in the index and its log. */
@@ -135,6 +139,10 @@ int index_log_append(st_store *s);
 /* Apply index.log over the loaded index: 0, 1 when it ends in a batch that
  * does not check (recovery needed; *reterr says where), <0 on damage. */
 int index_log_load(st_store *s, st_diag *reterr);
+/* The same over the log's bytes; *ret_end is where its last batch ends (0
+ * for a log of another index). The parser of index_log_load (fuzz-index-log). */
+int index_log_apply(st_store *s, const uint8_t *buf, size_t len, size_t *ret_end,
+                    st_diag *reterr);
 
 /* store.c */
 int store_mark_dirty(st_store *s);
