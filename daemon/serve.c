@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -195,9 +196,32 @@ static void write_stats(st_store *s, const char *path) {
         (void)rename(tmp, path);
 }
 
+/* Enough descriptors for --max-connections: a socket per connection, and
+ * per attached volume its delta's data, journal and lock, with room for
+ * packs, listeners and control clients. */
+static void raise_fd_limit(unsigned max_connections) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        rlim_t want = (rlim_t)max_connections * 4 + 1024;
+        if (rl.rlim_cur >= want)
+                return;
+        /* The soft limit, up to the hard one (which the host sets: a unit's
+         * LimitNOFILE=, or prlimit) */
+        struct rlimit nl = { .rlim_cur = rl.rlim_max < want ? rl.rlim_max : want,
+                             .rlim_max = rl.rlim_max };
+        if (nl.rlim_cur > rl.rlim_cur)
+                (void)setrlimit(RLIMIT_NOFILE, &nl);
+        if (getrlimit(RLIMIT_NOFILE, &nl) == 0 && nl.rlim_cur < want)
+                logf_("open-file limit %llu is below the %llu that %u connections need; "
+                      "connections past it are refused",
+                      (unsigned long long)nl.rlim_cur, (unsigned long long)want, max_connections);
+}
+
 int serve_run(const serve_opts *o) {
         st_store *s;
         st_diag d = { 0 };
+        raise_fd_limit(o->max_connections);
         /* The daemon owns the store: it holds it to itself, and every other
          * command comes to it over the control socket. A command that holds
          * the store now (an import, a gc) is waited for; another daemon is

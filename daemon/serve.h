@@ -48,7 +48,7 @@ st_volume *export_volume(export *e);
 void exports_close_all(void);
 unsigned exports_open(void);
 
-/* One client connection (nbd-conn.c). Takes ownership of fd. */
+/* One client connection (nbd/conn.c). Takes ownership of fd. */
 typedef struct conn_ctx {
         st_store *s;
         volatile int *stopping;

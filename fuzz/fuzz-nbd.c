@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Fuzz target for the NBD daemon's parsing gate (daemon/nbd-proto.c): every
+ * Fuzz target for the NBD daemon's parsing gate (daemon/nbd/proto.c): every
  * option payload a client sends passes nbd_option_parse, every request
  * header nbd_request_decode and nbd_request_validate, before any handler
  * sees it. The bytes come straight off the network, with no checksum, so
@@ -30,7 +30,7 @@
  * and returns only the errors proto.md names for each case.
  */
 #include "fuzz.h"
-#include "nbd-proto.h"
+#include "nbd/proto.h"
 
 static uint32_t rd32(const uint8_t *p) {
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

@@ -27,7 +27,7 @@
 #include "util/fs.h"
 #include "util/le.h"
 #include "volume/delta.h"
-#include "nbd-proto.h"
+#include "nbd/proto.h"
 
 static const char *root;
 static uint64_t rng;

@@ -795,12 +795,13 @@ int delta_zero(delta *d, uint64_t block, size_t n) {
 
 /* Close the flush's records with a commit record (version 2). */
 static int journal_commit(delta *d) {
-        size_t n = d->jlen / REC_LEN(d);
+        /* (the records before jclosed are a failed flush's, closed already) */
+        size_t n = (d->jlen - d->jclosed) / REC_LEN(d);
         if (d->version == 1 || n == 0)
                 return 0;
         st_hasher h;
         st_hasher_init(&h);
-        st_hasher_update(&h, d->jbuf, d->jlen);
+        st_hasher_update(&h, d->jbuf + d->jclosed, d->jlen - d->jclosed);
         int r = journal(d, COMMIT_BLOCK, n, 0);
         if (r < 0)
                 return r;
@@ -809,40 +810,101 @@ static int journal_commit(delta *d) {
         return 0;
 }
 
-int delta_flush(delta *d) {
+int delta_flush_begin(delta *d, delta_flush_batch *b) {
+        *b = (delta_flush_batch){ 0 };
         if (d->map_fd < 0 || (d->jlen == 0 && !d->data_dirty))
                 return 0;
-        if (d->data_dirty && fdatasync(d->data_fd) < 0)
-                return -errno;
-        d->data_dirty = false;
         size_t records = d->jlen;
         int k = journal_commit(d);
         if (k < 0)
                 return k;
-        if (d->jlen > 0) {
-                int r = st_pwrite_full(d->map_fd, d->jbuf, d->jlen, d->map_len);
-                if (r == 0 && fdatasync(d->map_fd) < 0)
-                        r = -errno;
-                if (r < 0) {
-                        /* A retry rewrites the same records with a fresh commit. */
-                        d->jlen = records;
-                        return r;
-                }
-                d->map_len += d->jlen;
-                d->seq += d->jlen / REC_LEN(d);
-                d->jlen = 0;
-        }
+        b->active = true;
+        b->data_fd = d->data_dirty ? d->data_fd : -1;
+        b->map_fd = d->map_fd;
+        b->off = d->map_len;
+        b->records = records;
+        b->jbuf = d->jbuf;
+        b->jlen = d->jlen;
+        b->pending_free = d->pending_free;
+        b->n_pending = d->n_pending;
+        /* The batch's blocks are no longer rewritten in place: their slots
+         * are named by records about to be durable. A later write of one
+         * goes to a fresh slot, and the old one is freed after the next
+         * flush. */
         for (size_t i = 0; i < d->n_touched; i++) {
                 uint64_t *v = map_slot(d, d->touched[i]);
                 if (v)
                         *v &= ~UNFLUSHED;
         }
         d->n_touched = 0;
-        for (size_t i = 0; i < d->n_pending; i++)
-                if (push(&d->free_slots, &d->n_free, &d->cap_free, d->pending_free[i]) < 0)
-                        break; /* a slot leaked until the next commit; harmless */
-        d->n_pending = 0;
+        d->data_dirty = false;
+        d->jbuf = NULL;
+        d->jlen = d->jcap = d->jclosed = 0;
+        d->pending_free = NULL;
+        d->n_pending = d->cap_pending = 0;
+        d->map_len += b->jlen;
+        d->seq += b->jlen / REC_LEN(d);
         return 0;
+}
+
+int delta_flush_write(delta_flush_batch *b) {
+        if (!b->active)
+                return 0;
+        if (b->data_fd >= 0 && fdatasync(b->data_fd) < 0)
+                return -errno;
+        if (b->jlen == 0)
+                return 0;
+        int r = st_pwrite_full(b->map_fd, b->jbuf, b->jlen, b->off);
+        if (r == 0 && fdatasync(b->map_fd) < 0)
+                r = -errno;
+        return r;
+}
+
+int delta_flush_end(delta *d, delta_flush_batch *b, int r) {
+        if (!b->active)
+                return r;
+        if (r == 0) {
+                for (size_t i = 0; i < b->n_pending; i++)
+                        if (push(&d->free_slots, &d->n_free, &d->cap_free, b->pending_free[i]) < 0)
+                                break; /* a slot leaked until the next commit; harmless */
+        } else {
+                /* Not durable: the batch goes in front of what was journaled
+                 * since (its records, commit record included, keep their
+                 * sequence numbers), to be written again by the next flush. */
+                int k = 0;
+                size_t need = b->jlen + d->jlen;
+                uint8_t *j = malloc(need ? need : 1);
+                if (!j)
+                        k = -ENOMEM;
+                if (k == 0) {
+                        memcpy(j, b->jbuf, b->jlen);
+                        if (d->jlen)
+                                memcpy(j + b->jlen, d->jbuf, d->jlen);
+                        free(d->jbuf);
+                        d->jbuf = j;
+                        d->jlen = d->jcap = need;
+                        d->jclosed = b->jlen; /* (version 1: no commit record, nothing to close) */
+                        d->map_len = b->off;
+                        d->seq -= b->jlen / REC_LEN(d); /* jbuf starts at the batch again */
+                        d->data_dirty = true;
+                        for (size_t i = 0; k == 0 && i < b->n_pending; i++)
+                                k = push(&d->pending_free, &d->n_pending, &d->cap_pending,
+                                         b->pending_free[i]);
+                }
+                (void)k; /* (out of memory here: slots leak until the next commit) */
+        }
+        free(b->jbuf);
+        free(b->pending_free);
+        *b = (delta_flush_batch){ 0 };
+        return r;
+}
+
+int delta_flush(delta *d) {
+        delta_flush_batch b;
+        int r = delta_flush_begin(d, &b);
+        if (r < 0)
+                return r;
+        return delta_flush_end(d, &b, delta_flush_write(&b));
 }
 
 static int cmp_u64(const void *a, const void *b) {

@@ -13,7 +13,8 @@
  * overwritten: a rewrite of such a block goes to a fresh (or freed) slot, and
  * the old slot is freed only after the new record is durable. Replay at open
  * stops at the first torn or foreign record. Byte layout: docs/formats/delta.md.
- * Not thread-safe: the volume serialises access.
+ * Not thread-safe: the volume serialises access (a flush's write step
+ * excepted, see delta_flush_begin).
  */
 #pragma once
 
@@ -45,6 +46,7 @@ typedef struct delta {
         /* since the last flush */
         uint8_t *jbuf;
         size_t jlen, jcap;
+        size_t jclosed; /* bytes of jbuf a commit record closes already (a failed flush's) */
         uint64_t *touched, *pending_free, *free_slots;
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
@@ -82,6 +84,25 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data);
 /* Make n blocks read as zeros. */
 int delta_zero(delta *d, uint64_t block, size_t n);
 int delta_flush(delta *d);
+/* The same in three steps, so that the slow middle one runs without the
+ * volume's lock: begin (under it) takes what is to be made durable and
+ * reserves its place in the journal; write (without it, one flush at a time)
+ * fdatasyncs the data, appends and fdatasyncs the records; end (under it)
+ * frees the slots the batch replaced, or on failure (r < 0) puts the batch
+ * back for the next flush. Reads and writes may run between them. */
+typedef struct delta_flush_batch {
+        bool active;
+        int data_fd, map_fd;
+        uint64_t off;
+        size_t records;
+        uint8_t *jbuf;
+        size_t jlen;
+        uint64_t *pending_free;
+        size_t n_pending;
+} delta_flush_batch;
+int delta_flush_begin(delta *d, delta_flush_batch *b);
+int delta_flush_write(delta_flush_batch *b);
+int delta_flush_end(delta *d, delta_flush_batch *b, int r);
 /* Blocks in the delta, sorted. Caller frees. */
 int delta_blocks(const delta *d, uint64_t **ret, size_t *ret_n);
 /* Empty the delta (after a commit made its content part of the manifest). */

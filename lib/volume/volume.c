@@ -37,6 +37,9 @@ struct st_volume {
         bool writable;
         int lock_fd; /* deltas/NAME.lock, flock()ed while open for writing */
         pthread_rwlock_t lock;
+        /* One flush at a time; taken before lock. A flush holds lock only
+         * to take its batch and to settle it, not while it syncs. */
+        pthread_mutex_t flush_lock;
         struct st_volume *next_open; /* the store's list of open writable volumes */
 };
 
@@ -167,6 +170,7 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
                 return r;
         }
         pthread_rwlock_init(&v->lock, NULL);
+        pthread_mutex_init(&v->flush_lock, NULL);
         *ret = v;
         return 0;
 }
@@ -175,7 +179,9 @@ st_volume *st_volume_close(st_volume *v) {
         if (!v)
                 return NULL;
         if (v->writable) {
+                pthread_mutex_lock(&v->flush_lock);
                 (void)delta_flush(&v->d);
+                pthread_mutex_unlock(&v->flush_lock);
                 open_list_remove(v);
         }
         delta_close(&v->d);
@@ -183,6 +189,7 @@ st_volume *st_volume_close(st_volume *v) {
                 close(v->lock_fd); /* after the last write is flushed */
         store_chain_put(v->s, &v->chain);
         pthread_rwlock_destroy(&v->lock);
+        pthread_mutex_destroy(&v->flush_lock);
         free(v);
         return NULL;
 }
@@ -374,9 +381,9 @@ int st_volume_write(st_volume *v, const void *buf, size_t len, uint64_t off, uns
                 return r;
         pthread_rwlock_wrlock(&v->lock);
         r = write_locked(v, buf, len, off);
-        if (r == 0 && (flags & ST_WRITE_FUA))
-                r = delta_flush(&v->d);
         pthread_rwlock_unlock(&v->lock);
+        if (r == 0 && (flags & ST_WRITE_FUA))
+                r = st_volume_flush(v);
         return r;
 }
 
@@ -415,9 +422,9 @@ int st_volume_write_zeroes(st_volume *v, uint64_t off, uint64_t len, unsigned fl
                 return r;
         pthread_rwlock_wrlock(&v->lock);
         r = zero_locked(v, off, len, flags & ST_WRITE_NO_HOLE);
-        if (r == 0 && (flags & ST_WRITE_FUA))
-                r = delta_flush(&v->d);
         pthread_rwlock_unlock(&v->lock);
+        if (r == 0 && (flags & ST_WRITE_FUA))
+                r = st_volume_flush(v);
         return r;
 }
 
@@ -428,9 +435,21 @@ int st_volume_discard(st_volume *v, uint64_t off, uint64_t len) {
 int st_volume_flush(st_volume *v) {
         if (!v->writable)
                 return 0;
+        /* Readers and writers of the volume go on while the batch syncs;
+         * flushes queue here, and one that waited finds its writes taken by
+         * the batch before it or takes them itself. */
+        pthread_mutex_lock(&v->flush_lock);
+        delta_flush_batch b;
         pthread_rwlock_wrlock(&v->lock);
-        int r = delta_flush(&v->d);
+        int r = delta_flush_begin(&v->d, &b);
         pthread_rwlock_unlock(&v->lock);
+        if (r == 0 && b.active) {
+                int k = delta_flush_write(&b);
+                pthread_rwlock_wrlock(&v->lock);
+                r = delta_flush_end(&v->d, &b, k);
+                pthread_rwlock_unlock(&v->lock);
+        }
+        pthread_mutex_unlock(&v->flush_lock);
         return r;
 }
 
@@ -539,9 +558,11 @@ int st_volume_commit(st_volume *v, st_commit_result *ret) {
         int k = store_exclusive(v->s);
         if (k < 0)
                 return k;
+        pthread_mutex_lock(&v->flush_lock); /* no flush mid-sync while the delta is reset */
         pthread_rwlock_wrlock(&v->lock);
         int r = commit_locked(v, ret);
         pthread_rwlock_unlock(&v->lock);
+        pthread_mutex_unlock(&v->flush_lock);
         return r;
 }
 

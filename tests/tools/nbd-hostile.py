@@ -107,6 +107,23 @@ class Closed(Exception):
 
 # ---- a small, strict client ----
 
+class _Reply:
+    """What has arrived of the reply to one request."""
+
+    def __init__(self, cmd, offset, length):
+        self.cmd, self.offset, self.length = cmd, offset, length
+        self.data = None
+        self.covered = []
+        self.status = {}
+        self.err = 0
+        self.done = False
+        self.result = None
+
+    def finish(self, err, value):
+        self.done = True
+        self.result = (err, value)
+
+
 class Client:
     def __init__(self, ctx, timeout=TIMEOUT):
         self.ctx = ctx
@@ -116,6 +133,7 @@ class Client:
         self.tflags = None
         self.export = None
         self.cookie = 0x1000
+        self.pending = {}
 
     def close(self, rst=False):
         if self.sock is None:
@@ -267,75 +285,86 @@ class Client:
             payload = bytes(length)
         self.send(struct.pack(">IHHQQI", magic, flags, cmd, self.cookie, offset, length)
                   + (payload or b""))
+        self.pending[self.cookie] = _Reply(cmd, offset, length)
         return self.cookie
 
+    # Replies may come in any order (proto.md: matched by cookie), and the
+    # chunks of structured replies to different requests may interleave:
+    # whatever arrives is filed under its cookie until it is asked for.
     def reply(self, cookie, cmd, offset, length):
         """(error, data) for READ, (error, {ctx: descriptors}) for BLOCK_STATUS, else (error, None)."""
+        st = self.pending.get(cookie)
+        if st is None:
+            st = self.pending[cookie] = _Reply(cmd, offset, length)
+        while not st.done:
+            self._read_one()
+        del self.pending[cookie]
+        return st.result
+
+    def _read_one(self):
         magic = struct.unpack(">I", self.recv_exact(4))[0]
         if magic == SIMPLEMAGIC:
             err, ck = struct.unpack(">IQ", self.recv_exact(12))
-            check(ck == cookie, "reply cookie 0x%x, expected 0x%x" % (ck, cookie))
-            if cmd == CMD_READ:
+            st = self.pending.get(ck)
+            check(st is not None and not st.done, "reply cookie 0x%x: no such request waits" % ck)
+            if st.cmd == CMD_READ:
                 check(not self.structured or err, "simple reply with data to a structured read")
-                return err, (self.recv_exact(length) if err == 0 else None)
-            return err, None
-        check(magic == STRUCTMAGIC and self.structured, "reply magic 0x%x" % magic)
-        data = None  # allocated at the first data chunk: a refused read may be 4 GiB long
-        covered = []
-        status = {}
-        err = 0
-        first = True
-        while True:
-            if not first:
-                magic = struct.unpack(">I", self.recv_exact(4))[0]
-                check(magic == STRUCTMAGIC, "chunk magic 0x%x" % magic)
-            first = False
-            flags, typ, ck, clen = struct.unpack(">HHQI", self.recv_exact(16))
-            check(ck == cookie, "chunk cookie 0x%x, expected 0x%x" % (ck, cookie))
-            check(clen <= length + (1 << 16), "chunk of %d bytes for a %d byte request" % (clen, length))
-            p = self.recv_exact(clen)
-            if typ == RT_NONE:
-                check(clen == 0 and flags & REPLY_DONE, "bad NBD_REPLY_TYPE_NONE")
-            elif typ in (RT_ERROR, RT_ERROR_OFFSET):
-                check(clen >= 6, "short error chunk")
-                e, ml = struct.unpack(">IH", p[:6])
-                check(e != 0 and 6 + ml <= clen, "bad error chunk")
-                err = err or e
-            elif typ in (RT_OFFSET_DATA, RT_OFFSET_HOLE):
-                check(cmd == CMD_READ, "read chunk for command %d" % cmd)
-                off = struct.unpack(">Q", p[:8])[0]
-                n = clen - 8 if typ == RT_OFFSET_DATA else struct.unpack(">I", p[8:12])[0]
-                check(n > 0 and off >= offset and off + n <= offset + length,
-                      "chunk [%d,+%d) outside the request [%d,+%d)" % (off, n, offset, length))
-                for a, b in covered:
-                    check(off + n <= a or off >= b, "overlapping read chunks")
-                covered.append((off, off + n))
-                if typ == RT_OFFSET_DATA:
-                    if data is None:
-                        data = bytearray(length)
-                    data[off - offset:off - offset + n] = p[8:]
-            elif typ == RT_BLOCK_STATUS:
-                check(cmd == CMD_BLOCK_STATUS and clen >= 12 and (clen - 4) % 8 == 0,
-                      "bad block status chunk")
-                cid = struct.unpack(">I", p[:4])[0]
-                check(cid not in status, "two chunks for context %d" % cid)
-                status[cid] = [struct.unpack(">II", p[i:i + 8]) for i in range(4, clen, 8)]
+                st.finish(err, self.recv_exact(st.length) if err == 0 else None)
             else:
-                raise Fail("unknown chunk type %d" % typ)
-            if flags & REPLY_DONE:
-                break
+                st.finish(err, None)
+            return
+        check(magic == STRUCTMAGIC and self.structured, "reply magic 0x%x" % magic)
+        flags, typ, ck, clen = struct.unpack(">HHQI", self.recv_exact(16))
+        st = self.pending.get(ck)
+        check(st is not None and not st.done, "chunk cookie 0x%x: no such request waits" % ck)
+        cmd, offset, length = st.cmd, st.offset, st.length
+        check(clen <= length + (1 << 16), "chunk of %d bytes for a %d byte request" % (clen, length))
+        p = self.recv_exact(clen)
+        if typ == RT_NONE:
+            check(clen == 0 and flags & REPLY_DONE, "bad NBD_REPLY_TYPE_NONE")
+        elif typ in (RT_ERROR, RT_ERROR_OFFSET):
+            check(clen >= 6, "short error chunk")
+            e, ml = struct.unpack(">IH", p[:6])
+            check(e != 0 and 6 + ml <= clen, "bad error chunk")
+            st.err = st.err or e
+        elif typ in (RT_OFFSET_DATA, RT_OFFSET_HOLE):
+            check(cmd == CMD_READ, "read chunk for command %d" % cmd)
+            off = struct.unpack(">Q", p[:8])[0]
+            n = clen - 8 if typ == RT_OFFSET_DATA else struct.unpack(">I", p[8:12])[0]
+            check(n > 0 and off >= offset and off + n <= offset + length,
+                  "chunk [%d,+%d) outside the request [%d,+%d)" % (off, n, offset, length))
+            for a, b in st.covered:
+                check(off + n <= a or off >= b, "overlapping read chunks")
+            st.covered.append((off, off + n))
+            if typ == RT_OFFSET_DATA:
+                if st.data is None:  # at the first data chunk: a refused read may be 4 GiB long
+                    st.data = bytearray(length)
+                st.data[off - offset:off - offset + n] = p[8:]
+        elif typ == RT_BLOCK_STATUS:
+            check(cmd == CMD_BLOCK_STATUS and clen >= 12 and (clen - 4) % 8 == 0,
+                  "bad block status chunk")
+            cid = struct.unpack(">I", p[:4])[0]
+            check(cid not in st.status, "two chunks for context %d" % cid)
+            st.status[cid] = [struct.unpack(">II", p[i:i + 8]) for i in range(4, clen, 8)]
+        else:
+            raise Fail("unknown chunk type %d" % typ)
+        if not flags & REPLY_DONE:
+            return
         if cmd == CMD_READ:
-            if err:
-                return err, None
-            check(sum(b - a for a, b in covered) == length, "read chunks do not cover the request")
-            return 0, bytes(data) if data is not None else bytes(length)
-        if cmd == CMD_BLOCK_STATUS and not err:
-            check(status, "block status without descriptors")
-            for cid, ds in status.items():
+            if st.err:
+                st.finish(st.err, None)
+                return
+            check(sum(b - a for a, b in st.covered) == length, "read chunks do not cover the request")
+            st.finish(0, bytes(st.data) if st.data is not None else bytes(length))
+            return
+        if cmd == CMD_BLOCK_STATUS and not st.err:
+            check(st.status, "block status without descriptors")
+            for cid, ds in st.status.items():
                 check(ds and sum(d[0] for d in ds) <= length and all(d[0] > 0 for d in ds),
                       "block status descriptors %r for a %d byte query" % (ds[:4], length))
-            return 0, status
-        return err, None
+            st.finish(0, st.status)
+            return
+        st.finish(st.err, None)
 
     def cmd(self, cmd, offset=0, length=0, flags=0, payload=None):
         ck = self.request(cmd, offset, length, flags, payload)

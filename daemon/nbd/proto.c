@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Parsing and validation of NBD messages; see nbd-proto.h. */
+/* Parsing and validation of NBD messages; see proto.h. */
 #include <string.h>
 
 #include "../lib/util/le.h"
-#include "nbd-proto.h"
+#include "proto.h"
 
 static uint32_t be32(const uint8_t *p) {
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

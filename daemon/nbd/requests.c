@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Transmission: the connection's thread reads requests (and the payloads of
+ * writes) and hands each to one of up to NBD_WORKERS workers, which serves
+ * it and sends its reply as soon as it completes, in any order (proto.md
+ * allows it; replies are matched by cookie). A reply's chunks go out whole
+ * under the send lock. Each worker keeps its buffers, so a warm connection
+ * allocates nothing per request; at most NBD_INFLIGHT_BYTES of payloads are
+ * held at once. A flush covers the writes whose replies were sent before it
+ * arrived: the delta's flush covers every write it has taken.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../lib/util/fs.h"
+#include "conn.h"
+#include "wire.h"
+
+#define NBD_WORKERS 8
+#define NBD_INFLIGHT_BYTES (64u << 20)
+/* Buffers past this are given back after the request that grew them. */
+#define NBD_KEEP_BYTES (4u << 20)
+
+typedef struct pool pool;
+
+typedef struct worker {
+        pool *p;
+        pthread_t thread;
+        pthread_cond_t go;
+        bool busy;
+        nbd_request q;
+        uint8_t *buf; /* the data of a read or a write */
+        size_t buf_cap;
+        uint8_t *ext; /* read extents (collect_extent) */
+        size_t ext_cap, n_ext;
+        uint8_t *desc; /* block status descriptors */
+        size_t desc_cap, n_desc;
+        uint32_t desc_last;
+        unsigned desc_ctx, desc_max;
+} worker;
+
+struct pool {
+        conn *c;
+        st_volume *v;
+        pthread_mutex_t lock;
+        pthread_cond_t idle; /* a worker finished */
+        pthread_mutex_t send_lock;
+        worker w[NBD_WORKERS];
+        unsigned n_started, n_busy;
+        uint64_t inflight; /* payload bytes held by busy workers */
+        bool quit, failed;
+};
+
+static uint32_t wire_error(int r) {
+        switch (r) {
+        case -EPERM:
+        case -EROFS: return NBD_EPERM;
+        case -EINVAL: return NBD_EINVAL;
+        case -ENOSPC:
+        case -EDQUOT:
+        case -EFBIG: return NBD_ENOSPC;
+        case -ENOMEM: return NBD_ENOMEM;
+        default: return NBD_EIO;
+        }
+}
+
+/* One message of a reply, whole: chunks of other replies go between
+ * messages, never inside one. */
+static int send_msg(pool *p, struct iovec *iov, int cnt) {
+        pthread_mutex_lock(&p->send_lock);
+        int r = wire_send_iov(p->c->fd, iov, cnt);
+        pthread_mutex_unlock(&p->send_lock);
+        return r;
+}
+
+static int simple_reply(pool *p, uint64_t cookie, uint32_t err, const void *data, size_t len) {
+        uint8_t h[16];
+        put_be32(h, NBD_SIMPLE_REPLY_MAGIC);
+        put_be32(h + 4, err);
+        put_be64(h + 8, cookie);
+        struct iovec iov[2] = { { h, sizeof h }, { (void *)data, len } };
+        return send_msg(p, iov, len ? 2 : 1);
+}
+
+static void chunk_header(uint8_t h[20], uint16_t flags, uint16_t type, uint64_t cookie, uint32_t len) {
+        put_be32(h, NBD_STRUCTURED_REPLY_MAGIC);
+        put_be16(h + 4, flags);
+        put_be16(h + 6, type);
+        put_be64(h + 8, cookie);
+        put_be32(h + 16, len);
+}
+
+static int error_reply(pool *p, const nbd_request *q, uint32_t err) {
+        if (!p->c->structured)
+                return simple_reply(p, q->cookie, err, NULL, 0);
+        uint8_t h[20 + 6];
+        chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, q->cookie, 6);
+        put_be32(h + 20, err);
+        put_be16(h + 24, 0);
+        struct iovec iov = { h, sizeof h };
+        return send_msg(p, &iov, 1);
+}
+
+static int ok_reply(pool *p, const nbd_request *q) {
+        if (!p->c->structured)
+                return simple_reply(p, q->cookie, 0, NULL, 0);
+        uint8_t h[20];
+        chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, q->cookie, 0);
+        struct iovec iov = { h, sizeof h };
+        return send_msg(p, &iov, 1);
+}
+
+static int status_reply(pool *p, const nbd_request *q, int r) {
+        return r < 0 ? error_reply(p, q, wire_error(r)) : ok_reply(p, q);
+}
+
+/* Structured read: data chunks for data, hole chunks for zeros. The extents
+ * are collected first and sent after st_volume_map returns: sending while
+ * it holds the volume's lock would let a client that stops reading stall
+ * every writer of that volume. */
+typedef struct read_extent {
+        uint64_t off, len;
+        bool hole;
+} read_extent;
+
+static int collect_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
+        worker *w = ctx;
+        size_t need = (w->n_ext + 1) * sizeof(read_extent);
+        if (st_buf_grow(&w->ext, &w->ext_cap, need) < 0)
+                return -ENOMEM;
+        ((read_extent *)(void *)w->ext)[w->n_ext++] =
+                (read_extent){ off, len, (flags & ST_EXTENT_HOLE) != 0 };
+        return 0;
+}
+
+static int send_extents(worker *w, const nbd_request *q) {
+        const read_extent *x = (const read_extent *)(const void *)w->ext;
+        for (size_t i = 0; i < w->n_ext; i++) {
+                uint16_t f = i + 1 == w->n_ext ? NBD_REPLY_FLAG_DONE : 0;
+                uint8_t h[20 + 12];
+                int r;
+                if (x[i].hole) {
+                        chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_HOLE, q->cookie, 12);
+                        put_be64(h + 20, x[i].off);
+                        put_be32(h + 28, (uint32_t)x[i].len);
+                        struct iovec iov = { h, 32 };
+                        r = send_msg(w->p, &iov, 1);
+                } else {
+                        chunk_header(h, f, NBD_REPLY_TYPE_OFFSET_DATA, q->cookie,
+                                     (uint32_t)(8 + x[i].len));
+                        put_be64(h + 20, x[i].off);
+                        struct iovec iov[2] = { { h, 28 },
+                                                { w->buf + (x[i].off - q->offset), (size_t)x[i].len } };
+                        r = send_msg(w->p, iov, 2);
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int do_read(worker *w, const nbd_request *q) {
+        pool *p = w->p;
+        int r = st_buf_grow(&w->buf, &w->buf_cap, q->length ? q->length : 1);
+        if (r == 0)
+                r = st_volume_read(p->v, w->buf, q->length, q->offset);
+        if (r < 0)
+                return error_reply(p, q, wire_error(r));
+        if (!p->c->structured)
+                return simple_reply(p, q->cookie, 0, w->buf, q->length);
+        if (q->length == 0 || (q->flags & NBD_CMD_FLAG_DF)) {
+                if (q->length == 0)
+                        return ok_reply(p, q);
+                uint8_t h[28];
+                chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, q->cookie,
+                             8 + q->length);
+                put_be64(h + 20, q->offset);
+                struct iovec iov[2] = { { h, 28 }, { w->buf, q->length } };
+                return send_msg(p, iov, 2);
+        }
+        /* The data is read already; map only says which parts are holes. */
+        w->n_ext = 0;
+        r = st_volume_map(p->v, q->offset, q->length, ST_EXTENT_HOLE, collect_extent, w);
+        if (r < 0)
+                return error_reply(p, q, wire_error(r));
+        return send_extents(w, q);
+}
+
+/* Block status: descriptors per context, merged when equal. */
+static int status_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
+        (void)off;
+        worker *w = ctx;
+        uint32_t st = w->desc_ctx == NBD_META_BASE_ALLOCATION
+                              ? ((flags & ST_EXTENT_HOLE) ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0)
+                              : ((flags & ST_EXTENT_SHARED) ? 1u : 0);
+        while (len > 0) {
+                uint32_t l = len > 0x80000000u ? 0x80000000u : (uint32_t)len;
+                uint8_t *last = w->n_desc ? w->desc + 8 * (w->n_desc - 1) : NULL;
+                uint32_t last_len = last ? get_be32(last) : 0;
+                if (last && w->desc_last == st && (uint64_t)last_len + l <= 0xffffffffu) {
+                        put_be32(last, last_len + l);
+                } else {
+                        if (w->n_desc == w->desc_max)
+                                return 1; /* enough */
+                        if (st_buf_grow(&w->desc, &w->desc_cap, 8 * (w->n_desc + 1)) < 0)
+                                return -ENOMEM;
+                        put_be32(w->desc + 8 * w->n_desc, l);
+                        put_be32(w->desc + 8 * w->n_desc + 4, st);
+                        w->n_desc++;
+                        w->desc_last = st;
+                }
+                len -= l;
+        }
+        return 0;
+}
+
+static int do_block_status(worker *w, const nbd_request *q) {
+        pool *p = w->p;
+        uint32_t meta = p->c->meta;
+        int r = 0;
+        unsigned remaining = __builtin_popcount(meta);
+        for (uint32_t id = NBD_META_BASE_ALLOCATION; r == 0 && id <= NBD_META_STELLAR_SHARED; id++) {
+                if (!(meta & (1u << id)))
+                        continue;
+                w->n_desc = 0;
+                w->desc_ctx = id;
+                w->desc_max = (q->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : 4096;
+                int k = st_volume_map(p->v, q->offset, q->length,
+                                      id == NBD_META_BASE_ALLOCATION ? ST_EXTENT_HOLE
+                                                                     : ST_EXTENT_SHARED,
+                                      status_extent, w);
+                if (k < 0)
+                        return error_reply(p, q, wire_error(k));
+                if (w->n_desc == 0) { /* a zero-length query still gets one descriptor */
+                        if (st_buf_grow(&w->desc, &w->desc_cap, 8) < 0)
+                                return -ENOMEM;
+                        put_be32(w->desc, q->length);
+                        put_be32(w->desc + 4, 0);
+                        w->n_desc = 1;
+                }
+                uint8_t h[24];
+                chunk_header(h, --remaining == 0 ? NBD_REPLY_FLAG_DONE : 0,
+                             NBD_REPLY_TYPE_BLOCK_STATUS, q->cookie, (uint32_t)(4 + 8 * w->n_desc));
+                put_be32(h + 20, id);
+                struct iovec iov[2] = { { h, 24 }, { w->desc, 8 * w->n_desc } };
+                r = send_msg(p, iov, 2);
+        }
+        return r;
+}
+
+/* Serve one validated request and send its reply. <0: the connection is
+ * done for (the reply could not be sent). */
+static int serve_one(worker *w) {
+        pool *p = w->p;
+        const nbd_request *q = &w->q;
+        unsigned fua = (q->flags & NBD_CMD_FLAG_FUA) ? ST_WRITE_FUA : 0;
+        int r;
+        switch (q->type) {
+        case NBD_CMD_READ:
+                return do_read(w, q);
+        case NBD_CMD_WRITE:
+                return status_reply(p, q, st_volume_write(p->v, w->buf, q->length, q->offset, fua));
+        case NBD_CMD_FLUSH:
+                return status_reply(p, q, st_volume_flush(p->v));
+        case NBD_CMD_TRIM:
+                r = st_volume_discard(p->v, q->offset, q->length);
+                if (r == 0 && fua)
+                        r = st_volume_flush(p->v);
+                return status_reply(p, q, r);
+        case NBD_CMD_WRITE_ZEROES:
+                return status_reply(p, q,
+                                    st_volume_write_zeroes(p->v, q->offset, q->length,
+                                                           fua | ((q->flags & NBD_CMD_FLAG_NO_HOLE)
+                                                                          ? ST_WRITE_NO_HOLE
+                                                                          : 0)));
+        case NBD_CMD_CACHE:
+                (void)st_volume_prefetch(p->v, q->offset, q->length); /* a hint */
+                return ok_reply(p, q);
+        case NBD_CMD_BLOCK_STATUS:
+                return do_block_status(w, q);
+        default:
+                return error_reply(p, q, NBD_EINVAL);
+        }
+}
+
+static uint64_t payload_of(const nbd_request *q) {
+        return q->type == NBD_CMD_READ || q->type == NBD_CMD_WRITE ? q->length : 0;
+}
+
+/* The connection cannot go on: wake its reader (blocked in recv). */
+static void pool_fail(pool *p) {
+        pthread_mutex_lock(&p->lock);
+        if (!p->failed) {
+                p->failed = true;
+                (void)shutdown(p->c->fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&p->lock);
+}
+
+static void shrink(uint8_t **b, size_t *cap) {
+        if (*cap > NBD_KEEP_BYTES) {
+                free(*b);
+                *b = NULL;
+                *cap = 0;
+        }
+}
+
+static void *worker_main(void *arg) {
+        worker *w = arg;
+        pool *p = w->p;
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                while (!w->busy && !p->quit)
+                        pthread_cond_wait(&w->go, &p->lock);
+                if (!w->busy)
+                        break;
+                pthread_mutex_unlock(&p->lock);
+                if (serve_one(w) < 0)
+                        pool_fail(p);
+                shrink(&w->buf, &w->buf_cap);
+                shrink(&w->ext, &w->ext_cap);
+                shrink(&w->desc, &w->desc_cap);
+                pthread_mutex_lock(&p->lock);
+                w->busy = false;
+                p->n_busy--;
+                p->inflight -= payload_of(&w->q);
+                pthread_cond_broadcast(&p->idle);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+/* An idle worker for a request whose payload is 'bytes', started if none
+ * is; waits while all are busy or the payloads held would pass the bound.
+ * NULL when the connection has failed. Called with p->lock held. */
+static worker *take_worker(pool *p, uint64_t bytes) {
+        for (;;) {
+                if (p->failed)
+                        return NULL;
+                bool room = p->n_busy == 0 || p->inflight + bytes <= NBD_INFLIGHT_BYTES;
+                if (room) {
+                        for (unsigned i = 0; i < p->n_started; i++)
+                                if (!p->w[i].busy)
+                                        return &p->w[i];
+                        if (p->n_started < NBD_WORKERS) {
+                                worker *w = &p->w[p->n_started];
+                                *w = (worker){ .p = p };
+                                pthread_cond_init(&w->go, NULL);
+                                if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+                                        p->n_started++;
+                                        return w;
+                                }
+                                pthread_cond_destroy(&w->go);
+                                if (p->n_started == 0)
+                                        return NULL; /* no thread at all: give up */
+                        }
+                }
+                pthread_cond_wait(&p->idle, &p->lock);
+        }
+}
+
+/* Read, check and hand out requests until the end. */
+static int read_requests(pool *p) {
+        conn *c = p->c;
+        for (;;) {
+                if (*c->ctx->stopping)
+                        return 0;
+                uint8_t hdr[28];
+                int r = wire_read(c->fd, hdr, sizeof hdr);
+                if (r < 0)
+                        return r;
+                nbd_request q;
+                if (!nbd_request_decode(hdr, &q))
+                        return -EPROTO;
+                bool hangup;
+                uint32_t err = nbd_request_validate(&q, &c->caps, &hangup);
+                if (hangup)
+                        return -EPROTO;
+                if (q.type == NBD_CMD_DISC && !err)
+                        return 0;
+                uint64_t bytes = err ? 0 : payload_of(&q);
+                pthread_mutex_lock(&p->lock);
+                worker *w = take_worker(p, bytes);
+                pthread_mutex_unlock(&p->lock);
+                if (!w)
+                        return -EPIPE;
+                if (q.type == NBD_CMD_WRITE) {
+                        /* The payload follows whatever the verdict. */
+                        if ((r = st_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
+                            (r = wire_read(c->fd, w->buf, q.length)) < 0)
+                                return r;
+                }
+                if (err) {
+                        if ((r = error_reply(p, &q, err)) < 0)
+                                return r;
+                        continue;
+                }
+                pthread_mutex_lock(&p->lock);
+                w->q = q;
+                w->busy = true;
+                p->n_busy++;
+                p->inflight += bytes;
+                pthread_cond_signal(&w->go);
+                pthread_mutex_unlock(&p->lock);
+        }
+}
+
+int nbd_transmission(conn *c) {
+        pool p = { .c = c, .v = export_volume(c->ex) };
+        c->caps.structured = c->structured;
+        pthread_mutex_init(&p.lock, NULL);
+        pthread_mutex_init(&p.send_lock, NULL);
+        pthread_cond_init(&p.idle, NULL);
+        int r = read_requests(&p);
+        /* Requests taken are served (and their replies sent, if the client
+         * still reads) before the connection ends: a disconnect after a
+         * write does not drop it. */
+        pthread_mutex_lock(&p.lock);
+        while (p.n_busy > 0)
+                pthread_cond_wait(&p.idle, &p.lock);
+        p.quit = true;
+        for (unsigned i = 0; i < p.n_started; i++)
+                pthread_cond_signal(&p.w[i].go);
+        pthread_mutex_unlock(&p.lock);
+        for (unsigned i = 0; i < p.n_started; i++) {
+                worker *w = &p.w[i];
+                pthread_join(w->thread, NULL);
+                pthread_cond_destroy(&w->go);
+                free(w->buf);
+                free(w->ext);
+                free(w->desc);
+        }
+        pthread_cond_destroy(&p.idle);
+        pthread_mutex_destroy(&p.send_lock);
+        pthread_mutex_destroy(&p.lock);
+        return r;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Bytes on an NBD socket: big-endian fields, whole reads and sends. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+static inline void put_be16(uint8_t *p, uint16_t v) {
+        p[0] = (uint8_t)(v >> 8);
+        p[1] = (uint8_t)v;
+}
+static inline void put_be32(uint8_t *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+static inline void put_be64(uint8_t *p, uint64_t v) {
+        put_be32(p, (uint32_t)(v >> 32));
+        put_be32(p + 4, (uint32_t)v);
+}
+static inline uint32_t get_be32(const uint8_t *p) {
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint64_t wire_now_ns(void);
+/* A deadline (CLOCK_MONOTONIC ns, 0 for none) for this thread's reads: the
+ * handshake has one for the whole negotiation. */
+void wire_set_deadline(uint64_t ns);
+/* All len bytes, or -ECONNRESET at end of stream, -ETIMEDOUT, -errno. */
+int wire_read(int fd, void *buf, size_t len);
+/* Read and drop len bytes. */
+int wire_skip(int fd, uint64_t len);
+/* Everything in iov (modified as it goes). */
+int wire_send_iov(int fd, struct iovec *iov, int cnt);
+int wire_send(int fd, const void *buf, size_t len);
