@@ -82,6 +82,45 @@ random_file() {
     printf '%s\n' "$f"
 }
 
+# dense_image: path of a cached 3 GiB ext4 image holding this machine's
+# shared libraries (/usr/lib/x86_64-linux-gnu, about 1.1 GB: binaries, the
+# hard case for compression), laid out from its start by mkfs.ext4 -d, so
+# its first GiB is nearly all data (data_share says how much).
+dense_image() {
+    local f="$DATA/dense.raw"
+    if [ ! -f "$f" ]; then
+        log "building $f (ext4 of /usr/lib/x86_64-linux-gnu)..."
+        mkdir -p "$DATA"
+        rm -f "$f.tmp"
+        truncate -s 3G "$f.tmp"
+        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -d /usr/lib/x86_64-linux-gnu \
+            "$f.tmp" >&2 || die "mkfs.ext4 -d failed"
+        mv "$f.tmp" "$f"
+    fi
+    printf '%s\n' "$f"
+}
+
+# data_share FILE LEN: the share of FILE's first LEN bytes that is data
+# (allocated, as SEEK_DATA/SEEK_HOLE report it), e.g. 0.982.
+data_share() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+end, off, data = int(sys.argv[2]), 0, 0
+while off < end:
+    try:
+        d = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    if d >= end:
+        break
+    h = min(os.lseek(fd, d, os.SEEK_HOLE), end)
+    data += h - d
+    off = h
+print("%.3f" % (data / end))
+PY
+}
+
 # warm FILE...: read files into the page cache (their data extents).
 warm() { cat "$@" >/dev/null; }
 

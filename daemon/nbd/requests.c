@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Transmission: the connection's thread reads requests (and the payloads of
- * writes) and hands each to one of up to NBD_WORKERS workers, which serves
- * it and sends its reply as soon as it completes, in any order (proto.md
- * allows it; replies are matched by cookie). A reply's chunks go out whole
- * under the send lock. Each worker keeps its buffers, so a warm connection
- * allocates nothing per request; at most NBD_INFLIGHT_BYTES of payloads are
- * held at once. A flush covers the writes whose replies were sent before it
- * arrived: the delta's flush covers every write it has taken.
+ * Transmission: up to NBD_WORKERS threads per connection (twice the CPUs),
+ * each in turn taking the read lock, reading one request (and a write's
+ * payload), letting go, serving it and sending its reply as soon as it
+ * completes, in any order (proto.md allows it; replies are matched by
+ * cookie). A thread is added only when requests queue behind the one just
+ * read, so a client at depth 1 is served by one thread with no hand-off. A
+ * reply's messages go out whole under the send lock. Each thread keeps its
+ * buffers, so a warm connection allocates nothing per request. A flush
+ * covers the writes whose replies were sent before it arrived: the delta's
+ * flush covers every write it has taken.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,8 +24,7 @@
 #include "conn.h"
 #include "wire.h"
 
-#define NBD_WORKERS 8
-#define NBD_INFLIGHT_BYTES (64u << 20)
+#define NBD_WORKERS 16
 /* Buffers past this are given back after the request that grew them. */
 #define NBD_KEEP_BYTES (4u << 20)
 
@@ -31,8 +33,6 @@ typedef struct pool pool;
 typedef struct worker {
         pool *p;
         pthread_t thread;
-        pthread_cond_t go;
-        bool busy;
         nbd_request q;
         uint8_t *buf; /* the data of a read or a write */
         size_t buf_cap;
@@ -47,12 +47,12 @@ typedef struct worker {
 struct pool {
         conn *c;
         st_volume *v;
-        pthread_mutex_t lock;
-        pthread_cond_t idle; /* a worker finished */
-        pthread_mutex_t send_lock;
+        pthread_mutex_t lock;      /* the fields below */
+        pthread_mutex_t read_lock; /* one thread reads from the socket at a time */
+        pthread_mutex_t send_lock; /* one message of a reply goes out whole */
         worker w[NBD_WORKERS];
-        unsigned n_started, n_busy;
-        uint64_t inflight; /* payload bytes held by busy workers */
+        unsigned n_started, max_workers;
+        int end;          /* why the connection ended (<0), or 0 */
         bool quit, failed;
 };
 
@@ -288,11 +288,8 @@ static int serve_one(worker *w) {
         }
 }
 
-static uint64_t payload_of(const nbd_request *q) {
-        return q->type == NBD_CMD_READ || q->type == NBD_CMD_WRITE ? q->length : 0;
-}
 
-/* The connection cannot go on: wake its reader (blocked in recv). */
+/* The connection cannot go on: wake the thread blocked in recv. */
 static void pool_fail(pool *p) {
         pthread_mutex_lock(&p->lock);
         if (!p->failed) {
@@ -310,133 +307,116 @@ static void shrink(uint8_t **b, size_t *cap) {
         }
 }
 
+static void *worker_main(void *arg);
+
+/* With the read lock held: another thread, if requests are queued behind
+ * the one just read and there is room for one. */
+static void maybe_start(pool *p) {
+        int queued = 0;
+        if (ioctl(p->c->fd, FIONREAD, &queued) < 0 || queued <= 0)
+                return;
+        pthread_mutex_lock(&p->lock);
+        if (p->n_started < p->max_workers && !p->quit) {
+                worker *w = &p->w[p->n_started];
+                *w = (worker){ .p = p };
+                if (pthread_create(&w->thread, NULL, worker_main, w) == 0)
+                        p->n_started++;
+        }
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* One request read and checked under the read lock: 1 when w->q is to be
+ * served, 0 after an answered refusal, <0 (or 2 for a disconnect) to end. */
+static int next_request(worker *w) {
+        pool *p = w->p;
+        conn *c = p->c;
+        if (p->quit || p->failed || *c->ctx->stopping)
+                return 2;
+        uint8_t hdr[28];
+        int r = wire_read(c->fd, hdr, sizeof hdr);
+        if (r < 0)
+                return r;
+        nbd_request q;
+        if (!nbd_request_decode(hdr, &q))
+                return -EPROTO;
+        bool hangup;
+        uint32_t err = nbd_request_validate(&q, &c->caps, &hangup);
+        if (hangup)
+                return -EPROTO;
+        if (q.type == NBD_CMD_DISC && !err)
+                return 2;
+        if (q.type == NBD_CMD_WRITE) {
+                /* The payload follows whatever the verdict. */
+                if ((r = st_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
+                    (r = wire_read(c->fd, w->buf, q.length)) < 0)
+                        return r;
+        }
+        if (err) {
+                r = error_reply(p, &q, err);
+                return r < 0 ? r : 0;
+        }
+        maybe_start(p);
+        w->q = q;
+        return 1;
+}
+
+/* Every thread of the connection, its own first among them: take the read
+ * lock, read a request, let go, serve it, reply; until the end. */
 static void *worker_main(void *arg) {
         worker *w = arg;
         pool *p = w->p;
-        pthread_mutex_lock(&p->lock);
         for (;;) {
-                while (!w->busy && !p->quit)
-                        pthread_cond_wait(&w->go, &p->lock);
-                if (!w->busy)
+                pthread_mutex_lock(&p->read_lock);
+                int r = next_request(w);
+                if (r < 0 || r == 2) {
+                        pthread_mutex_lock(&p->lock);
+                        if (r < 0 && !p->end)
+                                p->end = r;
+                        p->quit = true;
+                        pthread_mutex_unlock(&p->lock);
+                        (void)shutdown(p->c->fd, SHUT_RD); /* the others see the end too */
+                }
+                pthread_mutex_unlock(&p->read_lock);
+                if (r < 0 || r == 2)
                         break;
-                pthread_mutex_unlock(&p->lock);
-                if (serve_one(w) < 0)
+                if (r == 1 && serve_one(w) < 0)
                         pool_fail(p);
                 shrink(&w->buf, &w->buf_cap);
                 shrink(&w->ext, &w->ext_cap);
                 shrink(&w->desc, &w->desc_cap);
-                pthread_mutex_lock(&p->lock);
-                w->busy = false;
-                p->n_busy--;
-                p->inflight -= payload_of(&w->q);
-                pthread_cond_broadcast(&p->idle);
         }
-        pthread_mutex_unlock(&p->lock);
         return NULL;
-}
-
-/* An idle worker for a request whose payload is 'bytes', started if none
- * is; waits while all are busy or the payloads held would pass the bound.
- * NULL when the connection has failed. Called with p->lock held. */
-static worker *take_worker(pool *p, uint64_t bytes) {
-        for (;;) {
-                if (p->failed)
-                        return NULL;
-                bool room = p->n_busy == 0 || p->inflight + bytes <= NBD_INFLIGHT_BYTES;
-                if (room) {
-                        for (unsigned i = 0; i < p->n_started; i++)
-                                if (!p->w[i].busy)
-                                        return &p->w[i];
-                        if (p->n_started < NBD_WORKERS) {
-                                worker *w = &p->w[p->n_started];
-                                *w = (worker){ .p = p };
-                                pthread_cond_init(&w->go, NULL);
-                                if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
-                                        p->n_started++;
-                                        return w;
-                                }
-                                pthread_cond_destroy(&w->go);
-                                if (p->n_started == 0)
-                                        return NULL; /* no thread at all: give up */
-                        }
-                }
-                pthread_cond_wait(&p->idle, &p->lock);
-        }
-}
-
-/* Read, check and hand out requests until the end. */
-static int read_requests(pool *p) {
-        conn *c = p->c;
-        for (;;) {
-                if (*c->ctx->stopping)
-                        return 0;
-                uint8_t hdr[28];
-                int r = wire_read(c->fd, hdr, sizeof hdr);
-                if (r < 0)
-                        return r;
-                nbd_request q;
-                if (!nbd_request_decode(hdr, &q))
-                        return -EPROTO;
-                bool hangup;
-                uint32_t err = nbd_request_validate(&q, &c->caps, &hangup);
-                if (hangup)
-                        return -EPROTO;
-                if (q.type == NBD_CMD_DISC && !err)
-                        return 0;
-                uint64_t bytes = err ? 0 : payload_of(&q);
-                pthread_mutex_lock(&p->lock);
-                worker *w = take_worker(p, bytes);
-                pthread_mutex_unlock(&p->lock);
-                if (!w)
-                        return -EPIPE;
-                if (q.type == NBD_CMD_WRITE) {
-                        /* The payload follows whatever the verdict. */
-                        if ((r = st_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
-                            (r = wire_read(c->fd, w->buf, q.length)) < 0)
-                                return r;
-                }
-                if (err) {
-                        if ((r = error_reply(p, &q, err)) < 0)
-                                return r;
-                        continue;
-                }
-                pthread_mutex_lock(&p->lock);
-                w->q = q;
-                w->busy = true;
-                p->n_busy++;
-                p->inflight += bytes;
-                pthread_cond_signal(&w->go);
-                pthread_mutex_unlock(&p->lock);
-        }
 }
 
 int nbd_transmission(conn *c) {
         pool p = { .c = c, .v = export_volume(c->ex) };
         c->caps.structured = c->structured;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        p.max_workers = cpus < 1 ? 1 : cpus * 2 > NBD_WORKERS ? NBD_WORKERS : (unsigned)cpus * 2;
         pthread_mutex_init(&p.lock, NULL);
+        pthread_mutex_init(&p.read_lock, NULL);
         pthread_mutex_init(&p.send_lock, NULL);
-        pthread_cond_init(&p.idle, NULL);
-        int r = read_requests(&p);
+        /* This thread is the first worker; others start as requests queue. */
+        p.w[0] = (worker){ .p = &p };
+        p.n_started = 1;
+        (void)worker_main(&p.w[0]);
         /* Requests taken are served (and their replies sent, if the client
          * still reads) before the connection ends: a disconnect after a
          * write does not drop it. */
         pthread_mutex_lock(&p.lock);
-        while (p.n_busy > 0)
-                pthread_cond_wait(&p.idle, &p.lock);
-        p.quit = true;
-        for (unsigned i = 0; i < p.n_started; i++)
-                pthread_cond_signal(&p.w[i].go);
+        unsigned n = p.n_started;
+        p.quit = true; /* no more threads start */
         pthread_mutex_unlock(&p.lock);
-        for (unsigned i = 0; i < p.n_started; i++) {
+        for (unsigned i = 0; i < n; i++) {
                 worker *w = &p.w[i];
-                pthread_join(w->thread, NULL);
-                pthread_cond_destroy(&w->go);
+                if (i > 0)
+                        pthread_join(w->thread, NULL);
                 free(w->buf);
                 free(w->ext);
                 free(w->desc);
         }
-        pthread_cond_destroy(&p.idle);
         pthread_mutex_destroy(&p.send_lock);
+        pthread_mutex_destroy(&p.read_lock);
         pthread_mutex_destroy(&p.lock);
-        return r;
+        return p.end;
 }
