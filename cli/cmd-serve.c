@@ -10,7 +10,7 @@
 static const char usage[] =
         "Usage: stellar serve --nbd unix:PATH|tcp:HOST:PORT [--nbd ...] [--pidfile FILE]\n"
         "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n"
-        "                     [--prefetch]\n\n"
+        "                     [--prefetch] [--metrics tcp:HOST:PORT|unix:PATH]\n\n"
         "Serve every image, snapshot and volume of the store over NBD, each as an\n"
         "export named after it: images and snapshots read-only, volumes writable\n"
         "(their writes go to the volume's delta). Names created while it runs are\n"
@@ -31,7 +31,16 @@ static const char usage[] =
         "  --prefetch            lazily pulled images (pull --lazy): besides fetching\n"
         "                        chunks when read, fetch all the others in the\n"
         "                        background, in disk order (without it: only what\n"
-        "                        is read is fetched)\n\n"
+        "                        is read is fetched)\n"
+        "  --metrics ADDR        serve Prometheus text (HTTP GET, any path) there:\n"
+        "                        connections, cache hits and misses, per export\n"
+        "                        requests, bytes, errors and latency histograms.\n"
+        "                        Unauthenticated: give it a loopback address or a\n"
+        "                        Unix socket\n\n"
+        "'stellar status' shows the running daemon: exports and their clients,\n"
+        "cache hit rate, connections, uptime. Each refused option or request, broken\n"
+        "handshake or connection that ends in an error is logged with the client\n"
+        "(pid and uid on Unix sockets, address on TCP) and the export.\n\n"
         "Clients: qemu -drive file=nbd+unix:///NAME?socket=PATH, qemu-img, qemu-io,\n"
         "nbdinfo, nbdcopy, nbdsh. Metadata contexts: base:allocation, and\n"
         "stellar:shared (bit 0: the extent is stored in a deduplicated chunk).\n";
@@ -72,6 +81,9 @@ int cmd_serve(cli *c, int argc, char **argv) {
                                 return 2;
                         }
                         i++;
+                } else if (strcmp(argv[i], "--metrics") == 0 && v) {
+                        o.metrics = v;
+                        i++;
                 } else if (strcmp(argv[i], "--prefetch") == 0) {
                         o.prefetch = true;
                 } else if (strcmp(argv[i], "--max-connections") == 0 && v) {
@@ -89,4 +101,31 @@ int cmd_serve(cli *c, int argc, char **argv) {
                 return 2;
         }
         return serve_run(&o);
+}
+
+static const char status_usage[] =
+        "Usage: stellar status [--json]\n\n"
+        "What the daemon serving the store is doing: its pid and uptime, NBD\n"
+        "connections, the shared cache (size, hit rate, bytes loaded), and each\n"
+        "open export with its clients, reads, writes, flushes and errors since it\n"
+        "was opened. Exit status 3 when no daemon serves the store.\n";
+
+int cmd_status(cli *c, int argc, char **argv) {
+        int i = cli_common_flags(c, argc, argv, status_usage);
+        if (i < 0)
+                return 2;
+        if (i != argc) {
+                fprintf(cli_err(), "%s", status_usage);
+                return 2;
+        }
+        if (!c->served) {
+                /* (main sends it to a daemon when one answers) */
+                if (c->json)
+                        fprintf(cli_out(), "{\"served\":false}\n");
+                else
+                        fprintf(cli_out(), "no daemon serves %s\n", c->store_dir);
+                return 3;
+        }
+        serve_status(cli_out(), c->served, c->json);
+        return 0;
 }

@@ -26,6 +26,7 @@ static const struct {
         { "info", cmd_info, "NAME: describe one of them" },
         { "rm", cmd_rm, "NAME...: remove (shared data stays; gc frees the rest)" },
         { "stats", cmd_stats, "store totals: chunks, bytes, dedup ratio" },
+        { "status", cmd_status, "what the daemon serving the store is doing" },
         { "gc", cmd_gc, "free unreferenced chunks and compact packs" },
         { "fsck", cmd_fsck, "re-hash every chunk and check every reference" },
         { "hash", cmd_hash, "FILE...: BLAKE3 of files (b3sum-compatible output)" },

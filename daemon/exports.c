@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 
 #include "serve.h"
 
@@ -17,6 +18,7 @@ struct export {
         char name[256];
         st_volume *v;
         unsigned users;
+        export_stats st;
         struct export *next;
 };
 
@@ -87,5 +89,36 @@ void exports_close_all(void) {
                 free(e);
         }
         n_open = 0;
+        pthread_mutex_unlock(&lock);
+}
+
+/* Upper bounds of the latency buckets, in µs (the last is +Inf). */
+const uint64_t export_lat_bounds_us[EXPORT_LAT_BUCKETS - 1] = { 50,   100,  250,   500,
+                                                                1000, 2500, 10000, 100000 };
+
+void export_account(export *e, unsigned op, uint64_t bytes, uint64_t ns) {
+        export_stats *st = &e->st;
+        atomic_fetch_add_explicit(&st->ops[op], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->bytes[op], bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->ns_sum[op], ns, memory_order_relaxed);
+        unsigned b = 0;
+        while (b < EXPORT_LAT_BUCKETS - 1 && ns > export_lat_bounds_us[b] * 1000)
+                b++;
+        atomic_fetch_add_explicit(&st->lat[op][b], 1, memory_order_relaxed);
+}
+
+void export_account_error(export *e) {
+        atomic_fetch_add_explicit(&e->st.errors, 1, memory_order_relaxed);
+}
+
+const char *export_name(const export *e) {
+        return e->name;
+}
+
+void exports_visit(void (*fn)(void *ctx, const char *name, unsigned users, const export_stats *st),
+                   void *ctx) {
+        pthread_mutex_lock(&lock);
+        for (struct export *e = list; e; e = e->next)
+                fn(ctx, e->name, e->users, &e->st);
         pthread_mutex_unlock(&lock);
 }

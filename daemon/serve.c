@@ -16,6 +16,8 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -37,18 +39,128 @@ static int *conn_fds;
 static unsigned n_conns, cap_conns;
 static atomic_ulong total_conns, rejected_conns;
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...) {
-        char ts[32];
+static void vlog(const char *fmt, va_list ap) {
+        char ts[32], line[1024];
         time_t t = time(NULL);
         struct tm tm;
         strftime(ts, sizeof ts, "%H:%M:%S", localtime_r(&t, &tm));
+        vsnprintf(line, sizeof line, fmt, ap);
+        /* one write per line: lines of different threads never mix */
+        fprintf(stderr, "stellar serve %s: %s\n", ts, line);
+}
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        fprintf(stderr, "stellar serve %s: ", ts);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        vlog(fmt, ap);
         va_end(ap);
+}
+
+void serve_logf(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(fmt, ap);
+        va_end(ap);
+}
+
+static struct timespec started;
+
+void serve_get_counts(serve_counts *ret) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        pthread_mutex_lock(&conns_lock);
+        unsigned nc = n_conns;
+        pthread_mutex_unlock(&conns_lock);
+        *ret = (serve_counts){ .connections = nc,
+                               .connections_total = atomic_load(&total_conns),
+                               .connections_rejected = atomic_load(&rejected_conns),
+                               .uptime_s = (double)(now.tv_sec - started.tv_sec) +
+                                           (double)(now.tv_nsec - started.tv_nsec) / 1e9,
+                               .pid = (long)getpid() };
+}
+
+/* Who a client is, for the log. */
+static void peer_name(int fd, char *buf, size_t len) {
+        struct sockaddr_storage a;
+        socklen_t al = sizeof a;
+        snprintf(buf, len, "?");
+        if (getpeername(fd, (struct sockaddr *)&a, &al) < 0)
+                return;
+        if (a.ss_family == AF_UNIX) {
+                struct ucred cr;
+                socklen_t cl = sizeof cr;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+                        snprintf(buf, len, "pid %ld uid %ld", (long)cr.pid, (long)cr.uid);
+                return;
+        }
+        char host[64], port[16];
+        if (getnameinfo((struct sockaddr *)&a, al, host, sizeof host, port, sizeof port,
+                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+                snprintf(buf, len, a.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* The service manager's readiness protocol (sd_notify(3)): one datagram to
+ * $NOTIFY_SOCKET, when it is set (a unit with Type=notify). */
+static void notify(const char *state) {
+        const char *path = getenv("NOTIFY_SOCKET");
+        if (!path || (path[0] != '/' && path[0] != '@'))
+                return;
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        size_t l = strlen(path);
+        if (l >= sizeof a.sun_path)
+                return;
+        memcpy(a.sun_path, path, l);
+        if (a.sun_path[0] == '@')
+                a.sun_path[0] = 0; /* abstract */
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return;
+        (void)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&a,
+                     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + l));
+        close(fd);
+}
+
+/* One scrape of the metrics endpoint: any request gets the text. */
+static void *metrics_main(void *arg) {
+        int fd = (int)(intptr_t)((void **)arg)[0];
+        st_store *s = ((void **)arg)[1];
+        free(arg);
+        struct timeval tv = { .tv_sec = 5 };
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        char req[2048];
+        size_t got = 0;
+        /* up to the end of the request's head, or what arrives in 5 s */
+        while (got < sizeof req - 1) {
+                ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+                req[got] = 0;
+                if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+                        break;
+        }
+        char *body = NULL;
+        size_t blen = 0;
+        FILE *m = open_memstream(&body, &blen);
+        if (m) {
+                serve_metrics(m, s);
+                fclose(m);
+        }
+        FILE *f = fdopen(fd, "w");
+        if (f) {
+                fprintf(f,
+                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                        body ? blen : 0);
+                if (body)
+                        fwrite(body, 1, blen, f);
+                fclose(f);
+        } else
+                close(fd);
+        free(body);
+        return NULL;
 }
 
 static void on_signal(int sig) {
@@ -222,6 +334,7 @@ int serve_run(const serve_opts *o) {
         st_store *s;
         st_diag d = { 0 };
         raise_fd_limit(o->max_connections);
+        clock_gettime(CLOCK_MONOTONIC, &started);
         /* The daemon owns the store: it holds it to itself, and every other
          * command comes to it over the control socket. A command that holds
          * the store now (an import, a gc) is waited for; another daemon is
@@ -282,6 +395,7 @@ int serve_run(const serve_opts *o) {
                 return 1;
         }
         listener ls[8];
+        listener ml = { .fd = -1 }; /* metrics */
         unsigned n_ls = 0;
         bool wrote_pidfile = false;
         int ctl_fd = -1;
@@ -297,6 +411,14 @@ int serve_run(const serve_opts *o) {
                 }
                 logf_("listening on %s", o->nbd[i]);
                 n_ls++;
+        }
+        if (o->metrics) {
+                r = listen_on(o->metrics, &ml);
+                if (r < 0) {
+                        logf_("cannot listen on %s (metrics): %s", o->metrics, strerror(-r));
+                        goto out;
+                }
+                logf_("metrics on %s", o->metrics);
         }
         if (o->run) {
                 r = control_listen(o->store_dir, &ctl_fd, ctl_path);
@@ -330,12 +452,18 @@ int serve_run(const serve_opts *o) {
         time_t last_stats = 0;
         int reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         unsigned warned_fds = 0;
+        {
+                char ready[96];
+                snprintf(ready, sizeof ready, "READY=1\nMAINPID=%ld\nSTATUS=serving", (long)getpid());
+                notify(ready);
+        }
         while (!stopping) {
                 for (unsigned i = 0; i < n_ls; i++)
                         pfd[i] = (struct pollfd){ .fd = ls[i].fd, .events = POLLIN };
                 pfd[n_ls] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
                 pfd[n_ls + 1] = (struct pollfd){ .fd = ctl_fd, .events = POLLIN };
-                int n = poll(pfd, n_ls + 2, 1000);
+                pfd[n_ls + 2] = (struct pollfd){ .fd = ml.fd, .events = POLLIN };
+                int n = poll(pfd, n_ls + 3, 1000);
                 if (time(NULL) != last_stats) {
                         write_stats(s, o->stats_file);
                         last_stats = time(NULL);
@@ -344,6 +472,20 @@ int serve_run(const serve_opts *o) {
                         continue;
                 if (ctl_fd >= 0 && (pfd[n_ls + 1].revents & POLLIN) && !stopping)
                         control_accept(ctl_fd, s, o);
+                if (ml.fd >= 0 && (pfd[n_ls + 2].revents & POLLIN) && !stopping) {
+                        int mfd = accept4(ml.fd, NULL, NULL, SOCK_CLOEXEC);
+                        void **arg = mfd >= 0 ? malloc(2 * sizeof *arg) : NULL;
+                        pthread_t mt;
+                        if (arg) {
+                                arg[0] = (void *)(intptr_t)mfd;
+                                arg[1] = s;
+                        }
+                        if (!arg || pthread_create(&mt, &attr, metrics_main, arg) != 0) {
+                                free(arg);
+                                if (mfd >= 0)
+                                        close(mfd);
+                        }
+                }
                 for (unsigned i = 0; i < n_ls && !stopping; i++) {
                         if (!(pfd[i].revents & POLLIN))
                                 continue;
@@ -385,6 +527,7 @@ int serve_run(const serve_opts *o) {
                         if (a) {
                                 *a = (struct conn_arg){ .ctx = { .s = s, .stopping = &stopping },
                                                         .fd = fd };
+                                peer_name(fd, a->ctx.peer, sizeof a->ctx.peer);
                                 if (pthread_create(&t, &attr, conn_main, a) == 0) {
                                         atomic_fetch_add(&total_conns, 1);
                                         continue;
@@ -403,8 +546,10 @@ int serve_run(const serve_opts *o) {
         unsigned ending = n_conns;
         pthread_mutex_unlock(&conns_lock);
         logf_("stopping: ending %u connections", ending);
+        notify("STOPPING=1");
         for (unsigned i = 0; i < n_ls; i++)
                 close(ls[i].fd);
+
         pthread_mutex_lock(&conns_lock);
         for (unsigned i = 0; i < n_conns; i++)
                 shutdown(conn_fds[i], SHUT_RDWR);
@@ -425,6 +570,10 @@ out:
         for (unsigned i = 0; i < n_ls; i++)
                 if (ls[i].unix_path[0])
                         (void)unlink(ls[i].unix_path);
+        if (ml.fd >= 0)
+                close(ml.fd);
+        if (ml.unix_path[0])
+                (void)unlink(ml.unix_path);
         if (wrote_pidfile)
                 (void)unlink(o->pidfile);
         st_store_close(s);

@@ -21,6 +21,7 @@ typedef struct serve_opts {
         uint64_t cache_bytes;
         bool prefetch; /* lazily pulled images: fetch the rest in the background */
         unsigned max_connections;
+        const char *metrics; /* "tcp:HOST:PORT" or "unix:PATH": Prometheus text over HTTP */
         /* Runs a command a client of the control socket sent (the CLI's
          * dispatcher), with the client's stdout, stderr and working
          * directory; returns its exit status. Called from several threads. */
@@ -42,6 +43,23 @@ int serve_run(const serve_opts *o);
 /* The export table (exports.c): a volume handle shared by every connection
  * to the same name, opened on first use, closed (flushed) on last. */
 typedef struct export export;
+/* Per export, while it is open: requests, bytes and time by kind, and a
+ * latency histogram (EXPORT_LAT_BUCKETS buckets, bounds in µs). */
+enum { EXPORT_OP_READ, EXPORT_OP_WRITE, EXPORT_OP_FLUSH, EXPORT_OP_TRIM, EXPORT_OP_OTHER,
+       EXPORT_OPS };
+#define EXPORT_LAT_BUCKETS 9
+extern const uint64_t export_lat_bounds_us[EXPORT_LAT_BUCKETS - 1];
+typedef struct export_stats {
+        _Atomic uint64_t ops[EXPORT_OPS], bytes[EXPORT_OPS], ns_sum[EXPORT_OPS];
+        _Atomic uint64_t lat[EXPORT_OPS][EXPORT_LAT_BUCKETS];
+        _Atomic uint64_t errors;
+} export_stats;
+void export_account(export *e, unsigned op, uint64_t bytes, uint64_t ns);
+void export_account_error(export *e);
+const char *export_name(const export *e);
+/* Calls fn for every open export, under the table's lock. */
+void exports_visit(void (*fn)(void *ctx, const char *name, unsigned users, const export_stats *st),
+                   void *ctx);
 int export_get(st_store *s, const char *name, export **ret);
 void export_put(export *e);
 st_volume *export_volume(export *e);
@@ -52,5 +70,22 @@ unsigned exports_open(void);
 typedef struct conn_ctx {
         st_store *s;
         volatile int *stopping;
+        char peer[96]; /* who it is, for the log: "pid N uid N" or "ADDR:PORT" */
 } conn_ctx;
+
+/* A line in the daemon's log (stderr), time-stamped. */
+void serve_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The daemon's state (metrics.c), for 'stellar status' and the metrics
+ * endpoint: both run in the daemon. */
+typedef struct serve_counts {
+        unsigned connections;
+        uint64_t connections_total, connections_rejected;
+        double uptime_s;
+        long pid;
+} serve_counts;
+void serve_get_counts(serve_counts *ret);
+/* Prometheus text exposition format 0.0.4. */
+void serve_metrics(FILE *f, st_store *s);
+void serve_status(FILE *f, st_store *s, bool json);
 void nbd_conn_run(const conn_ctx *c, int fd);

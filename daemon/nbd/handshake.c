@@ -14,6 +14,9 @@
 #include "wire.h"
 
 static int opt_reply(conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len) {
+        if (type & (1u << 31))
+                serve_logf("nbd %s: option %u refused (reply 0x%x)%s%.*s", c->ctx->peer, opt, type,
+                           len ? ": " : "", (int)len, len ? (const char *)data : "");
         uint8_t h[20];
         put_be64(h, NBD_REP_MAGIC);
         put_be32(h + 8, opt);

@@ -96,6 +96,7 @@ static void chunk_header(uint8_t h[20], uint16_t flags, uint16_t type, uint64_t 
 }
 
 static int error_reply(pool *p, const nbd_request *q, uint32_t err) {
+        export_account_error(p->c->ex);
         if (!p->c->structured)
                 return simple_reply(p, q->cookie, err, NULL, 0);
         uint8_t h[20 + 6];
@@ -255,7 +256,30 @@ static int do_block_status(worker *w, const nbd_request *q) {
 
 /* Serve one validated request and send its reply. <0: the connection is
  * done for (the reply could not be sent). */
+static int serve_op(worker *w);
+
+static unsigned op_kind(uint16_t type) {
+        switch (type) {
+        case NBD_CMD_READ: return EXPORT_OP_READ;
+        case NBD_CMD_WRITE: return EXPORT_OP_WRITE;
+        case NBD_CMD_FLUSH: return EXPORT_OP_FLUSH;
+        case NBD_CMD_TRIM:
+        case NBD_CMD_WRITE_ZEROES: return EXPORT_OP_TRIM;
+        default: return EXPORT_OP_OTHER;
+        }
+}
+
 static int serve_one(worker *w) {
+        uint64_t t0 = wire_now_ns();
+        int r = serve_op(w);
+        unsigned k = op_kind(w->q.type);
+        export_account(w->p->c->ex, k,
+                       k == EXPORT_OP_READ || k == EXPORT_OP_WRITE ? w->q.length : 0,
+                       wire_now_ns() - t0);
+        return r;
+}
+
+static int serve_op(worker *w) {
         pool *p = w->p;
         const nbd_request *q = &w->q;
         unsigned fua = (q->flags & NBD_CMD_FLAG_FUA) ? ST_WRITE_FUA : 0;
@@ -319,8 +343,12 @@ static void maybe_start(pool *p) {
         if (p->n_started < p->max_workers && !p->quit) {
                 worker *w = &p->w[p->n_started];
                 *w = (worker){ .p = p };
-                if (pthread_create(&w->thread, NULL, worker_main, w) == 0)
+                pthread_attr_t attr;
+                pthread_attr_init(&attr);
+                pthread_attr_setstacksize(&attr, 256 << 10);
+                if (pthread_create(&w->thread, &attr, worker_main, w) == 0)
                         p->n_started++;
+                pthread_attr_destroy(&attr);
         }
         pthread_mutex_unlock(&p->lock);
 }
@@ -337,12 +365,20 @@ static int next_request(worker *w) {
         if (r < 0)
                 return r;
         nbd_request q;
-        if (!nbd_request_decode(hdr, &q))
+        if (!nbd_request_decode(hdr, &q)) {
+                serve_logf("nbd %s, export %s: bad request magic: disconnected", c->ctx->peer,
+                           export_name(c->ex));
                 return -EPROTO;
+        }
         bool hangup;
         uint32_t err = nbd_request_validate(&q, &c->caps, &hangup);
-        if (hangup)
+        if (hangup) {
+                serve_logf("nbd %s, export %s: request type %u of %u bytes at %llu breaks the "
+                           "protocol: disconnected",
+                           c->ctx->peer, export_name(c->ex), q.type, q.length,
+                           (unsigned long long)q.offset);
                 return -EPROTO;
+        }
         if (q.type == NBD_CMD_DISC && !err)
                 return 2;
         if (q.type == NBD_CMD_WRITE) {
@@ -352,6 +388,10 @@ static int next_request(worker *w) {
                         return r;
         }
         if (err) {
+                serve_logf("nbd %s, export %s: request type %u of %u bytes at %llu refused "
+                           "(error %u)",
+                           c->ctx->peer, export_name(c->ex), q.type, q.length,
+                           (unsigned long long)q.offset, err);
                 r = error_reply(p, &q, err);
                 return r < 0 ? r : 0;
         }
