@@ -10,7 +10,8 @@
 static const char usage[] =
         "Usage: stellar serve --nbd unix:PATH|tcp:HOST:PORT [--nbd ...] [--pidfile FILE]\n"
         "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n"
-        "                     [--prefetch] [--metrics tcp:HOST:PORT|unix:PATH]\n\n"
+        "                     [--prefetch] [--metrics tcp:HOST:PORT|unix:PATH]\n"
+        "                     [--tls-psk FILE] [--tls-certificates DIR] [--tls=off]\n\n"
         "Serve every image, snapshot and volume of the store over NBD, each as an\n"
         "export named after it: images and snapshots read-only, volumes writable\n"
         "(their writes go to the volume's delta). Names created while it runs are\n"
@@ -32,6 +33,15 @@ static const char usage[] =
         "                        chunks when read, fetch all the others in the\n"
         "                        background, in disk order (without it: only what\n"
         "                        is read is fetched)\n"
+        "  --tls-psk FILE        TLS with pre-shared keys: FILE holds USERNAME:HEXKEY\n"
+        "                        lines (psktool's format)\n"
+        "  --tls-certificates DIR  TLS with x509: DIR holds server-cert.pem and\n"
+        "                        server-key.pem\n"
+        "  --tls=off             no TLS. Without it a TCP listener serves TLS only\n"
+        "                        (NBD_OPT_STARTTLS first; plain clients are refused),\n"
+        "                        so it needs --tls-psk or --tls-certificates; Unix\n"
+        "                        sockets offer TLS then but do not require it. Give\n"
+        "                        --tls=off only with loopback TCP addresses\n"
         "  --metrics ADDR        serve Prometheus text (HTTP GET, any path) there:\n"
         "                        connections, cache hits and misses, per export\n"
         "                        requests, bytes, errors and latency histograms.\n"
@@ -81,6 +91,20 @@ int cmd_serve(cli *c, int argc, char **argv) {
                                 return 2;
                         }
                         i++;
+                } else if (strcmp(argv[i], "--tls=off") == 0 ||
+                           (strcmp(argv[i], "--tls") == 0 && v && strcmp(v, "off") == 0)) {
+                        o.tls_off = true;
+                        i += strcmp(argv[i], "--tls") == 0;
+                } else if (strcmp(argv[i], "--tls=require") == 0 ||
+                           (strcmp(argv[i], "--tls") == 0 && v && strcmp(v, "require") == 0)) {
+                        o.tls_off = false;
+                        i += strcmp(argv[i], "--tls") == 0;
+                } else if (strcmp(argv[i], "--tls-psk") == 0 && v) {
+                        o.tls_psk = v;
+                        i++;
+                } else if (strcmp(argv[i], "--tls-certificates") == 0 && v) {
+                        o.tls_certs = v;
+                        i++;
                 } else if (strcmp(argv[i], "--metrics") == 0 && v) {
                         o.metrics = v;
                         i++;
@@ -98,6 +122,10 @@ int cmd_serve(cli *c, int argc, char **argv) {
         if (o.n_nbd == 0) {
                 cli_error("give at least one --nbd address");
                 fprintf(cli_err(), "%s", usage);
+                return 2;
+        }
+        if (o.tls_off && (o.tls_psk || o.tls_certs)) {
+                cli_error("--tls=off with TLS credentials: choose one");
                 return 2;
         }
         return serve_run(&o);

@@ -174,6 +174,7 @@ static void on_signal(int sig) {
 
 typedef struct listener {
         int fd;
+        bool tcp;
         char unix_path[108];
 } listener;
 
@@ -220,6 +221,7 @@ static int listen_on(const char *spec, listener *ret) {
                         if (e)
                                 *e = 0;
                 }
+                ret->tcp = true;
                 struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
                 struct addrinfo *ai;
                 if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0)
@@ -396,6 +398,24 @@ int serve_run(const serve_opts *o) {
         }
         listener ls[8];
         listener ml = { .fd = -1 }; /* metrics */
+        nbd_tls_creds *tls = NULL;
+        if (!o->tls_off && (o->tls_psk || o->tls_certs)) {
+                char why[512] = "";
+                r = nbd_tls_creds_new(o->tls_psk, o->tls_certs, &tls, why, sizeof why);
+                if (r < 0) {
+                        logf_("TLS credentials: %s", why[0] ? why : strerror(-r));
+                        st_store_close(s);
+                        return 1;
+                }
+        }
+        for (unsigned i = 0; i < o->n_nbd; i++)
+                if (!strncmp(o->nbd[i], "tcp:", 4) && !o->tls_off && !tls) {
+                        logf_("%s: a TCP listener serves TLS only: give --tls-psk FILE or "
+                              "--tls-certificates DIR (or --tls=off, for a loopback address only)",
+                              o->nbd[i]);
+                        st_store_close(s);
+                        return 1;
+                }
         unsigned n_ls = 0;
         bool wrote_pidfile = false;
         int ctl_fd = -1;
@@ -409,7 +429,9 @@ int serve_run(const serve_opts *o) {
                                       : strerror(-r));
                         goto out;
                 }
-                logf_("listening on %s", o->nbd[i]);
+                logf_("listening on %s%s", o->nbd[i],
+                      ls[n_ls].tcp ? (tls ? " (TLS required)" : " (plain: --tls=off)")
+                                   : (tls ? " (TLS offered)" : ""));
                 n_ls++;
         }
         if (o->metrics) {
@@ -525,7 +547,9 @@ int serve_run(const serve_opts *o) {
                         struct conn_arg *a = full ? NULL : malloc(sizeof *a);
                         pthread_t t;
                         if (a) {
-                                *a = (struct conn_arg){ .ctx = { .s = s, .stopping = &stopping },
+                                *a = (struct conn_arg){ .ctx = { .s = s, .stopping = &stopping,
+                                                                 .tls = tls,
+                                                                 .tls_required = ls[i].tcp && tls },
                                                         .fd = fd };
                                 peer_name(fd, a->ctx.peer, sizeof a->ctx.peer);
                                 if (pthread_create(&t, &attr, conn_main, a) == 0) {
@@ -577,6 +601,7 @@ out:
         if (wrote_pidfile)
                 (void)unlink(o->pidfile);
         st_store_close(s);
+        nbd_tls_creds_free(tls);
         free(conn_fds);
         logf_("stopped");
         return r < 0 ? 1 : 0;

@@ -22,6 +22,9 @@ typedef struct serve_opts {
         bool prefetch; /* lazily pulled images: fetch the rest in the background */
         unsigned max_connections;
         const char *metrics; /* "tcp:HOST:PORT" or "unix:PATH": Prometheus text over HTTP */
+        bool tls_off;             /* --tls=off: no TLS, plain TCP allowed (loopback only) */
+        const char *tls_psk;      /* --tls-psk FILE */
+        const char *tls_certs;    /* --tls-certificates DIR */
         /* Runs a command a client of the control socket sent (the CLI's
          * dispatcher), with the client's stdout, stderr and working
          * directory; returns its exit status. Called from several threads. */
@@ -67,9 +70,19 @@ void exports_close_all(void);
 unsigned exports_open(void);
 
 /* One client connection (nbd/conn.c). Takes ownership of fd. */
+/* TLS credentials for NBD_OPT_STARTTLS (nbd/tls.c): a PSK file in psktool's
+ * format (USERNAME:HEXKEY lines) and/or a directory holding server-cert.pem
+ * and server-key.pem. */
+typedef struct nbd_tls_creds nbd_tls_creds;
+int nbd_tls_creds_new(const char *psk_file, const char *cert_dir, nbd_tls_creds **ret,
+                      char *err, size_t err_len);
+void nbd_tls_creds_free(nbd_tls_creds *c);
+
 typedef struct conn_ctx {
         st_store *s;
         volatile int *stopping;
+        const nbd_tls_creds *tls; /* offered when set */
+        bool tls_required;        /* a TCP listener: no option but STARTTLS before TLS */
         char peer[96]; /* who it is, for the log: "pid N uid N" or "ADDR:PORT" */
 } conn_ctx;
 

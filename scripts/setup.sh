@@ -20,7 +20,7 @@ done
 
 # Build and runtime needs, then what the tests drive (real tools, real peers).
 PKGS_BUILD="gcc libc6-dev meson ninja-build pkgconf libzstd-dev librust-blake3-dev libjansson-dev
-        libcurl4-openssl-dev libxxhash-dev python3"
+        libcurl4-openssl-dev libxxhash-dev libgnutls28-dev python3"
 PKGS_TEST="clang libclang-rt-14-dev llvm b3sum e2fsprogs dosfstools mtools fdisk util-linux
         qemu-utils qemu-system-x86 busybox-static libnbd-bin python3-libnbd
         nginx-light zstd curl openssl ceph-mon ceph-osd radosgw ceph-common"

@@ -19,7 +19,7 @@
 #define HANDSHAKE_NS 30000000000ull
 
 void nbd_conn_run(const conn_ctx *ctx, int fd) {
-        conn c = { .ctx = ctx, .fd = fd };
+        conn c = { .ctx = ctx, .w = { .fd = fd } };
         wire_set_deadline(wire_now_ns() + HANDSHAKE_NS);
         int r = nbd_handshake(&c);
         wire_set_deadline(0);
@@ -34,6 +34,7 @@ void nbd_conn_run(const conn_ctx *ctx, int fd) {
                         serve_logf("nbd %s, export %s: connection ended: %s", ctx->peer,
                                    export_name(c.ex), strerror(-r));
         }
+        nbd_tls_end(&c);
         if (c.ex)
                 export_put(c.ex);
         free(c.buf);

@@ -11,10 +11,11 @@
 
 #include "../serve.h"
 #include "proto.h"
+#include "wire.h"
 
 typedef struct conn {
         const conn_ctx *ctx;
-        int fd;
+        wire w;
         bool structured;
         uint32_t meta;         /* bitmask of negotiated context ids */
         char meta_export[256]; /* the export those contexts were negotiated for */
@@ -23,6 +24,11 @@ typedef struct conn {
         uint8_t *buf; /* option payloads */
         size_t buf_cap;
 } conn;
+
+/* tls.c: NBD_OPT_STARTTLS's TLS handshake on c->w (GnuTLS, with the
+ * daemon's PSK and/or x509 credentials); 0, or <0 when it failed. */
+int nbd_tls_start(conn *c);
+void nbd_tls_end(conn *c);
 
 /* Returns 1 when transmission may start, 0 to end quietly, <0 on error. */
 int nbd_handshake(conn *c);

@@ -23,7 +23,7 @@ static int opt_reply(conn *c, uint32_t opt, uint32_t type, const void *data, uin
         put_be32(h + 12, type);
         put_be32(h + 16, len);
         struct iovec iov[2] = { { h, sizeof h }, { (void *)data, len } };
-        return wire_send_iov(c->fd, iov, len ? 2 : 1);
+        return wire_send_iov(&c->w, iov, len ? 2 : 1);
 }
 
 static uint16_t export_flags(const conn *c) {
@@ -153,10 +153,10 @@ int nbd_handshake(conn *c) {
         put_be64(g, NBD_MAGIC);
         put_be64(g + 8, NBD_IHAVEOPT);
         put_be16(g + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-        int r = wire_send(c->fd, g, sizeof g);
+        int r = wire_send(&c->w, g, sizeof g);
         uint8_t cf[4];
         if (r == 0)
-                r = wire_read(c->fd, cf, 4);
+                r = wire_read(&c->w, cf, 4);
         if (r < 0)
                 return r;
         uint32_t cflags = (uint32_t)cf[0] << 24 | (uint32_t)cf[1] << 16 | (uint32_t)cf[2] << 8 | cf[3];
@@ -165,7 +165,7 @@ int nbd_handshake(conn *c) {
         bool no_zeroes = cflags & NBD_FLAG_NO_ZEROES;
         for (unsigned n_opts = 0; n_opts < 256; n_opts++) {
                 uint8_t h[16];
-                r = wire_read(c->fd, h, sizeof h);
+                r = wire_read(&c->w, h, sizeof h);
                 if (r < 0)
                         return r;
                 uint64_t magic = (uint64_t)h[0] << 56 | (uint64_t)h[1] << 48 | (uint64_t)h[2] << 40 |
@@ -176,7 +176,7 @@ int nbd_handshake(conn *c) {
                 if (magic != NBD_IHAVEOPT)
                         return -EPROTO;
                 if (len > NBD_OPTION_MAX) {
-                        if (len > (1u << 20) || wire_skip(c->fd, len) < 0)
+                        if (len > (1u << 20) || wire_skip(&c->w, len) < 0)
                                 return -EPROTO; /* not worth reading: hang up */
                         r = opt_reply(c, opt, NBD_REP_ERR_TOO_BIG, NULL, 0);
                         if (r < 0)
@@ -184,8 +184,42 @@ int nbd_handshake(conn *c) {
                         continue;
                 }
                 if ((r = st_buf_grow(&c->buf, &c->buf_cap, len + 1)) < 0 ||
-                    (r = wire_read(c->fd, c->buf, len)) < 0)
+                    (r = wire_read(&c->w, c->buf, len)) < 0)
                         return r;
+                if (opt == NBD_OPT_STARTTLS) {
+                        const char *why = len != 0        ? "STARTTLS carries no data"
+                                          : !c->ctx->tls ? "TLS is off on this server"
+                                          : c->w.tls      ? "TLS is on already"
+                                                          : NULL;
+                        if (why) {
+                                r = opt_reply(c, opt, c->ctx->tls || len ? NBD_REP_ERR_INVALID
+                                                                          : NBD_REP_ERR_POLICY,
+                                              why, (uint32_t)strlen(why));
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        if ((r = opt_reply(c, opt, NBD_REP_ACK, NULL, 0)) < 0 ||
+                            (r = nbd_tls_start(c)) < 0)
+                                return r;
+                        /* What was negotiated in the clear does not carry over. */
+                        c->structured = false;
+                        c->meta = 0;
+                        c->meta_export[0] = 0;
+                        continue;
+                }
+                if (c->ctx->tls_required && !c->w.tls && opt != NBD_OPT_ABORT) {
+                        if (opt == NBD_OPT_EXPORT_NAME) {
+                                serve_logf("nbd %s: NBD_OPT_EXPORT_NAME without TLS: disconnected",
+                                           c->ctx->peer);
+                                return 0;
+                        }
+                        const char *msg = "TLS is required here (NBD_OPT_STARTTLS first)";
+                        r = opt_reply(c, opt, NBD_REP_ERR_TLS_REQD, msg, (uint32_t)strlen(msg));
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 nbd_option o;
                 uint32_t err = nbd_option_parse(opt, c->buf, len, &o);
                 if (opt == NBD_OPT_EXPORT_NAME) {
@@ -195,7 +229,7 @@ int nbd_handshake(conn *c) {
                         uint8_t rep[10 + 124] = { 0 };
                         put_be64(rep, c->caps.size);
                         put_be16(rep + 8, export_flags(c));
-                        r = wire_send(c->fd, rep, no_zeroes ? 10 : sizeof rep);
+                        r = wire_send(&c->w, rep, no_zeroes ? 10 : sizeof rep);
                         return r < 0 ? r : 1;
                 }
                 if (err) {

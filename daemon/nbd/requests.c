@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -73,7 +72,7 @@ static uint32_t wire_error(int r) {
  * messages, never inside one. */
 static int send_msg(pool *p, struct iovec *iov, int cnt) {
         pthread_mutex_lock(&p->send_lock);
-        int r = wire_send_iov(p->c->fd, iov, cnt);
+        int r = wire_send_iov(&p->c->w, iov, cnt);
         pthread_mutex_unlock(&p->send_lock);
         return r;
 }
@@ -318,7 +317,7 @@ static void pool_fail(pool *p) {
         pthread_mutex_lock(&p->lock);
         if (!p->failed) {
                 p->failed = true;
-                (void)shutdown(p->c->fd, SHUT_RDWR);
+                (void)shutdown(p->c->w.fd, SHUT_RDWR);
         }
         pthread_mutex_unlock(&p->lock);
 }
@@ -336,8 +335,7 @@ static void *worker_main(void *arg);
 /* With the read lock held: another thread, if requests are queued behind
  * the one just read and there is room for one. */
 static void maybe_start(pool *p) {
-        int queued = 0;
-        if (ioctl(p->c->fd, FIONREAD, &queued) < 0 || queued <= 0)
+        if (wire_pending(&p->c->w) == 0)
                 return;
         pthread_mutex_lock(&p->lock);
         if (p->n_started < p->max_workers && !p->quit) {
@@ -361,7 +359,7 @@ static int next_request(worker *w) {
         if (p->quit || p->failed || *c->ctx->stopping)
                 return 2;
         uint8_t hdr[28];
-        int r = wire_read(c->fd, hdr, sizeof hdr);
+        int r = wire_read(&c->w, hdr, sizeof hdr);
         if (r < 0)
                 return r;
         nbd_request q;
@@ -384,7 +382,7 @@ static int next_request(worker *w) {
         if (q.type == NBD_CMD_WRITE) {
                 /* The payload follows whatever the verdict. */
                 if ((r = st_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
-                    (r = wire_read(c->fd, w->buf, q.length)) < 0)
+                    (r = wire_read(&c->w, w->buf, q.length)) < 0)
                         return r;
         }
         if (err) {
@@ -414,7 +412,7 @@ static void *worker_main(void *arg) {
                                 p->end = r;
                         p->quit = true;
                         pthread_mutex_unlock(&p->lock);
-                        (void)shutdown(p->c->fd, SHUT_RD); /* the others see the end too */
+                        (void)shutdown(p->c->w.fd, SHUT_RD); /* the others see the end too */
                 }
                 pthread_mutex_unlock(&p->read_lock);
                 if (r < 0 || r == 2)

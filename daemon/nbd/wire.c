@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -18,7 +20,32 @@ void wire_set_deadline(uint64_t ns) {
         deadline_ns = ns;
 }
 
-int wire_read(int fd, void *buf, size_t len) {
+static int tls_read(gnutls_session_t s, uint8_t *p, size_t len) {
+        while (len > 0) {
+                if (deadline_ns && wire_now_ns() >= deadline_ns)
+                        return -ETIMEDOUT;
+                ssize_t n = gnutls_record_recv(s, p, len);
+                if (n == GNUTLS_E_INTERRUPTED)
+                        continue;
+                if (n == GNUTLS_E_AGAIN) {
+                        if (deadline_ns)
+                                continue; /* SO_RCVTIMEO ran out: the deadline decides */
+                        return -ETIMEDOUT;
+                }
+                if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
+                        return -ECONNRESET;
+                if (n < 0)
+                        return -EPROTO; /* a record that does not decrypt or check */
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int wire_read(const wire *w, void *buf, size_t len) {
+        if (w->tls)
+                return tls_read(w->tls, buf, len);
+        int fd = w->fd;
         uint8_t *p = buf;
         while (len > 0) {
                 if (deadline_ns) {
@@ -41,11 +68,11 @@ int wire_read(int fd, void *buf, size_t len) {
         return 0;
 }
 
-int wire_skip(int fd, uint64_t len) {
+int wire_skip(const wire *w, uint64_t len) {
         uint8_t tmp[4096];
         while (len > 0) {
                 size_t n = len < sizeof tmp ? (size_t)len : sizeof tmp;
-                int r = wire_read(fd, tmp, n);
+                int r = wire_read(w, tmp, n);
                 if (r < 0)
                         return r;
                 len -= n;
@@ -53,7 +80,37 @@ int wire_skip(int fd, uint64_t len) {
         return 0;
 }
 
-int wire_send_iov(int fd, struct iovec *iov, int cnt) {
+static int tls_send(gnutls_session_t s, struct iovec *iov, int cnt) {
+        /* corked: the pieces of one message go out in as few records as fit */
+        gnutls_record_cork(s);
+        for (int i = 0; i < cnt; i++) {
+                const uint8_t *p = iov[i].iov_base;
+                size_t len = iov[i].iov_len;
+                while (len > 0) {
+                        ssize_t n = gnutls_record_send(s, p, len);
+                        if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
+                                continue;
+                        if (n < 0) {
+                                (void)gnutls_record_uncork(s, 0);
+                                return -EPIPE;
+                        }
+                        p += n;
+                        len -= (size_t)n;
+                }
+        }
+        for (;;) {
+                int r = gnutls_record_uncork(s, GNUTLS_RECORD_WAIT);
+                if (r >= 0)
+                        return 0;
+                if (r != GNUTLS_E_INTERRUPTED && r != GNUTLS_E_AGAIN)
+                        return -EPIPE;
+        }
+}
+
+int wire_send_iov(const wire *w, struct iovec *iov, int cnt) {
+        if (w->tls)
+                return tls_send(w->tls, iov, cnt);
+        int fd = w->fd;
         while (cnt > 0) {
                 struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
                 ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
@@ -74,7 +131,15 @@ int wire_send_iov(int fd, struct iovec *iov, int cnt) {
         return 0;
 }
 
-int wire_send(int fd, const void *buf, size_t len) {
+int wire_send(const wire *w, const void *buf, size_t len) {
         struct iovec iov = { (void *)buf, len };
-        return wire_send_iov(fd, &iov, 1);
+        return wire_send_iov(w, &iov, 1);
+}
+
+size_t wire_pending(const wire *w) {
+        size_t n = w->tls ? gnutls_record_check_pending(w->tls) : 0;
+        int q = 0;
+        if (ioctl(w->fd, FIONREAD, &q) == 0 && q > 0)
+                n += (size_t)q;
+        return n;
 }

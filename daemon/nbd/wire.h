@@ -22,14 +22,23 @@ static inline uint32_t get_be32(const uint8_t *p) {
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A connection's byte stream: the socket, or a TLS session over it. */
+typedef struct wire {
+        int fd;
+        void *tls; /* gnutls_session_t once STARTTLS succeeded, else NULL */
+} wire;
+
 uint64_t wire_now_ns(void);
 /* A deadline (CLOCK_MONOTONIC ns, 0 for none) for this thread's reads: the
  * handshake has one for the whole negotiation. */
 void wire_set_deadline(uint64_t ns);
 /* All len bytes, or -ECONNRESET at end of stream, -ETIMEDOUT, -errno. */
-int wire_read(int fd, void *buf, size_t len);
+int wire_read(const wire *w, void *buf, size_t len);
 /* Read and drop len bytes. */
-int wire_skip(int fd, uint64_t len);
-/* Everything in iov (modified as it goes). */
-int wire_send_iov(int fd, struct iovec *iov, int cnt);
-int wire_send(int fd, const void *buf, size_t len);
+int wire_skip(const wire *w, uint64_t len);
+/* Everything in iov (modified as it goes). One thread may send while
+ * another reads, TLS or not. */
+int wire_send_iov(const wire *w, struct iovec *iov, int cnt);
+int wire_send(const wire *w, const void *buf, size_t len);
+/* Bytes that have arrived and are not read yet (decrypted or not). */
+size_t wire_pending(const wire *w);

@@ -64,7 +64,7 @@ start_serve() {
         SOCK="$TMP/nbd.sock"
         rm -f "$SOCK" "$TMP/pid" # a daemon killed -9 before leaves them
         PORT=$(free_port)
-        "$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --pidfile "$TMP/pid" \
+        "$STELLAR" serve --nbd "unix:$SOCK" --nbd "tcp:127.0.0.1:$PORT" --tls=off --pidfile "$TMP/pid" \
                 --stats "$TMP/stats.json" "$@" 2>"$TMP/serve.log" &
         SERVE=$!
         _cleanup_pids+=("$SERVE")
