@@ -5,7 +5,9 @@
  * payload), letting go, serving it and sending its reply as soon as it
  * completes, in any order (proto.md allows it; replies are matched by
  * cookie). A thread is added only when requests queue behind the one just
- * read, so a client at depth 1 is served by one thread with no hand-off. A
+ * read and it syncs or a recent one took long (see maybe_start): a client at
+ * depth 1, or one whose reads come from memory, is served by one thread
+ * with no hand-off. A
  * reply's messages go out whole under the send lock. Each thread keeps its
  * buffers, so a warm connection allocates nothing per request. A flush
  * covers the writes whose replies were sent before it arrived: the delta's
@@ -13,6 +15,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,8 @@
 #include "wire.h"
 
 #define NBD_WORKERS 16
+/* A request that takes longer than this was not served from memory. */
+#define NBD_SLOW_NS 200000
 /* Buffers past this are given back after the request that grew them. */
 #define NBD_KEEP_BYTES (4u << 20)
 
@@ -52,6 +57,7 @@ struct pool {
         worker w[NBD_WORKERS];
         unsigned n_started, max_workers;
         int end;          /* why the connection ended (<0), or 0 */
+        _Atomic bool slow; /* a request took over NBD_SLOW_NS since a thread was last added */
         bool quit, failed;
 };
 
@@ -271,10 +277,13 @@ static unsigned op_kind(uint16_t type) {
 static int serve_one(worker *w) {
         uint64_t t0 = wire_now_ns();
         int r = serve_op(w);
+        uint64_t ns = wire_now_ns() - t0;
+        if (ns > NBD_SLOW_NS)
+                atomic_store_explicit(&w->p->slow, true, memory_order_relaxed);
         unsigned k = op_kind(w->q.type);
         export_account(w->p->c->ex, k,
                        k == EXPORT_OP_READ || k == EXPORT_OP_WRITE ? w->q.length : 0,
-                       wire_now_ns() - t0);
+                       ns);
         return r;
 }
 
@@ -334,7 +343,14 @@ static void *worker_main(void *arg);
 
 /* With the read lock held: another thread, if requests are queued behind
  * the one just read and there is room for one. */
-static void maybe_start(pool *p) {
+static void maybe_start(pool *p, const nbd_request *q) {
+        /* Requests queued behind this one, and a reason to think one thread
+         * would make them wait: this one syncs, or one lately took long (a
+         * disk read, a remote fetch). Requests served from memory gain
+         * nothing from more threads on a few CPUs, only lock traffic. */
+        bool syncs = q->type == NBD_CMD_FLUSH || (q->flags & NBD_CMD_FLAG_FUA);
+        if (!syncs && !atomic_exchange_explicit(&p->slow, false, memory_order_relaxed))
+                return;
         if (wire_pending(&p->c->w) == 0)
                 return;
         pthread_mutex_lock(&p->lock);
@@ -393,7 +409,7 @@ static int next_request(worker *w) {
                 r = error_reply(p, &q, err);
                 return r < 0 ? r : 0;
         }
-        maybe_start(p);
+        maybe_start(p, &q);
         w->q = q;
         return 1;
 }
