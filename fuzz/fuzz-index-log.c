@@ -8,10 +8,7 @@
  */
 #include <errno.h>
 
-#include <stellar/chunker.h>
-
-#include "fuzz.h"
-#include "store/store-internal.h"
+#include "fuzz-store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         st_store *s = calloc(1, sizeof *s);
@@ -29,22 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         FUZZ_ASSERT(end <= len);
         if (r == 0 && end > 0)
                 FUZZ_ASSERT(end == len);
-        uint32_t n = index_count(s->idx);
-        for (size_t i = 0; i < s->n_packs; i++) {
-                FUZZ_ASSERT(s->packs[i].id < s->next_pack_id);
-                FUZZ_ASSERT(i == 0 || s->packs[i - 1].id < s->packs[i].id);
-                FUZZ_ASSERT(s->packs[i].len >= PACK_HEADER_LEN && s->packs[i].len <= PACK_MAX_SIZE);
-        }
-        for (uint32_t id = 0; id < n; id++) {
-                const index_entry *e = index_get(s->idx, id);
-                st_digest h = { 0 };
-                memcpy(h.b, e->prefix, INDEX_PREFIX_LEN);
-                FUZZ_ASSERT(index_find(s->idx, &h) == id);
-                const store_pack *p = store_pack_find(s, e->pack);
-                FUZZ_ASSERT(p && e->off >= PACK_HEADER_LEN);
-                FUZZ_ASSERT((uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len <= p->len);
-                FUZZ_ASSERT(e->raw_len > 0 && e->raw_len <= ST_CHUNK_MAX_LIMIT);
-        }
+        fuzz_check_index(s);
         free(s->packs);
         index_free(s->idx);
         free(s);
