@@ -939,7 +939,8 @@ if "nbd-dense" in lines:
         goals.append((f"dense image 4K reads {k.split('_')[0]} >= {g}x nbdkit", f"{x:.2f}x", x >= g))
     w("Requests on one connection are now served by up to twice as many threads as CPUs, each "
       "taking the next request from the socket in turn and replying as it completes; a thread "
-      "is added only when requests queue, so depth 1 runs on one thread with no hand-off. A "
+      "is added only when requests queue behind one that syncs or one that took over 200 µs, "
+      "so depth 1, and reads served from memory, run on one thread with no hand-off. A "
       "flush takes its batch under the volume's lock and syncs without it, so readers of the "
       "volume go on. nbdkit reads the raw file from the page cache; stellar reads 4 KiB out of "
       "compressed, checksummed chunks through its cache: on these 2 cores the per-request CPU, "
