@@ -39,6 +39,7 @@ static int *conn_fds;
 static unsigned n_conns, cap_conns;
 static atomic_ulong total_conns, rejected_conns;
 
+static void vlog(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static void vlog(const char *fmt, va_list ap) {
         char ts[32], line[1024];
         time_t t = time(NULL);
