@@ -26,6 +26,7 @@
 #   nbd-dense.sh 4 KiB reads of a dense ext4 image of real libraries against
 #                nbdkit, at depth 1, 16, over 4 connections, and beside a
 #                neighbour flushing after every write
+#   import-live.sh  the same import offline and while the daemon serves reads
 # STELLAR_OLD (an older stellar binary), if set, is measured beside by ops.sh
 # and nbd-dense.sh: before against after.
 # Builds the release binary first (meson setup + ninja in $STELLAR_BENCH_BUILD,
@@ -36,7 +37,8 @@
 #             writes $STELLAR_BENCH_DATA/RESULTS-quick.md unless --out is given
 #   --out F   where to write the report (default bench/RESULTS.md)
 #   --only L  run only these benchmarks (comma-separated: index, hash, chunk,
-#             import, growth, volume, nbd, pull, lazyboot, ops, nbd-dense); the others'
+#             import, growth, volume, nbd, pull, lazyboot, ops, nbd-dense,
+#             import-live); the others'
 #             numbers and the machine
 #             header are kept from the report already at the --out path (its
 #             raw summary lines), and the header says what was rerun when;
@@ -63,7 +65,7 @@ if [ -z "$out" ]; then
     if [ "$QUICK" = 1 ]; then out=$DATA/RESULTS-quick.md; else out=$BENCH_DIR/RESULTS.md; fi
 fi
 start=$EPOCHREALTIME
-all_benches="index hash chunk import growth volume nbd pull lazyboot ops nbd-dense"
+all_benches="index hash chunk import growth volume nbd pull lazyboot ops nbd-dense import-live"
 # want NAME: whether this run measures NAME (all, unless --only)
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 for b in ${only//,/ }; do
@@ -151,6 +153,10 @@ if want nbd-dense; then
     log "== nbd-dense.sh ${args[*]}"
     "$BENCH_DIR/nbd-dense.sh" "${args[@]}" | tail -n 1 | tee "$raw/nbd-dense"
 fi
+if want import-live; then
+    log "== import-live.sh ${args[*]}"
+    "$BENCH_DIR/import-live.sh" "${args[@]}" | tail -n 1 | tee "$raw/import-live"
+fi
 
 secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 mem_kib=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
@@ -173,12 +179,13 @@ raw, out = sys.argv[1], sys.argv[2]
 E = os.environ
 R, lines = {}, {}
 NAMES = ("index", "hash", "chunk", "import", "growth", "volume", "nbd", "nbd-scale", "pull",
-         "lazyboot", "ops", "nbd-dense")
+         "lazyboot", "ops", "nbd-dense", "import-live")
 for name in NAMES:
     path = os.path.join(raw, name)
     line = open(path).read().strip() if os.path.exists(path) else ""
     if not line:
-        if name in ("volume", "nbd", "nbd-scale", "pull", "lazyboot", "ops", "nbd-dense"):
+        if name in ("volume", "nbd", "nbd-scale", "pull", "lazyboot", "ops", "nbd-dense",
+                    "import-live"):
             continue
         sys.exit(f"no summary line for {name}")
     lines[name] = line
@@ -945,6 +952,26 @@ if "nbd-dense" in lines:
       "volume go on. nbdkit reads the raw file from the page cache; stellar reads 4 KiB out of "
       "compressed, checksummed chunks through its cache: on these 2 cores the per-request CPU, "
       "not the threading, is what separates them at depth 16.\n")
+
+if "import-live" in lines:
+    IL = R["import-live"]
+    w("## 12. Import while serving (`bench/import-live.sh`)\n")
+    w(f"The first GiB of the dense ext4 image of §11 imported from page cache into a store holding "
+      f"one other image (512 MiB), offline and while `stellar serve` owns the store and serves "
+      f"4 KiB random reads of that other image at queue depth 16 (fio) all along; the live import "
+      f"goes through the control socket and runs in the daemon. The new name is removed and gc'd "
+      f"after each run, so each import writes all its chunks. Medians of {IL['runs']} interleaved "
+      f"runs.\n")
+    w("| | offline | while serving reads |")
+    w("|---|---:|---:|")
+    w(f"| import wall time, s | {f(IL['offline_s'], 2)} | {f(IL['live_s'], 2)} |")
+    w(f"| import throughput, MB/s | {f(IL['offline_mb_s'], 0)} | {f(IL['live_mb_s'], 0)} |")
+    w(f"| reads, IOPS (alone: {f(IL['reads_iops_alone'], 0)}) | – | {f(IL['reads_iops_during'], 0)} |")
+    w("")
+    x = float(IL["ratio"])
+    goals.append(("import while the daemon serves reads >= 0.9x offline", f"{x:.2f}x", x >= 0.9))
+    w("Both compete for the same 2 cores: the import hashes and compresses on all of them, the "
+      "reads decompress and verify chunks.\n")
 
 # ---- goals table
 gt = ["## Goals\n", "| goal | result | met |", "|---|---|---|"]

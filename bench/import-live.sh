@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Import while serving (issue "One daemon owns the store"): the same import
+# offline (no daemon) and while `stellar serve` owns the store (the import
+# goes through its control socket and runs in the daemon) and serves 4 KiB
+# random reads at queue depth 16 (fio's nbd engine) of another image of the
+# store all along. Imported: the first GiB of bench/lib.sh's dense_image
+# (an ext4 of this machine's libraries, nearly all data), from page cache,
+# into a store that holds only the image read (512 MiB of random data);
+# after each run the new name is removed and gc'd, so every import writes
+# all of its chunks. Reported: the import's wall time both ways and their
+# ratio (offline / live: the live import's share of the offline
+# throughput), and the reads' IOPS alone and during the live import.
+# RUNS interleaved runs (3; --quick 1), alternating which goes first; medians.
+#
+# Usage: bench/import-live.sh [--quick]
+# Summary line (stdout): import-live: key=value ...
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ensure_stellar
+need_tool fio fio
+n_runs=$(runs 3 1)
+dense=$(dense_image)
+src="$DATA/dense-1g.raw"
+[ -f "$src" ] || head -c $((1 << 30)) "$dense" >"$src"
+readimg=$(random_file 512)
+W=$WORK/import-live
+S="$W/store"
+pid=''
+cleanup() {
+    [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+    rm -rf "$W"
+}
+rm -rf "$W"
+mkdir -p "$W"
+trap cleanup EXIT
+st() { "$STELLAR" --store "$S" "$@"; }
+st init >/dev/null
+st import -q "$readimg" img
+warm "$src" "$readimg"
+
+serve_up() {
+    "$STELLAR" --store "$S" serve --nbd "unix:$W/n.sock" 2>>"$W/serve.log" &
+    pid=$!
+    for _ in $(seq 400); do [ -S "$W/n.sock" ] && [ -S "$S/control.sock" ] && return 0; sleep 0.05; done
+    die "serve did not start"
+}
+serve_down() {
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=''
+}
+# reads SECONDS OUT: fio qd16 random 4 KiB reads of img
+reads() {
+    fio --name=r --ioengine=nbd --uri="nbd+unix:///img?socket=$W/n.sock" --rw=randread --bs=4k \
+        --size=512m --iodepth=16 --time_based --runtime="$1" --output-format=json --output="$2" \
+        >/dev/null 2>&1
+}
+iops() { python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["jobs"][0]["read"]["iops"])' "$1"; }
+import_once() { # prints wall seconds
+    local t
+    timed t "$STELLAR" --store "$S" import -q "$src" new
+    echo "${t%% *}"
+}
+reset() { st rm new >/dev/null; st gc --quiet; }
+
+off=() live=() riops=() base=()
+for r in $(seq "$n_runs"); do
+    order="off live"
+    [ $((r % 2)) = 0 ] && order="live off"
+    for side in $order; do
+        if [ $side = off ]; then
+            off+=("$(import_once)")
+            reset
+        else
+            serve_up
+            reads 5 "$W/base.json"
+            base+=("$(iops "$W/base.json")")
+            reads 120 "$W/during.json" &
+            fp=$!
+            sleep 1
+            live+=("$(import_once)")
+            kill -INT $fp 2>/dev/null || true
+            wait $fp || true
+            riops+=("$(iops "$W/during.json")")
+            reset
+            serve_down
+        fi
+    done
+done
+mb=$(( (1 << 30) / 1000000 ))
+o=$(median "${off[@]}") l=$(median "${live[@]}")
+echo "import-live: image_bytes=$((1 << 30)) runs=$n_runs offline_s=$o live_s=$l" \
+     "offline_mb_s=$(calc "$mb / $o" ) live_mb_s=$(calc "$mb / $l")" \
+     "ratio=$(CALC_FMT=%.3f calc "$o / $l")" \
+     "reads_iops_alone=$(median "${base[@]}") reads_iops_during=$(median "${riops[@]}")"
