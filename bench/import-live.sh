@@ -79,7 +79,11 @@ for r in $(seq "$n_runs"); do
             serve_up
             reads 5 "$W/base.json"
             base+=("$(iops "$W/base.json")")
-            reads 120 "$W/during.json" &
+            # fio itself in the background (its pid, to stop it with SIGINT: it
+            # then writes its results for the time it ran)
+            fio --name=r --ioengine=nbd --uri="nbd+unix:///img?socket=$W/n.sock" --rw=randread \
+                --bs=4k --size=512m --iodepth=16 --time_based --runtime=300 --output-format=json \
+                --output="$W/during.json" >/dev/null 2>&1 &
             fp=$!
             sleep 1
             live+=("$(import_once)")
