@@ -59,7 +59,8 @@ reads() {
         --size=512m --iodepth=16 --time_based --runtime="$1" --output-format=json --output="$2" \
         >/dev/null 2>&1
 }
-iops() { python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["jobs"][0]["read"]["iops"])' "$1"; }
+# (fio stopped by SIGINT may put a line before its JSON)
+iops() { python3 -c 'import json,sys; t=open(sys.argv[1]).read(); print("%.0f" % json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"])' "$1"; }
 import_once() { # prints wall seconds
     local t
     timed t "$STELLAR" --store "$S" import -q "$src" new
