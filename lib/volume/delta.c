@@ -814,19 +814,31 @@ int delta_flush_begin(delta *d, delta_flush_batch *b) {
         *b = (delta_flush_batch){ 0 };
         if (d->map_fd < 0 || (d->jlen == 0 && !d->data_dirty))
                 return 0;
-        size_t records = d->jlen;
+        /* The batch's own copy of its records (the journal buffer may grow
+         * while they are written), with room for its commit record; taken
+         * before anything changes, so that running out of memory here
+         * leaves the delta as it was. */
+        uint8_t *copy = malloc(d->jlen + REC_LEN(d));
+        if (!copy)
+                return -ENOMEM;
         int k = journal_commit(d);
-        if (k < 0)
+        if (k < 0) {
+                free(copy);
                 return k;
+        }
+        memcpy(copy, d->jbuf, d->jlen);
         b->active = true;
         b->data_fd = d->data_dirty ? d->data_fd : -1;
         b->map_fd = d->map_fd;
         b->off = d->map_len;
-        b->records = records;
-        b->jbuf = d->jbuf;
+        b->jbuf = copy;
         b->jlen = d->jlen;
         b->pending_free = d->pending_free;
         b->n_pending = d->n_pending;
+        /* The records stay at the front of the journal buffer until they
+         * are durable (closed by their commit record): new ones follow them
+         * with the sequence numbers after theirs. */
+        d->jsent = d->jclosed = d->jlen;
         /* The batch's blocks are no longer rewritten in place: their slots
          * are named by records about to be durable. A later write of one
          * goes to a fresh slot, and the old one is freed after the next
@@ -838,12 +850,8 @@ int delta_flush_begin(delta *d, delta_flush_batch *b) {
         }
         d->n_touched = 0;
         d->data_dirty = false;
-        d->jbuf = NULL;
-        d->jlen = d->jcap = d->jclosed = 0;
         d->pending_free = NULL;
         d->n_pending = d->cap_pending = 0;
-        d->map_len += b->jlen;
-        d->seq += b->jlen / REC_LEN(d);
         return 0;
 }
 
@@ -864,35 +872,26 @@ int delta_flush_end(delta *d, delta_flush_batch *b, int r) {
         if (!b->active)
                 return r;
         if (r == 0) {
+                /* durable: the journal goes on after them */
+                memmove(d->jbuf, d->jbuf + d->jsent, d->jlen - d->jsent);
+                d->jlen -= d->jsent;
+                d->jclosed = 0;
+                d->map_len += d->jsent;
+                d->seq += d->jsent / REC_LEN(d);
                 for (size_t i = 0; i < b->n_pending; i++)
                         if (push(&d->free_slots, &d->n_free, &d->cap_free, b->pending_free[i]) < 0)
                                 break; /* a slot leaked until the next commit; harmless */
         } else {
-                /* Not durable: the batch goes in front of what was journaled
-                 * since (its records, commit record included, keep their
-                 * sequence numbers), to be written again by the next flush. */
-                int k = 0;
-                size_t need = b->jlen + d->jlen;
-                uint8_t *j = malloc(need ? need : 1);
-                if (!j)
-                        k = -ENOMEM;
-                if (k == 0) {
-                        memcpy(j, b->jbuf, b->jlen);
-                        if (d->jlen)
-                                memcpy(j + b->jlen, d->jbuf, d->jlen);
-                        free(d->jbuf);
-                        d->jbuf = j;
-                        d->jlen = d->jcap = need;
-                        d->jclosed = b->jlen; /* (version 1: no commit record, nothing to close) */
-                        d->map_len = b->off;
-                        d->seq -= b->jlen / REC_LEN(d); /* jbuf starts at the batch again */
-                        d->data_dirty = true;
-                        for (size_t i = 0; k == 0 && i < b->n_pending; i++)
-                                k = push(&d->pending_free, &d->n_pending, &d->cap_pending,
-                                         b->pending_free[i]);
-                }
-                (void)k; /* (out of memory here: slots leak until the next commit) */
+                /* Not durable: the records stay in front (closed by their
+                 * commit record; version 1 has none) for the next flush to
+                 * write again, with the data it syncs. */
+                d->data_dirty = true;
+                for (size_t i = 0; i < b->n_pending; i++)
+                        if (push(&d->pending_free, &d->n_pending, &d->cap_pending,
+                                 b->pending_free[i]) < 0)
+                                break; /* a slot leaked until the next commit; harmless */
         }
+        d->jsent = 0;
         free(b->jbuf);
         free(b->pending_free);
         *b = (delta_flush_batch){ 0 };

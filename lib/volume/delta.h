@@ -46,7 +46,8 @@ typedef struct delta {
         /* since the last flush */
         uint8_t *jbuf;
         size_t jlen, jcap;
-        size_t jclosed; /* bytes of jbuf a commit record closes already (a failed flush's) */
+        size_t jclosed; /* bytes at the front of jbuf a commit record closes already */
+        size_t jsent;   /* bytes at the front of jbuf a flush is writing now */
         uint64_t *touched, *pending_free, *free_slots;
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
@@ -88,14 +89,13 @@ int delta_flush(delta *d);
  * volume's lock: begin (under it) takes what is to be made durable and
  * reserves its place in the journal; write (without it, one flush at a time)
  * fdatasyncs the data, appends and fdatasyncs the records; end (under it)
- * frees the slots the batch replaced, or on failure (r < 0) puts the batch
- * back for the next flush. Reads and writes may run between them. */
+ * frees the slots the batch replaced, or on failure (r < 0) leaves its
+ * records for the next flush to write again. Reads and writes may run between them. */
 typedef struct delta_flush_batch {
         bool active;
         int data_fd, map_fd;
         uint64_t off;
-        size_t records;
-        uint8_t *jbuf;
+        uint8_t *jbuf; /* its own copy of the records */
         size_t jlen;
         uint64_t *pending_free;
         size_t n_pending;
