@@ -51,14 +51,15 @@ typedef struct worker {
 struct pool {
         conn *c;
         st_volume *v;
-        pthread_mutex_t lock;      /* the fields below */
+        pthread_mutex_t lock;      /* n_started, end; quit and failed are set under it */
         pthread_mutex_t read_lock; /* one thread reads from the socket at a time */
         pthread_mutex_t send_lock; /* one message of a reply goes out whole */
         worker w[NBD_WORKERS];
         unsigned n_started, max_workers;
         int end;          /* why the connection ended (<0), or 0 */
         _Atomic bool slow; /* a request took over NBD_SLOW_NS since a thread was last added */
-        bool quit, failed;
+        /* set under lock, read by the reader under read_lock alone */
+        _Atomic bool quit, failed;
 };
 
 static uint32_t wire_error(int r) {

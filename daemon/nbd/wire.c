@@ -20,16 +20,32 @@ void wire_set_deadline(uint64_t ns) {
         deadline_ns = ns;
 }
 
-static int tls_read(gnutls_session_t s, uint8_t *p, size_t len) {
+/* With a deadline: the socket's receive timeout set to what is left of it
+ * (or -ETIMEDOUT once it has passed). */
+static int arm_deadline(int fd) {
+        if (!deadline_ns)
+                return 0;
+        uint64_t now = wire_now_ns();
+        if (now >= deadline_ns)
+                return -ETIMEDOUT;
+        uint64_t left = deadline_ns - now;
+        struct timeval tv = { .tv_sec = (time_t)(left / 1000000000ull),
+                              .tv_usec = (suseconds_t)(left % 1000000000ull / 1000) };
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        return 0;
+}
+
+static int tls_read(gnutls_session_t s, int fd, uint8_t *p, size_t len) {
         while (len > 0) {
-                if (deadline_ns && wire_now_ns() >= deadline_ns)
-                        return -ETIMEDOUT;
+                int r = arm_deadline(fd);
+                if (r < 0)
+                        return r;
                 ssize_t n = gnutls_record_recv(s, p, len);
                 if (n == GNUTLS_E_INTERRUPTED)
                         continue;
                 if (n == GNUTLS_E_AGAIN) {
                         if (deadline_ns)
-                                continue; /* SO_RCVTIMEO ran out: the deadline decides */
+                                continue; /* the receive timeout ran out: the deadline decides */
                         return -ETIMEDOUT;
                 }
                 if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
@@ -44,19 +60,13 @@ static int tls_read(gnutls_session_t s, uint8_t *p, size_t len) {
 
 int wire_read(const wire *w, void *buf, size_t len) {
         if (w->tls)
-                return tls_read(w->tls, buf, len);
+                return tls_read(w->tls, w->fd, buf, len);
         int fd = w->fd;
         uint8_t *p = buf;
         while (len > 0) {
-                if (deadline_ns) {
-                        uint64_t now = wire_now_ns();
-                        if (now >= deadline_ns)
-                                return -ETIMEDOUT;
-                        uint64_t left = deadline_ns - now;
-                        struct timeval tv = { .tv_sec = (time_t)(left / 1000000000ull),
-                                              .tv_usec = (suseconds_t)(left % 1000000000ull / 1000) };
-                        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-                }
+                int r = arm_deadline(fd);
+                if (r < 0)
+                        return r;
                 ssize_t n = recv(fd, p, len, 0);
                 if (n < 0 && errno == EINTR)
                         continue;
