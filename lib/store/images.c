@@ -147,17 +147,6 @@ bool store_delta_pending(st_store *s, const char *name) {
         return fstatat(s->deltas_fd, file, &st, 0) == 0 && st.st_size > 32;
 }
 
-bool store_delta_is_orphan(st_store *s, const char *file) {
-        char name[REF_NAME_MAX + 8];
-        const char *dot = strrchr(file, '.');
-        if (!dot || (size_t)(dot - file) >= sizeof name)
-                return false;
-        memcpy(name, file, (size_t)(dot - file));
-        name[dot - file] = 0;
-        /* A ref that exists, even one that cannot be read, keeps its files. */
-        return st_name_valid(name) && !store_ref_exists(s, name);
-}
-
 bool store_delta_orphan_writes(st_store *s, const char *name) {
         char file[REF_NAME_MAX + 16];
         snprintf(file, sizeof file, "%s.data", name);

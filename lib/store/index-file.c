@@ -46,6 +46,8 @@ int index_file_entry_load(st_store *s, const uint8_t *p, const char **why) {
         }
         if (index_add_prefix(s->idx, &e) == INDEX_NONE)
                 return -ENOMEM;
+        s->unique_bytes += e.raw_len; /* (what store_recount_totals sums) */
+        s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e.stored_len;
         return 0;
 }
 
@@ -128,6 +130,5 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
                                                            r);
         }
         memcpy(s->index_sum, buf + len - INDEX_FILE_TRAILER_LEN, 32);
-        store_recount_totals(s);
         return 0;
 }

@@ -119,7 +119,8 @@ struct st_store {
 
 /* index-file.c */
 void index_file_entry_encode(const index_entry *e, uint8_t *p);
-/* Decode, check against the pack table and add one entry; -EBADMSG with *why. */
+/* Decode, check against the pack table and add one entry, counting it in
+ * unique_bytes and stored_bytes; -EBADMSG with *why. */
 int index_file_entry_load(st_store *s, const uint8_t *p, const char **why);
 
 /* index-log.c */
@@ -210,9 +211,6 @@ uint64_t store_now_ns(void);
 /* images.c */
 uint64_t store_delta_bytes(st_store *s, const char *name);
 int store_remove_delta(st_store *s, const char *name);
-/* Is deltas/FILE (NAME.map, .data or .lock) of a name that has no ref (left
- * by an interrupted rm)? */
-bool store_delta_is_orphan(st_store *s, const char *file);
 /* NAME has no ref but delta files that hold writes (its ref was lost). */
 bool store_delta_orphan_writes(st_store *s, const char *name);
 #define STORE_ORPHAN_WRITES_MSG                                                             \

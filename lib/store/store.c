@@ -548,8 +548,7 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                         goto fail;
                 }
                 if (r == 0) {
-                        r = index_log_load(s, &d);
-                        store_recount_totals(s);
+                        r = index_log_load(s, &d); /* (entries it adds count in the totals) */
                         if (r == 1) {
                                 /* a torn batch: a crash (then 'dirty' is
                                  * here), else damage to report */

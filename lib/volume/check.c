@@ -128,11 +128,13 @@ int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsc
                 return r;
         for (size_t i = 0; i < n_files; i++) {
                 const char *dot = strrchr(files[i], '.');
-                if (!dot || (strcmp(dot, ".map") != 0 && strcmp(dot, ".data") != 0) ||
-                    !store_delta_is_orphan(s, files[i]))
-                        continue;
                 char name[REF_NAME_MAX + 8], map[REF_NAME_MAX + 16];
+                if (!dot || (strcmp(dot, ".map") != 0 && strcmp(dot, ".data") != 0) ||
+                    (size_t)(dot - files[i]) >= sizeof name)
+                        continue;
                 snprintf(name, sizeof name, "%.*s", (int)(dot - files[i]), files[i]);
+                if (!st_name_valid(name))
+                        continue;
                 snprintf(map, sizeof map, "%s.map", name);
                 struct stat st;
                 /* one report per name: at its journal, or its data alone */
