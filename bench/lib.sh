@@ -121,6 +121,16 @@ print("%.3f" % (data / end))
 PY
 }
 
+# wait_sock PATH PID: until the server PID listens on PATH (20 s), or dies.
+wait_sock() {
+    for _ in $(seq 400); do
+        [ -S "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || die "server for $1 died"
+        sleep 0.05
+    done
+    die "no socket $1"
+}
+
 # warm FILE...: read files into the page cache (their data extents).
 warm() { cat "$@" >/dev/null; }
 

@@ -48,14 +48,6 @@ cleanup() {
 rm -rf "$W"
 mkdir -p "$W"
 trap cleanup EXIT
-wait_sock() {
-    for _ in $(seq 400); do
-        [ -S "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || die "server for $1 died"
-        sleep 0.05
-    done
-    die "no socket $1"
-}
 
 # serve_store BIN DIR SOCK: a store of the image and clones c1..c4, served
 serve_store() {

@@ -75,15 +75,6 @@ rm -rf "$W"
 mkdir -p "$W"
 trap cleanup EXIT
 
-# wait_sock PATH PID: until the server listens (or dies)
-wait_sock() {
-    for _ in $(seq 200); do
-        [ -S "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || die "server for $1 died"
-        sleep 0.05
-    done
-    die "no socket $1"
-}
 
 # ---- servers for the reads
 s=$W/store

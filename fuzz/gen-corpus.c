@@ -981,6 +981,18 @@ static void gen_nbd(void) {
         put("nbd", "empty", NULL, 0);
 }
 
+/* The batch of what changed in s since its last, appended to log (of cap
+ * bytes, len used); the new length. */
+static size_t append_batch(const st_store *s, uint8_t *log, size_t len, size_t cap) {
+        uint8_t *b;
+        size_t bl;
+        if (index_log_batch(s, &b, &bl) < 0 || len + bl > cap)
+                exit(1);
+        memcpy(log + len, b, bl);
+        free(b);
+        return len + bl;
+}
+
 /* index.log over an empty index (trailer sum zero): two batches, the
  * second growing a pack and moving counts; cut, flipped, misnamed. */
 static void gen_index_log(void) {
@@ -1005,13 +1017,7 @@ static void gen_index_log(void) {
                 if (index_add(s.idx, &h, &e) == INDEX_NONE)
                         exit(1);
         }
-        uint8_t *b;
-        size_t bl;
-        if (index_log_batch(&s, &b, &bl) < 0 || len + bl > sizeof log)
-                exit(1);
-        memcpy(log + len, b, bl);
-        len += bl;
-        free(b);
+        len = append_batch(&s, log, len, sizeof log);
         put("index-log", "one-batch", log, len);
         /* what index_log_saved does, by hand: the second batch's base */
         s.idx_saved = index_count(s.idx);
@@ -1025,11 +1031,7 @@ static void gen_index_log(void) {
         s.n_changed = 2;
         index_get(s.idx, 1)->refs = 7;
         index_get(s.idx, 4)->refs = 0;
-        if (index_log_batch(&s, &b, &bl) < 0 || len + bl > sizeof log)
-                exit(1);
-        memcpy(log + len, b, bl);
-        len += bl;
-        free(b);
+        len = append_batch(&s, log, len, sizeof log);
         put("index-log", "two-batches", log, len);
         put("index-log", "torn-tail", log, len - 9);
         put_flips("index-log", "two-batches", log, len, 4);
