@@ -127,9 +127,9 @@ static int status_reply(pool *p, const nbd_request *q, int r) {
 }
 
 /* Structured read: data chunks for data, hole chunks for zeros. The extents
- * are collected first and sent after st_volume_map returns: sending while
- * it holds the volume's lock would let a client that stops reading stall
- * every writer of that volume. */
+ * are collected during the read and sent after it returns: sending while it
+ * holds the volume's lock would let a client that stops reading stall every
+ * writer of that volume. */
 typedef struct read_extent {
         uint64_t off, len;
         bool hole;
@@ -174,13 +174,18 @@ static int send_extents(worker *w, const nbd_request *q) {
 static int do_read(worker *w, const nbd_request *q) {
         pool *p = w->p;
         int r = st_buf_grow(&w->buf, &w->buf_cap, q->length ? q->length : 1);
+        /* A structured reply needs the hole map: the read's one pass over
+         * its extents gives it. */
+        bool extents = p->c->structured && q->length > 0 && !(q->flags & NBD_CMD_FLAG_DF);
+        w->n_ext = 0;
         if (r == 0)
-                r = st_volume_read(p->v, w->buf, q->length, q->offset);
+                r = extents ? st_volume_read_map(p->v, w->buf, q->length, q->offset, collect_extent, w)
+                            : st_volume_read(p->v, w->buf, q->length, q->offset);
         if (r < 0)
                 return error_reply(p, q, wire_error(r));
         if (!p->c->structured)
                 return simple_reply(p, q->cookie, 0, w->buf, q->length);
-        if (q->length == 0 || (q->flags & NBD_CMD_FLAG_DF)) {
+        if (!extents) {
                 if (q->length == 0)
                         return ok_reply(p, q);
                 uint8_t h[28];
@@ -190,11 +195,6 @@ static int do_read(worker *w, const nbd_request *q) {
                 struct iovec iov[2] = { { h, 28 }, { w->buf, q->length } };
                 return send_msg(p, iov, 2);
         }
-        /* The data is read already; map only says which parts are holes. */
-        w->n_ext = 0;
-        r = st_volume_map(p->v, q->offset, q->length, ST_EXTENT_HOLE, collect_extent, w);
-        if (r < 0)
-                return error_reply(p, q, wire_error(r));
         return send_extents(w, q);
 }
 

@@ -199,13 +199,15 @@ typedef struct st_cache_stats {
         uint64_t bytes_loaded;
         uint64_t evictions;
         uint64_t entries, bytes, budget;
+        uint64_t remote_fetches; /* chunks the remote tier (lazily pulled images) supplied */
 } st_cache_stats;
 
 /* Give the store a cache of decompressed chunks of at most budget bytes,
  * shared by every volume read through this handle (the daemon's hot tier).
  * Call before opening volumes; 0 turns it off (the default). */
 ST_API int st_store_set_cache(st_store *s, uint64_t budget);
-/* Counters of the cache; all zero without one. Thread-safe. */
+/* Counters of the cache (all zero without one) and of the remote tier.
+ * Thread-safe. */
 ST_API void st_store_cache_stats(st_store *s, st_cache_stats *ret);
 
 /* Read chunk 'id' into buf (buf_len >= its length). Returns the length,

@@ -78,7 +78,15 @@ typedef int (*st_extent_fn)(void *ctx, uint64_t off, uint64_t len, unsigned flag
  * for it only when it is used). Thread-safe as a read. */
 ST_API int st_volume_map(st_volume *v, uint64_t off, uint64_t len, unsigned want, st_extent_fn fn,
                          void *ctx);
-/* Load the chunks behind [off, off+len) into the store's cache (a hint). */
+/* Read len bytes at off, as st_volume_read, and describe them in the same
+ * pass as consecutive extents whose flags are ST_EXTENT_HOLE or 0 (the NBD
+ * server's structured replies). fn is called with the volume's lock held: it
+ * must not block. */
+ST_API int st_volume_read_map(st_volume *v, void *buf, size_t len, uint64_t off, st_extent_fn fn,
+                              void *ctx);
+/* Make the chunks behind [off, off+len) present in every tier: fetched from
+ * a lazily pulled image's source if the store lacks them, and loaded into
+ * the store's cache if it has one (a hint: NBD_CMD_CACHE). */
 ST_API int st_volume_prefetch(st_volume *v, uint64_t off, uint64_t len);
 
 typedef struct st_commit_result {

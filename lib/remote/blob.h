@@ -8,7 +8,7 @@
 
 #include <stellar/common.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 
 /* "blobs/<hex>": where chunk id lives in a tree. */
 void blob_key(const st_digest *id, char *out, size_t out_len);

@@ -85,7 +85,7 @@ int chain_load_local(st_store *s, const char *name, layer_chain *ret, st_diag *r
                 id = m->parent;
         }
         if (c.n == 0) { /* an empty volume: one empty layer */
-                c.layers[0] = manifest_new(ref.size, &s->cfg.chunker, NULL);
+                c.layers[0] = manifest_new(ref.size, &st_store_get_config(s)->chunker, NULL);
                 if (!c.layers[0]) {
                         chain_free(&c);
                         return -ENOMEM;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 
 typedef struct digest_set {
         st_digest *v;

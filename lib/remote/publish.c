@@ -14,7 +14,7 @@
 #include <stellar/hash.h>
 #include <stellar/remote.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/diag.h"
 #include "blob.h"
 #include "chain.h"
@@ -49,7 +49,7 @@ static int pub_next(void *ctx, target_req *q) {
         if (p->next >= p->n_todo)
                 return 0;
         const st_digest *id = &p->todo[p->next++];
-        pack_record rec;
+        store_payload rec;
         int r = store_chunk_payload(p->s, id, p->cb, &rec);
         char hex[ST_DIGEST_HEX_LEN + 1];
         st_digest_to_hex(id, hex);
@@ -61,12 +61,12 @@ static int pub_next(void *ctx, target_req *q) {
                                     r);
         uint8_t *body;
         size_t len;
-        if (rec.flags & PACK_FLAG_ZSTD) {
+        if (rec.zstd) {
                 len = rec.stored_len; /* already a frame: ship it as stored */
                 body = malloc(len);
                 if (!body)
                         return -ENOMEM;
-                memcpy(body, p->cb->scratch + PACK_RECORD_HEADER_LEN, len);
+                memcpy(body, rec.data, len);
         } else {
                 /* stored raw (it did not compress): wrap it in a frame at
                  * the fastest level, which stores such data as raw blocks */

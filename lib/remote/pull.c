@@ -20,7 +20,7 @@
 #include <stellar/hash.h>
 #include <stellar/remote.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/cleanup.h"
 #include "../util/diag.h"
 #include "../util/fs.h"
@@ -157,9 +157,7 @@ static int flush_batch(puller *p) {
                 return st_diag_fail(p->err, "packs", ST_DIAG_NO_OFFSET, "cannot append to the store", r);
         p->since_commit += stored;
         if (p->since_commit >= PULL_COMMIT_BYTES) {
-                pthread_rwlock_wrlock(&p->s->lock);
-                r = store_commit(p->s);
-                pthread_rwlock_unlock(&p->s->lock);
+                r = store_checkpoint(p->s);
                 p->since_commit = 0;
                 if (r < 0)
                         return st_diag_fail(p->err, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
@@ -214,10 +212,8 @@ static int pull_done(void *ctx, target_req *q) {
  * failed (a full disk) never reached the store. */
 static uint64_t count_kept(st_store *s, const st_digest *missing, size_t n) {
         uint64_t k = 0;
-        pthread_rwlock_rdlock(&s->lock);
         for (size_t i = 0; i < n; i++)
-                k += index_find(s->idx, &missing[i]) != INDEX_NONE;
-        pthread_rwlock_unlock(&s->lock);
+                k += store_chunk_lookup(s, &missing[i], NULL, NULL) == 0;
         return k;
 }
 
@@ -244,18 +240,16 @@ static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, uint
                 return -ENOMEM;
         }
         size_t k = 0;
-        pthread_rwlock_rdlock(&s->lock);
         for (size_t i = 0; r == 0 && i < n; i++) {
-                uint32_t id = index_find(s->idx, &all[i]);
-                if (id == INDEX_NONE) {
+                uint32_t have_len;
+                if (store_chunk_lookup(s, &all[i], &have_len, NULL) < 0) {
                         miss_lens[k] = lens[i];
                         miss[k++] = all[i];
-                } else if (index_get(s->idx, id)->raw_len != lens[i])
+                } else if (have_len != lens[i])
                         r = st_diag_fail(reterr, "manifest", ST_DIAG_NO_OFFSET,
                                          "manifest: an extent's length differs from its chunk's",
                                          -EBADMSG);
         }
-        pthread_rwlock_unlock(&s->lock);
         free((void *)all);
         free(lens);
         if (r < 0) {
@@ -272,9 +266,10 @@ static int find_missing(st_store *s, const layer_chain *c, st_digest **ret, uint
 }
 
 static int write_source(st_store *s, const char *name, const char *url, bool lazy) {
-        if (mkdirat(s->dirfd, "sources", 0755) < 0 && errno != EEXIST)
+        if (mkdirat(store_dir_fd(s), "sources", 0755) < 0 && errno != EEXIST)
                 return -errno;
-        _cleanup_close_ int fd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int fd =
+                openat(store_dir_fd(s), "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (!lazy) {
@@ -315,8 +310,9 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                 r = pull_read_chain(t, &res.id, &c, &res.manifest_bytes, reterr);
         if (r == 0)
                 r = pull_local_ids(&c, &top);
-        pthread_mutex_lock(&s->write_lock);
-        if (r == 0 && store_ref_exists(s, local)) {
+        store_change_begin(s);
+        bool exists = false;
+        if (r == 0 && (exists = store_ref_exists(s, local))) {
                 store_ref have;
                 r = store_ref_load(s, local, &have, reterr);
                 if (r == 0 && memcmp(have.manifest.b, top.b, ST_DIGEST_LEN) != 0)
@@ -343,50 +339,21 @@ int st_pull(st_store *s, const char *url, const char *name, const st_transfer_op
                 if (r == 0)
                         r = k;
         }
-        /* the manifests, bottom-up, then the name */
-        bool all_new = true;
-        for (size_t i = 0; r == 0 && i < c.n; i++) {
-                st_digest id;
-                bool is_new;
-                r = store_manifest_save(s, c.layers[i], &id, &is_new);
-                if (r < 0)
-                        (void)st_diag_fail(reterr, "manifests", ST_DIAG_NO_OFFSET,
-                                           "cannot write manifest", r);
-                if (!is_new)
-                        all_new = false;
-                else {
-                        pthread_rwlock_wrlock(&s->lock);
-                        store_manifest_count_refs(s, c.layers[i], +1);
-                        pthread_rwlock_unlock(&s->lock);
-                }
-        }
+        /* Where a lazy image's missing chunks come from (or, complete now,
+         * no source); then the manifests, bottom-up, and the name. */
         if (r == 0)
                 r = write_source(s, local, url, res.lazy && n_missing > 0);
-        if (r == 0 && !store_ref_exists(s, local)) {
-                const manifest *m = c.layers[c.n - 1];
-                store_ref ref = { .kind = ST_KIND_IMAGE, .size = m->size, .ctime_ns = m->ctime_ns,
-                                  .manifest = top };
-                r = store_ref_create(s, local, &ref);
-                if (r < 0)
-                        (void)st_diag_fail(reterr, local, ST_DIAG_NO_OFFSET,
-                                           r == -ENOTEMPTY ? STORE_ORPHAN_WRITES_MSG
-                                                           : "cannot write ref",
-                                           r);
-        }
         if (r == 0) {
-                pthread_rwlock_wrlock(&s->lock);
-                /* Chunks added under manifests that were already here (a lazy
-                 * pull being completed) get their counts from a recount. */
-                if (!all_new && res.n_fetched > 0)
-                        r = ST_MIN(store_prune_manifests(s, true, NULL, NULL), 0);
-                if (r == 0)
-                        r = store_commit(s);
-                pthread_rwlock_unlock(&s->lock);
-                if (r < 0)
-                        (void)st_diag_fail(reterr, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
+                const manifest *m = c.layers[c.n - 1];
+                store_ref ref = { .kind = ST_KIND_IMAGE, .size = m->size, .ctime_ns = m->ctime_ns };
+                bool named;
+                r = store_make_visible(s, local, c.layers, c.n, &ref,
+                                       (exists ? STORE_VISIBLE_KEEP : STORE_VISIBLE_CREATE) |
+                                               (res.n_fetched > 0 ? STORE_VISIBLE_RECOUNT : 0),
+                                       &named, reterr);
         }
         res.n_kept = r == 0 ? res.n_fetched : count_kept(s, missing, n_missing);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         res.n_retries = t ? target_retries(t) : 0;
         ZSTD_freeDCtx(p.dctx);
         free(p.raw);

@@ -17,7 +17,7 @@
 
 #include <stellar/remote.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "blob.h"
@@ -208,10 +208,7 @@ static void *background_main(void *arg) {
                                 const manifest_extent *x = &c.layers[l]->ext[e];
                                 if (manifest_hash_is_hole(&x->hash))
                                         continue;
-                                pthread_rwlock_rdlock(&f->s->lock);
-                                bool have = index_find(f->s->idx, &x->hash) != INDEX_NONE;
-                                pthread_rwlock_unlock(&f->s->lock);
-                                if (have)
+                                if (store_chunk_lookup(f->s, &x->hash, NULL, NULL) == 0)
                                         continue;
                                 batch_ids[k++] = x->hash;
                                 if (k == BACKGROUND_BATCH) {
@@ -228,7 +225,8 @@ static void *background_main(void *arg) {
 }
 
 int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
-        _cleanup_close_ int fd = openat(s->dirfd, "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int fd =
+                openat(store_dir_fd(s), "sources", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
         char **names = NULL;
@@ -278,11 +276,7 @@ int st_store_attach_sources(st_store *s, const st_transfer_opts *o) {
         f->n_names = n;
         if (o && o->background)
                 f->bg_started = pthread_create(&f->bg, NULL, background_main, f) == 0;
-        if (s->fetch_free)
-                s->fetch_free(s->fetch_ctx);
-        s->fetch = fetch;
-        s->fetch_many = fetch_many;
-        s->fetch_ctx = f;
-        s->fetch_free = fetcher_free;
+        static const store_remote_ops ops = { fetch, fetch_many, fetcher_free };
+        store_set_remote(s, &ops, f);
         return (int)f->n;
 }

@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The hot tier: decompressed, verified chunks held in memory once for every
- * volume and connection of a process, within a byte budget, evicted least
- * recently used. Concurrent misses on one chunk load it once (the others
- * wait), so N readers of N clones cost one read and one decompression per
- * chunk. Entries in use are pinned and never evicted under a reader.
+ * The memory tier: decompressed, verified chunks held once for every volume
+ * and connection of a process, within a byte budget.
+ *
+ * The cache is split into shards by chunk id, each with its own lock, table
+ * and budget, so readers of different chunks rarely meet. A hit only pins
+ * the entry and sets its referenced bit: nothing is reordered. Eviction is
+ * CLOCK: a hand sweeps the shard's ring of loaded entries, giving referenced
+ * ones a second chance and never taking a pinned one.
+ *
+ * A miss leaves a placeholder that the caller fills (cache_fill) or abandons
+ * (cache_abandon) once the lower tiers answered; concurrent misses on that
+ * chunk wait for it, so N readers of N clones cost one read and one
+ * decompression per chunk.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,188 +24,223 @@
 #include "../util/le.h"
 #include "store-internal.h"
 
+#define CACHE_SHARDS 16u
+
 struct cache_entry {
         st_digest id;
         uint8_t *data;
         uint32_t len;
         unsigned pins;
+        unsigned shard;
         bool loading;
-        int error; /* a failed load: waiters get it, then the entry goes */
-        struct cache_entry *hnext;        /* hash chain */
-        struct cache_entry *prev, *next; /* LRU list of unpinned entries, most recent first */
+        bool referenced;             /* used since the hand last passed */
+        struct cache_entry *hnext;   /* hash chain */
+        struct cache_entry *prev, *next; /* the clock ring (loaded entries) */
 };
 
-struct chunk_cache {
+typedef struct cache_shard {
         pthread_mutex_t lock;
         pthread_cond_t loaded;
         struct cache_entry **table;
         size_t cap; /* power of two */
         size_t n;
         uint64_t budget, used;
-        struct cache_entry lru; /* sentinel */
+        struct cache_entry *hand; /* next to look at; NULL when the ring is empty */
+        size_t n_ring;
         st_cache_stats stats;
+} __attribute__((aligned(64))) cache_shard;
+
+struct chunk_cache {
+        cache_shard sh[CACHE_SHARDS];
 };
 
-static size_t bucket(const chunk_cache *c, const st_digest *id) {
-        return (size_t)(st_le64_get(id->b) & (c->cap - 1));
+/* The table uses the id's first 8 bytes, the shard the next ones. */
+static unsigned shard_of(const st_digest *id) {
+        return (unsigned)(st_le32_get(id->b + 8) % CACHE_SHARDS);
+}
+
+static size_t bucket(const cache_shard *h, const st_digest *id) {
+        return (size_t)(st_le64_get(id->b) & (h->cap - 1));
 }
 
 chunk_cache *cache_new(uint64_t budget) {
         chunk_cache *c = calloc(1, sizeof *c);
         if (!c)
                 return NULL;
-        c->cap = 4096;
-        c->table = calloc(c->cap, sizeof *c->table);
-        if (!c->table) {
-                free(c);
-                return NULL;
+        for (unsigned i = 0; i < CACHE_SHARDS; i++) {
+                cache_shard *h = &c->sh[i];
+                h->cap = 1024;
+                h->table = calloc(h->cap, sizeof *h->table);
+                if (!h->table) {
+                        for (unsigned k = 0; k < i; k++)
+                                free(c->sh[k].table);
+                        free(c);
+                        return NULL;
+                }
+                pthread_mutex_init(&h->lock, NULL);
+                pthread_cond_init(&h->loaded, NULL);
+                h->budget = budget / CACHE_SHARDS;
         }
-        pthread_mutex_init(&c->lock, NULL);
-        pthread_cond_init(&c->loaded, NULL);
-        c->budget = budget;
-        c->lru.prev = c->lru.next = &c->lru;
         return c;
 }
 
-static void lru_unlink(struct cache_entry *e) {
-        if (e->prev) {
+static void ring_add(cache_shard *h, struct cache_entry *e) {
+        if (!h->hand) {
+                e->prev = e->next = e;
+                h->hand = e;
+        } else { /* just behind the hand: the last it will reach */
+                e->next = h->hand;
+                e->prev = h->hand->prev;
+                e->prev->next = e;
+                h->hand->prev = e;
+        }
+        h->n_ring++;
+}
+
+static void ring_remove(cache_shard *h, struct cache_entry *e) {
+        if (e->next == e)
+                h->hand = NULL;
+        else {
                 e->prev->next = e->next;
                 e->next->prev = e->prev;
-                e->prev = e->next = NULL;
+                if (h->hand == e)
+                        h->hand = e->next;
         }
+        e->prev = e->next = NULL;
+        h->n_ring--;
 }
 
-static void lru_push(chunk_cache *c, struct cache_entry *e) {
-        e->next = c->lru.next;
-        e->prev = &c->lru;
-        c->lru.next->prev = e;
-        c->lru.next = e;
-}
-
-static void table_remove(chunk_cache *c, struct cache_entry *e) {
-        for (struct cache_entry **p = &c->table[bucket(c, &e->id)]; *p; p = &(*p)->hnext)
+static void table_remove(cache_shard *h, struct cache_entry *e) {
+        for (struct cache_entry **p = &h->table[bucket(h, &e->id)]; *p; p = &(*p)->hnext)
                 if (*p == e) {
                         *p = e->hnext;
                         break;
                 }
-        c->n--;
+        h->n--;
 }
 
-static void entry_free(chunk_cache *c, struct cache_entry *e) {
-        c->used -= e->len;
-        free(e->data);
-        free(e);
-}
-
-/* Evict unpinned entries, least recent first, until within budget. */
-static void evict(chunk_cache *c) {
-        while (c->used > c->budget && c->lru.prev != &c->lru) {
-                struct cache_entry *e = c->lru.prev;
-                lru_unlink(e);
-                table_remove(c, e);
-                c->stats.evictions++;
-                entry_free(c, e);
+/* Sweep until within budget: a referenced entry loses its bit and is
+ * passed, a pinned one is passed, any other goes. Two turns of the ring at
+ * most (all pinned: over budget until some are put back). */
+static void evict(cache_shard *h) {
+        for (size_t steps = 2 * h->n_ring; h->used > h->budget && h->hand && steps > 0; steps--) {
+                struct cache_entry *e = h->hand;
+                if (e->pins > 0 || e->referenced) {
+                        e->referenced = false;
+                        h->hand = e->next;
+                        continue;
+                }
+                ring_remove(h, e);
+                table_remove(h, e);
+                h->used -= e->len;
+                h->stats.evictions++;
+                free(e->data);
+                free(e);
         }
 }
 
-static void grow_table(chunk_cache *c) {
-        size_t cap = c->cap * 2;
+static void grow_table(cache_shard *h) {
+        size_t cap = h->cap * 2;
         struct cache_entry **t = calloc(cap, sizeof *t);
         if (!t)
                 return; /* longer chains, still correct */
-        for (size_t i = 0; i < c->cap; i++)
-                for (struct cache_entry *e = c->table[i], *n; e; e = n) {
+        for (size_t i = 0; i < h->cap; i++)
+                for (struct cache_entry *e = h->table[i], *n; e; e = n) {
                         n = e->hnext;
                         size_t b = (size_t)(st_le64_get(e->id.b) & (cap - 1));
                         e->hnext = t[b];
                         t[b] = e;
                 }
-        free(c->table);
-        c->table = t;
-        c->cap = cap;
+        free(h->table);
+        h->table = t;
+        h->cap = cap;
 }
 
 chunk_cache *cache_free(chunk_cache *c) {
         if (!c)
                 return NULL;
-        for (size_t i = 0; i < c->cap; i++)
-                for (struct cache_entry *e = c->table[i], *n; e; e = n) {
-                        n = e->hnext;
-                        free(e->data);
-                        free(e);
-                }
-        free(c->table);
-        pthread_mutex_destroy(&c->lock);
-        pthread_cond_destroy(&c->loaded);
+        for (unsigned i = 0; i < CACHE_SHARDS; i++) {
+                cache_shard *h = &c->sh[i];
+                for (size_t k = 0; k < h->cap; k++)
+                        for (struct cache_entry *e = h->table[k], *n; e; e = n) {
+                                n = e->hnext;
+                                free(e->data);
+                                free(e);
+                        }
+                free(h->table);
+                pthread_mutex_destroy(&h->lock);
+                pthread_cond_destroy(&h->loaded);
+        }
         free(c);
         return NULL;
 }
 
-int cache_get(st_store *s, chunk_cache *c, const st_digest *id, cache_entry **ret) {
-        pthread_mutex_lock(&c->lock);
+int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret) {
+        unsigned si = shard_of(id);
+        cache_shard *h = &c->sh[si];
+        pthread_mutex_lock(&h->lock);
         struct cache_entry *e;
         for (;;) {
-                for (e = c->table[bucket(c, id)]; e; e = e->hnext)
+                for (e = h->table[bucket(h, id)]; e; e = e->hnext)
                         if (memcmp(&e->id, id, sizeof *id) == 0)
                                 break;
                 if (!e || !e->loading)
                         break;
-                c->stats.waits++;
-                pthread_cond_wait(&c->loaded, &c->lock); /* someone else is loading it */
+                h->stats.waits++;
+                pthread_cond_wait(&h->loaded, &h->lock); /* another reader is loading it */
         }
-        if (e && e->error == 0) {
-                if (e->pins++ == 0)
-                        lru_unlink(e);
-                c->stats.hits++;
-                pthread_mutex_unlock(&c->lock);
+        if (e) {
+                e->pins++;
+                e->referenced = true;
+                h->stats.hits++;
+                pthread_mutex_unlock(&h->lock);
                 *ret = e;
                 return 0;
         }
-        /* A miss: insert a loading placeholder, load without the lock. */
-        c->stats.misses++;
+        /* A miss: a placeholder the caller fills from the tiers below. */
+        h->stats.misses++;
         e = calloc(1, sizeof *e);
         if (!e) {
-                pthread_mutex_unlock(&c->lock);
+                pthread_mutex_unlock(&h->lock);
                 return -ENOMEM;
         }
         e->id = *id;
         e->loading = true;
         e->pins = 1;
-        size_t b = bucket(c, id);
-        e->hnext = c->table[b];
-        c->table[b] = e;
-        if (++c->n > c->cap)
-                grow_table(c);
-        pthread_mutex_unlock(&c->lock);
-
-        store_chunk_buf *cb = store_chunk_buf_get(s);
-        int64_t n = cb ? store_read_chunk(s, id, cb) : -ENOMEM;
-
-        pthread_mutex_lock(&c->lock);
-        e->loading = false;
-        if (n < 0) {
-                e->error = (int)n;
-                table_remove(c, e);
-                pthread_cond_broadcast(&c->loaded);
-                pthread_mutex_unlock(&c->lock);
-                free(e);
-                store_chunk_buf_put(s, cb);
-                return (int)n;
-        }
-        /* Keep the decompressed buffer itself: no copy. */
-        e->data = cb->out;
-        e->len = (uint32_t)n;
-        cb->out = NULL;
-        cb->out_cap = 0;
-        c->used += e->len;
-        c->stats.loads++;
-        c->stats.bytes_loaded += e->len;
-        evict(c);
-        pthread_cond_broadcast(&c->loaded);
-        pthread_mutex_unlock(&c->lock);
-        store_chunk_buf_put(s, cb);
+        e->shard = si;
+        size_t b = bucket(h, id);
+        e->hnext = h->table[b];
+        h->table[b] = e;
+        if (++h->n > h->cap)
+                grow_table(h);
+        pthread_mutex_unlock(&h->lock);
         *ret = e;
-        return 0;
+        return -ENOENT;
+}
+
+void cache_fill(chunk_cache *c, cache_entry *e, uint8_t *data, uint32_t len) {
+        cache_shard *h = &c->sh[e->shard];
+        pthread_mutex_lock(&h->lock);
+        e->data = data;
+        e->len = len;
+        e->loading = false;
+        e->referenced = true;
+        ring_add(h, e);
+        h->used += len;
+        h->stats.loads++;
+        h->stats.bytes_loaded += len;
+        evict(h);
+        pthread_cond_broadcast(&h->loaded);
+        pthread_mutex_unlock(&h->lock);
+}
+
+void cache_abandon(chunk_cache *c, cache_entry *e) {
+        cache_shard *h = &c->sh[e->shard];
+        pthread_mutex_lock(&h->lock);
+        table_remove(h, e); /* the waiters look again, miss, and load it themselves */
+        pthread_cond_broadcast(&h->loaded);
+        pthread_mutex_unlock(&h->lock);
+        free(e);
 }
 
 const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len) {
@@ -206,19 +249,27 @@ const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len) {
 }
 
 void cache_put(chunk_cache *c, cache_entry *e) {
-        pthread_mutex_lock(&c->lock);
-        if (--e->pins == 0) {
-                lru_push(c, e);
-                evict(c);
-        }
-        pthread_mutex_unlock(&c->lock);
+        cache_shard *h = &c->sh[e->shard];
+        pthread_mutex_lock(&h->lock);
+        if (--e->pins == 0 && h->used > h->budget)
+                evict(h);
+        pthread_mutex_unlock(&h->lock);
 }
 
 void cache_stats(chunk_cache *c, st_cache_stats *ret) {
-        pthread_mutex_lock(&c->lock);
-        *ret = c->stats;
-        ret->entries = c->n;
-        ret->bytes = c->used;
-        ret->budget = c->budget;
-        pthread_mutex_unlock(&c->lock);
+        *ret = (st_cache_stats){ 0 };
+        for (unsigned i = 0; i < CACHE_SHARDS; i++) {
+                cache_shard *h = &c->sh[i];
+                pthread_mutex_lock(&h->lock);
+                ret->hits += h->stats.hits;
+                ret->misses += h->stats.misses;
+                ret->waits += h->stats.waits;
+                ret->loads += h->stats.loads;
+                ret->bytes_loaded += h->stats.bytes_loaded;
+                ret->evictions += h->stats.evictions;
+                ret->entries += h->n_ring;
+                ret->bytes += h->used;
+                ret->budget += h->budget;
+                pthread_mutex_unlock(&h->lock);
+        }
 }

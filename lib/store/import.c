@@ -121,13 +121,13 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 return st_diag_fail(reterr, path, ST_DIAG_NO_OFFSET, "image too large", -EFBIG);
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         if (store_ref_exists(s, name)) {
-                pthread_mutex_unlock(&s->write_lock);
+                store_change_end(s);
                 return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, "the name is taken", -EEXIST);
         }
         if (store_delta_orphan_writes(s, name)) {
-                pthread_mutex_unlock(&s->write_lock);
+                store_change_end(s);
                 return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, STORE_ORPHAN_WRITES_MSG,
                                     -ENOTEMPTY);
         }
@@ -145,39 +145,14 @@ int st_store_import(st_store *s, const char *path, const char *name, const st_im
                 (void)st_diag_fail(reterr, path, reterr->offset, reterr->what, r);
         if (r == 0)
                 r = ingest_finish(g, &res, reterr);
-        st_digest id;
-        bool is_new = false;
         if (r == 0) {
                 m->ctime_ns = store_now_ns();
-                r = store_manifest_save(s, m, &id, &is_new);
-                if (r < 0)
-                        (void)st_diag_fail(reterr, "manifests", ST_DIAG_NO_OFFSET,
-                                           "cannot write manifest", r);
+                store_ref ref = { .kind = ST_KIND_IMAGE, .size = size, .ctime_ns = m->ctime_ns };
+                r = store_make_visible(s, name, &m, 1, &ref, STORE_VISIBLE_CREATE, &saved, reterr);
         }
-        if (r == 0) {
-                store_ref ref = { .kind = ST_KIND_IMAGE, .size = size, .ctime_ns = m->ctime_ns,
-                                  .manifest = id };
-                r = store_ref_create(s, name, &ref);
-                saved = r == 0;
-                if (r < 0)
-                        (void)st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET, "cannot write ref", r);
-        }
-        if (r == 0) {
-                pthread_rwlock_wrlock(&s->lock);
-                if (is_new)
-                        store_manifest_count_refs(s, m, +1);
-                r = store_commit(s);
-                pthread_rwlock_unlock(&s->lock);
-                if (r < 0)
-                        (void)st_diag_fail(reterr, "index", ST_DIAG_NO_OFFSET, "cannot write index", r);
-        }
-        /* Before the ref exists the import can be undone; after, the image is
-         * real and recovery will count its references. */
-        if (r < 0 && saved)
-                s->broken = true;
         ingest_free(g, r < 0 && !saved);
         manifest_free(m);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         if (r == 0 && ret) {
                 res.size = size;
                 *ret = res;

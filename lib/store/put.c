@@ -125,10 +125,16 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
         return 0;
 }
 
-int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, pack_record *ret) {
-        uint32_t stored_len = 0;
-        int64_t n = store_read_chunk_local(s, id, b, &stored_len);
+int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, store_payload *ret) {
+        int64_t n = store_read_chunk_local(s, id, b, NULL);
         if (n < 0)
                 return (int)n;
-        return pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, ret, NULL);
+        pack_record rec;
+        int r = pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL);
+        if (r < 0)
+                return r;
+        *ret = (store_payload){ .data = b->scratch + PACK_RECORD_HEADER_LEN,
+                                .stored_len = rec.stored_len, .raw_len = rec.raw_len,
+                                .zstd = (rec.flags & PACK_FLAG_ZSTD) != 0 };
+        return 0;
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,19 +26,7 @@
 #include "manifest.h"
 #include "pack.h"
 #include "ref.h"
-
-/* A manifest and its ancestors, top first, borrowed from the store's cache. */
-typedef struct store_chain {
-        manifest **layers;
-        size_t n;
-} store_chain;
-
-/* Buffers for reading chunks, reused across calls by one thread. */
-typedef struct store_chunk_buf {
-        uint8_t *scratch, *out;
-        size_t scratch_cap, out_cap;
-        void *dctx; /* ZSTD_DCtx */
-} store_chunk_buf;
+#include "store-api.h"
 
 struct cached_manifest;
 typedef struct chunk_cache chunk_cache;
@@ -97,14 +86,14 @@ struct st_store {
         store_chunk_buf *bufs[16]; /* idle reading buffers */
         unsigned n_bufs;
         uint32_t own_pack; /* SHARED: the pack this process appends fetched chunks to */
-        /* Reads of chunks the store lacks ask this (lib/remote: lazily
-         * pulled images); 0 means the chunk is in the store now. */
-        int (*fetch)(void *ctx, st_store *s, const st_digest *id);
-        /* The same for several chunks at once, in parallel (read-ahead);
-         * best effort: a chunk it could not fetch is fetched again when read. */
-        void (*fetch_many)(void *ctx, st_store *s, const st_digest *ids, size_t n);
-        void *fetch_ctx;
-        void (*fetch_free)(void *ctx);
+        /* The remote tier (chunks.c): reads of chunks the packs lack ask it. */
+        const store_remote_ops *remote;
+        void *remote_ctx;
+        atomic_uint_least64_t remote_fetches;
+        /* Volumes open for writing through this handle (volumes.c). */
+        pthread_mutex_t volumes_lock;
+        pthread_cond_t volumes_cv;
+        struct open_volume *volumes;
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
@@ -151,30 +140,20 @@ int store_mark_dirty(st_store *s);
 int store_write_index(st_store *s);
 int store_clear_dirty(st_store *s);
 int store_commit(st_store *s);
-int store_writable(const st_store *s);
 /* May this handle change the store's files beyond its own (truncate torn
  * tails, delete leftovers, write the index)? Only with the store to itself. */
 bool store_files_writable(const st_store *s);
-/* For changes to chunks and the index: also -EBUSY on a SHARED handle. */
-int store_exclusive(const st_store *s);
 /* Recompute unique_bytes and stored_bytes from the index. */
 void store_recount_totals(st_store *s);
 store_pack *store_pack_find(st_store *s, uint32_t id);
 /* The pack to append 'need' bytes to, creating one if needed. */
 int store_pack_for_append(st_store *s, uint64_t need, store_pack **ret);
 int store_pack_create(st_store *s, store_pack **ret);
-st_pool *store_pool(st_store *s);
 /* objects.c: refs, manifests, the chain cache */
-int store_ref_load(st_store *s, const char *name, store_ref *ret, st_diag *reterr);
 int store_ref_save(st_store *s, const char *name, const store_ref *r);
 /* Create a new ref: -EEXIST if the name exists, even when another process
  * races for it (rename with RENAME_NOREPLACE). */
 int store_ref_create(st_store *s, const char *name, const store_ref *r);
-bool store_ref_exists(st_store *s, const char *name);
-/* Names of all refs (sorted); caller frees with store_free_names. */
-int store_list_names(st_store *s, char ***ret, size_t *ret_n);
-void store_free_names(char **names, size_t n);
-int store_manifest_load(st_store *s, const st_digest *id, manifest **ret, st_diag *reterr);
 /* Write m as manifests/<id> unless that file exists. */
 int store_manifest_save(st_store *s, const manifest *m, st_digest *ret_id, bool *ret_new);
 /* Add delta (+1/-1) to the count of every chunk m's extents name. */
@@ -192,35 +171,25 @@ void store_live_free(void *live);
  * Returns 1 and deletes nothing when the mark is incomplete (see store_mark),
  * and deletes nothing on a read-only or shared handle. */
 int store_prune_manifests(st_store *s, bool recount, uint64_t *ret_pruned, st_diag *retwhy);
-int store_chain_get(st_store *s, const st_digest *top, store_chain *ret, st_diag *reterr);
-void store_chain_put(st_store *s, store_chain *c);
 void store_cache_free(st_store *s);
 
-/* cache.c: the hot tier */
+/* cache.c: the memory tier */
 chunk_cache *cache_new(uint64_t budget);
 chunk_cache *cache_free(chunk_cache *c);
-/* Pin chunk id in memory, loading it if needed. Thread-safe. */
-int cache_get(st_store *s, chunk_cache *c, const st_digest *id, cache_entry **ret);
+/* Pin chunk id in memory: 0 on a hit; -ENOENT on a miss, *ret then being a
+ * placeholder the caller must cache_fill (the cache takes data, a malloc'd
+ * buffer) or cache_abandon. Thread-safe. */
+int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret);
+void cache_fill(chunk_cache *c, cache_entry *e, uint8_t *data, uint32_t len);
+void cache_abandon(chunk_cache *c, cache_entry *e);
 const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len);
 void cache_put(chunk_cache *c, cache_entry *e);
 void cache_stats(chunk_cache *c, st_cache_stats *ret);
 
-/* import.c */
-uint64_t store_now_ns(void);
-
 /* images.c */
 uint64_t store_delta_bytes(st_store *s, const char *name);
 int store_remove_delta(st_store *s, const char *name);
-/* NAME has no ref but delta files that hold writes (its ref was lost). */
-bool store_delta_orphan_writes(st_store *s, const char *name);
-#define STORE_ORPHAN_WRITES_MSG                                                             \
-        "the writes of a volume of this name whose ref is missing are kept in deltas/ "      \
-        "(see 'stellar fsck'; 'stellar rm NAME' removes them)"
-/* Does the volume's delta journal hold any record (writes to commit)? */
-bool store_delta_pending(st_store *s, const char *name);
 
-/* volume code (lib/volume): is a volume of this name open in this process? */
-bool store_volume_is_open(st_store *s, const char *name);
 /* Read the chunk an entry points to into out (raw_len bytes); scratch must
  * hold PACK_RECORD_HEADER_LEN + stored_len. Verifies the full hash. */
 int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
@@ -231,32 +200,11 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, v
  * *ret_stored_len if wanted. */
 int64_t store_read_chunk_local(st_store *s, const st_digest *id, store_chunk_buf *b,
                                uint32_t *ret_stored_len);
-/* Read and verify chunk id into b->out; returns its length. Thread-safe
- * (takes the store lock shared). */
-int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b);
 void store_chunk_buf_done(store_chunk_buf *b);
-/* Borrow reading buffers (and their zstd context) from the store's pool:
- * creating a decompression context costs more than decompressing a chunk. */
-store_chunk_buf *store_chunk_buf_get(st_store *s);
-void store_chunk_buf_put(st_store *s, store_chunk_buf *b);
 /* Does the record at e carry exactly this hash? (the full-hash check behind a
  * 16-byte prefix match). 1 yes, 0 no, negative errno. */
 int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash);
 
-/* put.c: chunks from outside the store, verified by the caller. */
-typedef struct store_put {
-        st_digest hash;
-        const uint8_t *payload; /* as stored: a zstd frame if zstd, else the raw bytes */
-        uint32_t stored_len, raw_len;
-        bool zstd;
-} store_put;
-/* Append those the store lacks (no references yet); *ret_stored gets the
- * pack bytes written. Not durable until store_commit (or, SHARED, ever:
- * recovery finds them). */
-int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *ret_stored);
-/* Read chunk id's record: b->scratch holds header and payload as stored,
- * b->out the verified raw bytes; *ret the record. */
-int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, pack_record *ret);
 
 /* Decode the 'format' file. -EBADMSG, -EPROTONOSUPPORT. */
 int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr);

@@ -473,6 +473,8 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_mutex_init(&s->bufs_lock, NULL);
         pthread_mutex_init(&s->cache_lock, NULL);
+        pthread_mutex_init(&s->volumes_lock, NULL);
+        pthread_cond_init(&s->volumes_cv, NULL);
         s->flags = flags & (ST_STORE_RDONLY | ST_STORE_SHARED | ST_STORE_NOINDEX | ST_STORE_NOWAIT);
         s->next_pack_id = 1;
 
@@ -668,8 +670,7 @@ int st_store_open(const char *dir, unsigned flags, st_store **ret, st_diag *rete
 st_store *st_store_close(st_store *s) {
         if (!s)
                 return NULL;
-        if (s->fetch_free) /* first: it may have a thread appending to packs */
-                s->fetch_free(s->fetch_ctx);
+        store_set_remote(s, NULL, NULL); /* first: it may have a thread appending to packs */
         for (size_t i = 0; i < s->n_packs; i++)
                 if (s->packs[i].fd >= 0)
                         close(s->packs[i].fd);
@@ -701,6 +702,8 @@ st_store *st_store_close(st_store *s) {
         pthread_rwlock_destroy(&s->lock);
         pthread_mutex_destroy(&s->write_lock);
         pthread_mutex_destroy(&s->cache_lock);
+        pthread_mutex_destroy(&s->volumes_lock);
+        pthread_cond_destroy(&s->volumes_cv);
         free(s);
         return NULL;
 }
@@ -719,6 +722,7 @@ void st_store_cache_stats(st_store *s, st_cache_stats *ret) {
                 cache_stats(s->hot, ret);
         else
                 *ret = (st_cache_stats){ 0 };
+        ret->remote_fetches = atomic_load(&s->remote_fetches);
 }
 
 const st_store_config *st_store_get_config(const st_store *s) {
@@ -757,16 +761,17 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, v
 }
 
 int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
-        store_chunk_buf *cb = store_chunk_buf_get(s);
-        int64_t r = cb ? store_read_chunk(s, id, cb) : -ENOMEM;
-        if (r >= 0) {
-                if ((size_t)r > buf_len)
-                        r = -ENOBUFS;
-                else
-                        memcpy(buf, cb->out, (size_t)r);
-        }
-        store_chunk_buf_put(s, cb);
-        return r;
+        store_chunk c;
+        int r = store_get(s, id, &c);
+        if (r < 0)
+                return r;
+        int64_t n = c.len;
+        if (c.len > buf_len)
+                n = -ENOBUFS;
+        else
+                memcpy(buf, c.data, c.len);
+        store_release(s, &c);
+        return n;
 }
 
 store_chunk_buf *store_chunk_buf_get(st_store *s) {
@@ -816,14 +821,4 @@ int64_t store_read_chunk_local(st_store *s, const st_digest *id, store_chunk_buf
         if (ret_stored_len)
                 *ret_stored_len = e.stored_len;
         return r < 0 ? r : (int64_t)e.raw_len;
-}
-
-int64_t store_read_chunk(st_store *s, const st_digest *id, store_chunk_buf *b) {
-        int64_t r = store_read_chunk_local(s, id, b, NULL);
-        /* A chunk of a lazily pulled image: fetch it, keep it, read it. */
-        if (r == -ENOENT && s->fetch) {
-                int k = s->fetch(s->fetch_ctx, s, id);
-                r = k < 0 ? k : store_read_chunk_local(s, id, b, NULL);
-        }
-        return r;
 }

@@ -14,7 +14,7 @@
 
 #include <stellar/volume.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/fs.h"
 #include "delta.h"
 #include "volume-internal.h"
@@ -58,10 +58,10 @@ static int check_volume(st_store *s, const char *name, const store_ref *ref,
         char file[REF_NAME_MAX + 24];
         snprintf(file, sizeof file, "%s.map", name);
         struct stat st;
-        bool has_map = fstatat(s->deltas_fd, file, &st, 0) == 0;
+        bool has_map = fstatat(store_deltas_fd(s), file, &st, 0) == 0;
         snprintf(file, sizeof file, "%s.data", name);
         if (!has_map) {
-                if (fstatat(s->deltas_fd, file, &st, 0) == 0 && st.st_size > 0) {
+                if (fstatat(store_deltas_fd(s), file, &st, 0) == 0 && st.st_size > 0) {
                         char path[REF_NAME_MAX + 32];
                         snprintf(path, sizeof path, "deltas/%s", file);
                         report_one(report, userdata, res, 1, path, ST_DIAG_NO_OFFSET,
@@ -72,7 +72,7 @@ static int check_volume(st_store *s, const char *name, const store_ref *ref,
         }
         delta d;
         st_diag diag = { 0 };
-        int r = delta_open(s->deltas_fd, name, ref->ctime_ns,
+        int r = delta_open(store_deltas_fd(s), name, ref->ctime_ns,
                            (ref->size + DELTA_BLOCK - 1) / DELTA_BLOCK, true, &d, &diag);
         res->deltas_checked++;
         if (r == -ENOMEM)
@@ -123,7 +123,7 @@ int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsc
          * the ref, so they are the writes of a volume whose ref was lost. */
         char **files;
         size_t n_files;
-        r = st_list_dir(s->deltas_fd, visible, &files, &n_files);
+        r = st_list_dir(store_deltas_fd(s), visible, &files, &n_files);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n_files; i++) {
@@ -139,7 +139,7 @@ int st_volume_fsck(st_store *s, st_fsck_report_fn report, void *userdata, st_fsc
                 struct stat st;
                 /* one report per name: at its journal, or its data alone */
                 if (!store_delta_orphan_writes(s, name) ||
-                    (strcmp(dot, ".data") == 0 && fstatat(s->deltas_fd, map, &st, 0) == 0))
+                    (strcmp(dot, ".data") == 0 && fstatat(store_deltas_fd(s), map, &st, 0) == 0))
                         continue;
                 char path[REF_NAME_MAX + 40], msg[3 * REF_NAME_MAX + 200];
                 snprintf(path, sizeof path, "deltas/%s", files[i]);

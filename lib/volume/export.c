@@ -31,7 +31,6 @@ typedef struct export_job {
         int fd;
         volume_run *runs;
         size_t n_runs;
-        store_chunk_buf *bufs;
         bool blockdev;
         pthread_mutex_t lock;
         int err;
@@ -82,16 +81,20 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, uint64_t off, b
 static void export_chunk(void *ctx, size_t i, unsigned worker) {
         export_job *j = ctx;
         const volume_run *run = &j->runs[i];
-        store_chunk_buf *b = &j->bufs[worker];
-        int64_t n = store_read_chunk(j->s, &run->ext->hash, b);
-        if (n < 0 || (uint64_t)n != run->ext->len) {
-                fail(j, n == -ENOENT ? -ENOENT : -EBADMSG, run->off,
-                     n == -ENOENT ? "chunk missing from the store"
+        (void)worker;
+        store_chunk c;
+        int r = store_get(j->s, &run->ext->hash, &c);
+        if (r < 0 || c.len != run->ext->len) {
+                if (r == 0)
+                        store_release(j->s, &c);
+                fail(j, r == -ENOENT ? -ENOENT : -EBADMSG, run->off,
+                     r == -ENOENT ? "chunk missing from the store"
                                   : "chunk is damaged (fsck will say where)");
                 return;
         }
-        int r = write_sparse(j->fd, b->out + (run->off - run->ext->off), (size_t)run->len,
-                             run->off, j->blockdev);
+        r = write_sparse(j->fd, c.data + (run->off - run->ext->off), (size_t)run->len, run->off,
+                         j->blockdev);
+        store_release(j->s, &c);
         if (r < 0)
                 fail(j, r, run->off, "cannot write output");
 }
@@ -138,8 +141,7 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
         export_job j = { .s = s, .fd = fd, .blockdev = blockdev };
         pthread_mutex_init(&j.lock, NULL);
         j.runs = malloc(EXPORT_BATCH * sizeof *j.runs);
-        j.bufs = calloc(st_pool_size(pool), sizeof *j.bufs);
-        if (!j.runs || !j.bufs)
+        if (!j.runs)
                 j.err = -ENOMEM;
         uint64_t off = 0, next_progress = 0;
         uint8_t block[ST_VOLUME_BLOCK];
@@ -188,10 +190,6 @@ int st_store_export(st_store *s, const char *name, const char *path, const st_im
                                    : r == -ENOENT || r == -EBADMSG ? name
                                                                    : path,
                                    j.err_off, j.err_what, r);
-        if (j.bufs)
-                for (unsigned k = 0; k < st_pool_size(pool); k++)
-                        store_chunk_buf_done(&j.bufs[k]);
-        free(j.bufs);
         free(j.runs);
         pthread_mutex_destroy(&j.lock);
         st_volume_close(v);

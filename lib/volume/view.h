@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/cleanup.h"
 
 typedef enum view_run_kind {

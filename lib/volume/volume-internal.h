@@ -4,7 +4,7 @@
 
 #include <stellar/volume.h>
 
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 
 typedef enum volume_run_kind {
         VRUN_ZERO,

@@ -5,8 +5,8 @@
  * snapshot, commit.
  *
  * Locking: each volume has a rwlock (reads shared; writes, flushes, commits
- * exclusive). Chunk reads take the store lock shared inside
- * store_read_chunk. Operations that change the store take its write mutex.
+ * exclusive). Chunks come from store_get, which locks what it needs.
+ * Operations that change the store run between store_change_begin and end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,7 @@
 
 #include <stellar/volume.h>
 
-#include "../store/ingest.h"
-#include "../store/store-internal.h"
+#include "../store/store-api.h"
 #include "../util/cleanup.h"
 #include "../util/diag.h"
 #include "delta.h"
@@ -40,41 +39,9 @@ struct st_volume {
         /* One flush at a time; taken before lock. A flush holds lock only
          * to take its batch and to settle it, not while it syncs. */
         pthread_mutex_t flush_lock;
-        struct st_volume *next_open; /* the store's list of open writable volumes */
 };
 
 #define FLATTEN_DEPTH 32 /* a commit that would make the chain deeper rewrites it whole */
-
-/* Open writable volumes, so that a second writer in this process is refused
- * and rm refuses an open volume. */
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-static st_volume *open_list;
-
-/* This process's writable handle of volume name, or NULL. Call with
- * open_lock held. */
-static st_volume *open_writer(st_store *s, const char *name) {
-        for (st_volume *v = open_list; v; v = v->next_open)
-                if (v->s == s && strcmp(v->name, name) == 0)
-                        return v;
-        return NULL;
-}
-
-bool store_volume_is_open(st_store *s, const char *name) {
-        pthread_mutex_lock(&open_lock);
-        bool found = open_writer(s, name) != NULL;
-        pthread_mutex_unlock(&open_lock);
-        return found;
-}
-
-static void open_list_remove(st_volume *v) {
-        pthread_mutex_lock(&open_lock);
-        for (st_volume **p = &open_list; *p; p = &(*p)->next_open)
-                if (*p == v) {
-                        *p = v->next_open;
-                        break;
-                }
-        pthread_mutex_unlock(&open_lock);
-}
 
 uint64_t st_volume_size(const st_volume *v) {
         return v->ref.size;
@@ -95,7 +62,7 @@ static int lock_volume(st_store *s, const char *name, int *ret_fd, st_diag *rete
         char file[REF_NAME_MAX + 16], path[REF_NAME_MAX + 24];
         snprintf(file, sizeof file, "%s.lock", name);
         snprintf(path, sizeof path, "deltas/%s", file);
-        int fd = openat(s->deltas_fd, file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        int fd = openat(store_deltas_fd(s), file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0)
                 return st_diag_fail(reterr, path, ST_DIAG_NO_OFFSET, "cannot open the volume's lock",
                                     -errno);
@@ -127,16 +94,9 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
                 return r;
         }
         v->writable = v->ref.kind == ST_KIND_VOLUME && !(flags & ST_VOLUME_RDONLY) &&
-                      !(s->flags & ST_STORE_RDONLY);
+                      store_writable(s) == 0;
         if (v->writable) {
-                pthread_mutex_lock(&open_lock);
-                if (open_writer(s, name))
-                        r = -EBUSY;
-                if (r == 0) {
-                        v->next_open = open_list;
-                        open_list = v;
-                }
-                pthread_mutex_unlock(&open_lock);
+                r = store_volume_attach(s, name, v);
                 if (r < 0) {
                         free(v);
                         return st_diag_fail(reterr, name, ST_DIAG_NO_OFFSET,
@@ -146,14 +106,14 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
         if (v->writable) {
                 r = lock_volume(s, name, &v->lock_fd, reterr);
                 if (r < 0) {
-                        open_list_remove(v);
+                        store_volume_detach(s, name);
                         free(v);
                         return r;
                 }
         }
         r = store_chain_get(s, &v->ref.manifest, &v->chain, reterr);
         if (r == 0 && v->ref.kind == ST_KIND_VOLUME) {
-                r = delta_open(s->deltas_fd, name, v->ref.ctime_ns,
+                r = delta_open(store_deltas_fd(s), name, v->ref.ctime_ns,
                                (v->ref.size + DELTA_BLOCK - 1) / DELTA_BLOCK, !v->writable, &v->d,
                                reterr);
                 if (r < 0 && (!reterr || !reterr->what))
@@ -162,7 +122,7 @@ int st_volume_open(st_store *s, const char *name, unsigned flags, st_volume **re
         }
         if (r < 0) {
                 if (v->writable)
-                        open_list_remove(v);
+                        store_volume_detach(s, name);
                 if (v->lock_fd >= 0)
                         close(v->lock_fd);
                 store_chain_put(s, &v->chain);
@@ -179,10 +139,10 @@ st_volume *st_volume_close(st_volume *v) {
         if (!v)
                 return NULL;
         if (v->writable) {
+                store_volume_detach(v->s, v->name); /* waits for a commit or fsck through it */
                 pthread_mutex_lock(&v->flush_lock);
                 (void)delta_flush(&v->d);
                 pthread_mutex_unlock(&v->flush_lock);
-                open_list_remove(v);
         }
         delta_close(&v->d);
         if (v->lock_fd >= 0)
@@ -200,59 +160,20 @@ st_volume *st_volume_close(st_volume *v) {
 #define FETCH_AHEAD (1u << 20)
 #define FETCH_MAX 64
 static void fetch_ahead(st_volume *v, uint64_t off, size_t len) {
-        st_store *s = v->s;
         st_digest ids[FETCH_MAX];
         size_t n = 0;
         uint64_t end = ST_MIN(off + len + ST_MAX((uint64_t)len, (uint64_t)FETCH_AHEAD),
                               v->ref.size);
-        pthread_rwlock_rdlock(&s->lock);
         while (off < end && n < FETCH_MAX) {
                 view_run run;
                 view_run_at(&v->chain, off, end, &run);
-                if (run.kind == RUN_CHUNK && index_find(s->idx, &run.ext->hash) == INDEX_NONE &&
+                if (run.kind == RUN_CHUNK &&
                     (n == 0 || memcmp(&ids[n - 1], &run.ext->hash, sizeof ids[0])))
                         ids[n++] = run.ext->hash;
                 off += run.len;
         }
-        pthread_rwlock_unlock(&s->lock);
         if (n > 1)
-                s->fetch_many(s->fetch_ctx, s, ids, n);
-}
-
-/* Committed content: [off, off + len) from the manifest chain. */
-static int read_view(st_volume *v, uint8_t *buf, size_t len, uint64_t off, store_chunk_buf *cb) {
-        if (v->s->fetch_many)
-                fetch_ahead(v, off, len);
-        while (len > 0) {
-                view_run run;
-                view_run_at(&v->chain, off, off + len, &run);
-                if (run.kind == RUN_ZERO)
-                        memset(buf, 0, (size_t)run.len);
-                else if (v->s->hot) {
-                        cache_entry *e;
-                        int r = cache_get(v->s, v->s->hot, &run.ext->hash, &e);
-                        if (r < 0)
-                                return r;
-                        uint32_t n;
-                        const uint8_t *d = cache_data(e, &n);
-                        if (n == run.ext->len)
-                                memcpy(buf, d + (off - run.ext->off), (size_t)run.len);
-                        cache_put(v->s->hot, e);
-                        if (n != run.ext->len)
-                                return -EBADMSG;
-                } else {
-                        int64_t n = store_read_chunk(v->s, &run.ext->hash, cb);
-                        if (n < 0)
-                                return (int)n;
-                        if ((uint64_t)n != run.ext->len)
-                                return -EBADMSG;
-                        memcpy(buf, cb->out + (off - run.ext->off), (size_t)run.len);
-                }
-                buf += run.len;
-                off += run.len;
-                len -= (size_t)run.len;
-        }
-        return 0;
+                store_warm(v->s, ids, n, STORE_WARM_LOCAL);
 }
 
 void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) {
@@ -286,37 +207,64 @@ st_store *volume_store(st_volume *v) {
         return v->s;
 }
 
-/* Reads with the volume lock held (shared or exclusive). */
-static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off) {
-        store_chunk_buf *cb = NULL;
+/* Consecutive extents of one kind, merged, for a caller of st_volume_read_map. */
+typedef struct extent_sink {
+        st_extent_fn fn;
+        void *ctx;
+        uint64_t start, len;
+        unsigned flags;
+} extent_sink;
+
+static int sink_add(extent_sink *x, uint64_t off, uint64_t len, unsigned flags) {
         int r = 0;
-        while (r == 0 && len > 0) {
-                uint64_t block = off / DELTA_BLOCK, slot;
-                size_t in = (size_t)(off % DELTA_BLOCK);
-                size_t n = ST_MIN(len, (size_t)DELTA_BLOCK - in);
-                int k = delta_lookup(&v->d, block, &slot);
-                if (k == 1) {
+        if (x->len > 0 && flags != x->flags) {
+                r = x->fn(x->ctx, x->start, x->len, x->flags);
+                x->len = 0;
+        }
+        if (x->len == 0) {
+                x->start = off;
+                x->flags = flags;
+        }
+        x->len += len;
+        return r;
+}
+
+/* Read [off, off + len) in one pass over its runs (the delta over the
+ * manifest chain, each resolved once), reporting them to x if given. With
+ * the volume lock held (shared or exclusive). */
+static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off, extent_sink *x) {
+        if (store_has_remote(v->s))
+                fetch_ahead(v, off, len);
+        uint64_t end = off + len;
+        int r = 0;
+        while (r == 0 && off < end) {
+                volume_run run;
+                volume_run_at(v, off, end, &run);
+                size_t n = (size_t)run.len;
+                if (run.kind == VRUN_DELTA) {
                         uint8_t tmp[DELTA_BLOCK];
-                        r = delta_read_slot(&v->d, block, slot, tmp);
-                        memcpy(buf, tmp + in, n);
-                } else if (k == 2)
+                        r = delta_read_slot(&v->d, off / DELTA_BLOCK, run.slot, tmp);
+                        memcpy(buf, tmp + off % DELTA_BLOCK, n);
+                } else if (run.kind == VRUN_ZERO)
                         memset(buf, 0, n);
                 else {
-                        /* Extend over the following blocks the delta lacks. */
-                        uint64_t end = off + len;
-                        uint64_t nb = delta_next_block(&v->d, block + 1,
-                                                       (end + DELTA_BLOCK - 1) / DELTA_BLOCK);
-                        n = (size_t)(ST_MIN(nb * DELTA_BLOCK, end) - off);
-                        if (!cb && !v->s->hot && !(cb = store_chunk_buf_get(v->s)))
-                                r = -ENOMEM;
-                        else
-                                r = read_view(v, buf, n, off, cb);
+                        store_chunk c;
+                        r = store_get(v->s, &run.ext->hash, &c);
+                        if (r == 0) {
+                                if (c.len == run.ext->len)
+                                        memcpy(buf, c.data + (off - run.ext->off), n);
+                                else
+                                        r = -EBADMSG;
+                                store_release(v->s, &c);
+                        }
                 }
+                if (r == 0 && x)
+                        r = sink_add(x, off, run.len, run.kind == VRUN_ZERO ? ST_EXTENT_HOLE : 0);
                 buf += n;
-                off += n;
-                len -= n;
+                off += run.len;
         }
-        store_chunk_buf_put(v->s, cb);
+        if (r == 0 && x && x->len > 0)
+                r = x->fn(x->ctx, x->start, x->len, x->flags);
         return r;
 }
 
@@ -331,7 +279,19 @@ int st_volume_read(st_volume *v, void *buf, size_t len, uint64_t off) {
         if (r < 0)
                 return r;
         pthread_rwlock_rdlock(&v->lock);
-        r = read_locked(v, buf, len, off);
+        r = read_locked(v, buf, len, off, NULL);
+        pthread_rwlock_unlock(&v->lock);
+        return r;
+}
+
+int st_volume_read_map(st_volume *v, void *buf, size_t len, uint64_t off, st_extent_fn fn,
+                       void *ctx) {
+        int r = check_range(v, off, len);
+        if (r < 0)
+                return r;
+        extent_sink x = { .fn = fn, .ctx = ctx };
+        pthread_rwlock_rdlock(&v->lock);
+        r = read_locked(v, buf, len, off, &x);
         pthread_rwlock_unlock(&v->lock);
         return r;
 }
@@ -358,7 +318,7 @@ static int write_locked(st_volume *v, const uint8_t *buf, size_t len, uint64_t o
                 uint64_t bstart = block * DELTA_BLOCK;
                 size_t have = (size_t)ST_MIN((uint64_t)DELTA_BLOCK, v->ref.size - bstart);
                 memset(tmp, 0, sizeof tmp);
-                r = read_locked(v, tmp, have, bstart);
+                r = read_locked(v, tmp, have, bstart, NULL);
                 if (r < 0)
                         return r;
                 size_t n = ST_MIN(len, (size_t)DELTA_BLOCK - in);
@@ -457,7 +417,7 @@ int st_volume_flush(st_volume *v) {
  * several threads for disjoint ranges while the commit holds the volume lock
  * exclusively, so it must not take that lock. */
 static int commit_read(void *ctx, uint64_t off, void *buf, size_t len) {
-        return read_locked(ctx, buf, len, off);
+        return read_locked(ctx, buf, len, off, NULL);
 }
 
 static int commit_locked(st_volume *v, st_commit_result *ret) {
@@ -480,11 +440,11 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
         /* A layer over the current top; or, when the chain is deep, one whole
          * manifest of the volume's content (chunks dedup, so only the index
          * and the manifest are new). */
-        manifest *m = manifest_new(v->ref.size, &s->cfg.commit_chunker,
+        manifest *m = manifest_new(v->ref.size, &st_store_get_config(s)->commit_chunker,
                                    flatten ? NULL : &v->ref.manifest);
         if (!m)
                 return -ENOMEM;
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         ingest *g = NULL;
         st_import_result ir = { 0 };
         bool saved = false;
@@ -502,32 +462,14 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
         }
         if (r == 0)
                 r = ingest_finish(g, &ir, NULL);
-        st_digest id;
-        bool is_new = false;
-        if (r == 0) {
-                m->ctime_ns = store_now_ns();
-                r = store_manifest_save(s, m, &id, &is_new);
-        }
         store_ref nref = v->ref;
         if (r == 0) {
-                nref.manifest = id;
-                r = store_ref_save(s, v->name, &nref); /* the commit point */
-                saved = r == 0;
+                m->ctime_ns = store_now_ns();
+                r = store_make_visible(s, v->name, &m, 1, &nref, flatten ? STORE_VISIBLE_PRUNE : 0,
+                                       &saved, NULL);
         }
-        if (r == 0) {
-                pthread_rwlock_wrlock(&s->lock);
-                if (is_new)
-                        store_manifest_count_refs(s, m, +1);
-                /* held back (1) when something is unreadable: pruned later */
-                r = flatten ? ST_MIN(store_prune_manifests(s, false, NULL, NULL), 0) : 0;
-                if (r == 0)
-                        r = store_commit(s);
-                pthread_rwlock_unlock(&s->lock);
-        }
-        if (r < 0 && saved)
-                s->broken = true;
         ingest_free(g, r < 0 && !saved);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         manifest_free(m);
         if (r < 0)
                 return r;
@@ -535,7 +477,7 @@ static int commit_locked(st_volume *v, st_commit_result *ret) {
          * delta. A crash before the delta is emptied only replays writes the
          * manifest already holds. */
         store_chain nc;
-        r = store_chain_get(s, &id, &nc, NULL);
+        r = store_chain_get(s, &nref.manifest, &nc, NULL);
         if (r < 0)
                 return r;
         store_chain_put(s, &v->chain);
@@ -566,14 +508,6 @@ int st_volume_commit(st_volume *v, st_commit_result *ret) {
         return r;
 }
 
-static int new_ref(st_store *s, const char *name, const store_ref *r) {
-        if (!st_name_valid(name))
-                return -EINVAL;
-        if (store_ref_exists(s, name))
-                return -EEXIST;
-        return store_ref_create(s, name, r);
-}
-
 int st_volume_create(st_store *s, const char *name, uint64_t size) {
         int r = store_writable(s);
         if (r < 0)
@@ -581,35 +515,34 @@ int st_volume_create(st_store *s, const char *name, uint64_t size) {
         if (size == 0 || size > MANIFEST_SIZE_MAX)
                 return -EINVAL;
         store_ref ref = { .kind = ST_KIND_VOLUME, .size = size, .ctime_ns = store_now_ns() };
-        pthread_mutex_lock(&s->write_lock);
-        r = new_ref(s, name, &ref);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_begin(s);
+        r = store_name_create(s, name, &ref);
+        store_change_end(s);
         return r;
 }
 
 int volume_verify_open(st_store *s, const char *name, uint64_t *ret_block, uint64_t *ret_slot) {
-        pthread_mutex_lock(&open_lock);
-        st_volume *open = open_writer(s, name);
-        int r = -ENOENT;
-        if (open) {
-                /* Under the volume's lock, against its sums in memory: the
-                 * files lag behind what is written but not yet flushed. */
-                pthread_rwlock_rdlock(&open->lock);
-                r = delta_verify(&open->d, ret_block, ret_slot);
-                pthread_rwlock_unlock(&open->lock);
-        }
-        pthread_mutex_unlock(&open_lock);
+        st_volume *open = store_volume_pin(s, name);
+        if (!open)
+                return -ENOENT;
+        /* Under the volume's lock, against its sums in memory: the files lag
+         * behind what is written but not yet flushed. */
+        pthread_rwlock_rdlock(&open->lock);
+        int r = delta_verify(&open->d, ret_block, ret_slot);
+        pthread_rwlock_unlock(&open->lock);
+        store_volume_unpin(s, name);
         return r;
 }
 
 int st_volume_commit_name(st_store *s, const char *name, st_commit_result *ret, st_diag *reterr) {
-        pthread_mutex_lock(&open_lock);
-        st_volume *open = open_writer(s, name);
-        pthread_mutex_unlock(&open_lock);
         /* Attached (a daemon's export): through its handle, so the commit
          * holds every write acknowledged before it. */
-        if (open)
-                return st_volume_commit(open, ret);
+        st_volume *open = store_volume_pin(s, name);
+        if (open) {
+                int r = st_volume_commit(open, ret);
+                store_volume_unpin(s, name);
+                return r;
+        }
         st_volume *v;
         int r = st_volume_open(s, name, 0, &v, reterr);
         if (r < 0)
@@ -651,13 +584,13 @@ static int derive(st_store *s, const char *src, const char *dst, st_kind kind) {
          * manifests checked, the new ref made, with no prune in between. A
          * name over manifests that cannot be read would be a second broken
          * name. Other processes are kept out by the store lock. */
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         r = store_ref_load(s, src, &from, NULL); /* (a commit since settle: its newer layer) */
         store_chain c;
         if (r == 0 && store_chain_get(s, &from.manifest, &c, NULL) < 0)
                 r = -EBADMSG;
         if (r < 0) {
-                pthread_mutex_unlock(&s->write_lock);
+                store_change_end(s);
                 return r;
         }
         store_chain_put(s, &c);
@@ -666,8 +599,8 @@ static int derive(st_store *s, const char *src, const char *dst, st_kind kind) {
         snprintf(ref.parent, sizeof ref.parent, "%s", src);
         /* The new ref shares from's manifest; manifests count chunk references
          * once however many refs name them, so nothing else changes. */
-        r = new_ref(s, dst, &ref);
-        pthread_mutex_unlock(&s->write_lock);
+        r = store_name_create(s, dst, &ref);
+        store_change_end(s);
         return r;
 }
 
@@ -684,15 +617,12 @@ static unsigned run_flags(st_volume *v, const volume_run *r, unsigned want) {
                 return ST_EXTENT_HOLE & want;
         if (r->kind == VRUN_DELTA)
                 return ST_EXTENT_DELTA & want;
-        unsigned f = 0;
         if (!(want & ST_EXTENT_SHARED))
                 return 0;
-        pthread_rwlock_rdlock(&v->s->lock);
-        uint32_t id = index_find(v->s->idx, &r->ext->hash);
-        if (id != INDEX_NONE && index_get(v->s->idx, id)->refs > 1)
-                f |= ST_EXTENT_SHARED;
-        pthread_rwlock_unlock(&v->s->lock);
-        return f;
+        uint32_t refs = 0;
+        return store_chunk_lookup(v->s, &r->ext->hash, NULL, &refs) == 0 && refs > 1
+                       ? ST_EXTENT_SHARED
+                       : 0;
 }
 
 int st_volume_map(st_volume *v, uint64_t off, uint64_t len, unsigned want, st_extent_fn fn,
@@ -724,21 +654,26 @@ int st_volume_map(st_volume *v, uint64_t off, uint64_t len, unsigned want, st_ex
 
 int st_volume_prefetch(st_volume *v, uint64_t off, uint64_t len) {
         int r = check_range(v, off, len);
-        if (r < 0 || !v->s->hot)
+        if (r < 0)
                 return r;
-        pthread_rwlock_rdlock(&v->lock);
+        /* The ids first (under the volume's lock), then the tiers warmed
+         * without it: fetching from a remote source can take a while. */
+        enum { BATCH = 64 };
         uint64_t end = off + len;
-        while (off < end && r == 0) {
-                volume_run run;
-                volume_run_at(v, off, end, &run);
-                if (run.kind == VRUN_CHUNK) {
-                        cache_entry *e;
-                        r = cache_get(v->s, v->s->hot, &run.ext->hash, &e);
-                        if (r == 0)
-                                cache_put(v->s->hot, e);
+        while (off < end) {
+                st_digest ids[BATCH];
+                size_t n = 0;
+                pthread_rwlock_rdlock(&v->lock);
+                while (off < end && n < BATCH) {
+                        volume_run run;
+                        volume_run_at(v, off, end, &run);
+                        if (run.kind == VRUN_CHUNK &&
+                            (n == 0 || memcmp(&ids[n - 1], &run.ext->hash, sizeof ids[0])))
+                                ids[n++] = run.ext->hash;
+                        off += run.len;
                 }
-                off += run.len;
+                pthread_rwlock_unlock(&v->lock);
+                store_warm(v->s, ids, n, STORE_WARM_LOCAL | STORE_WARM_MEMORY);
         }
-        pthread_rwlock_unlock(&v->lock);
-        return r;
+        return 0;
 }

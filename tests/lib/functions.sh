@@ -10,6 +10,16 @@ _TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)
 _cleanup_pids=()
 _s3_dir=
 _cleanup() {
+        local rc=$?
+        # A failed test shows what its helper servers said: a server that
+        # died leaves its reason only there.
+        if [ "$rc" != 0 ]; then
+                for f in "$TMP"/proxy.log "$TMP"/bad-http.log "$TMP"/serve.log "$TMP"/nginx-*/error.log; do
+                        [ -s "$f" ] || continue
+                        echo "--- last lines of ${f#"$TMP"/}:" >&2
+                        tail -n 15 "$f" >&2
+                done
+        fi
         if [ -n "$_s3_dir" ]; then "$_TOOLS/s3-server.sh" stop "$_s3_dir" >/dev/null 2>&1 || true; fi
         # A server that dies of the SIGTERM (wait returns 143) must not end
         # the cleanup early under set -e.
