@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "../daemon/control-proto.h"
-#include "../lib/util/le.h"
 #include "cli.h"
 
 /* One attempt: 1 with *ret_status when the daemon ran it (or failed in a
@@ -99,7 +98,7 @@ static int forward_once(cli *c, int argc, char **argv, int *ret_status) {
                 *ret_status = 1;
                 return 1;
         }
-        *ret_status = (int)st_le32_get(st);
+        *ret_status = (int)control_get32(st);
         return 1;
 }
 

@@ -3,9 +3,16 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../lib/util/diag.h"
-#include "../lib/util/le.h"
 #include "control-proto.h"
+
+/* A malformed request: where (from the request's start) and why. */
+static int bad(st_diag *d, uint64_t off, const char *what) {
+        if (d) {
+                d->offset = off;
+                d->what = what;
+        }
+        return -EBADMSG;
+}
 
 int control_request_encode(int argc, char *const *argv, uint8_t *buf, size_t cap) {
         if (argc < 1 || (unsigned)argc > CONTROL_MAX_ARGS ||
@@ -20,22 +27,22 @@ int control_request_encode(int argc, char *const *argv, uint8_t *buf, size_t cap
                 len += n;
         }
         memcpy(buf, CONTROL_MAGIC, 8);
-        st_le32_put(buf + 8, (uint32_t)len);
-        st_le32_put(buf + 12, 0);
-        st_le32_put(buf + CONTROL_HEADER_LEN, (uint32_t)argc);
+        control_put32(buf + 8, (uint32_t)len);
+        control_put32(buf + 12, 0);
+        control_put32(buf + CONTROL_HEADER_LEN, (uint32_t)argc);
         return (int)(CONTROL_HEADER_LEN + len);
 }
 
 int control_header_parse(const uint8_t *p, size_t len, uint32_t *ret_body_len, st_diag *reterr) {
         if (len < CONTROL_HEADER_LEN)
-                return st_diag_fail(reterr, NULL, len, "control request truncated", -EBADMSG);
+                return bad(reterr, len, "control request truncated");
         if (memcmp(p, CONTROL_MAGIC, 8) != 0)
-                return st_diag_fail(reterr, NULL, 0, "not a control request (bad magic)", -EBADMSG);
-        uint32_t n = st_le32_get(p + 8);
+                return bad(reterr, 0, "not a control request (bad magic)");
+        uint32_t n = control_get32(p + 8);
         if (n < 4 || n > CONTROL_MAX_LEN)
-                return st_diag_fail(reterr, NULL, 8, "control request length out of range", -EBADMSG);
-        if (st_le32_get(p + 12) != 0)
-                return st_diag_fail(reterr, NULL, 12, "reserved bytes are not zero", -EBADMSG);
+                return bad(reterr, 8, "control request length out of range");
+        if (control_get32(p + 12) != 0)
+                return bad(reterr, 12, "reserved bytes are not zero");
         *ret_body_len = n;
         return 0;
 }
@@ -43,20 +50,20 @@ int control_header_parse(const uint8_t *p, size_t len, uint32_t *ret_body_len, s
 int control_body_parse(const uint8_t *body, size_t len, char **ret_argv, int *ret_argc,
                        st_diag *reterr) {
         if (len < 4 || len > CONTROL_MAX_LEN)
-                return st_diag_fail(reterr, NULL, 0, "control request length out of range", -EBADMSG);
-        uint32_t argc = st_le32_get(body);
+                return bad(reterr, 0, "control request length out of range");
+        uint32_t argc = control_get32(body);
         if (argc < 1 || argc > CONTROL_MAX_ARGS)
-                return st_diag_fail(reterr, NULL, 0, "argument count out of range", -EBADMSG);
+                return bad(reterr, 0, "argument count out of range");
         size_t off = 4;
         for (uint32_t i = 0; i < argc; i++) {
                 const uint8_t *nul = off < len ? memchr(body + off, 0, len - off) : NULL;
                 if (!nul)
-                        return st_diag_fail(reterr, NULL, off, "argument not terminated", -EBADMSG);
+                        return bad(reterr, off, "argument not terminated");
                 ret_argv[i] = (char *)(body + off);
                 off = (size_t)(nul - body) + 1;
         }
         if (off != len)
-                return st_diag_fail(reterr, NULL, off, "bytes after the last argument", -EBADMSG);
+                return bad(reterr, off, "bytes after the last argument");
         ret_argv[argc] = NULL;
         *ret_argc = (int)argc;
         return 0;

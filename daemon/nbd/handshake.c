@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../lib/util/fs.h"
 #include "conn.h"
 #include "wire.h"
 
@@ -183,7 +182,7 @@ int nbd_handshake(conn *c) {
                                 return r;
                         continue;
                 }
-                if ((r = st_buf_grow(&c->buf, &c->buf_cap, len + 1)) < 0 ||
+                if ((r = wire_buf_grow(&c->buf, &c->buf_cap, len + 1)) < 0 ||
                     (r = wire_read(&c->w, c->buf, len)) < 0)
                         return r;
                 if (opt == NBD_OPT_STARTTLS) {

@@ -2,7 +2,6 @@
 /* Parsing and validation of NBD messages; see proto.h. */
 #include <string.h>
 
-#include "../lib/util/le.h"
 #include "proto.h"
 
 static uint32_t be32(const uint8_t *p) {

@@ -22,7 +22,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../lib/util/fs.h"
 #include "conn.h"
 #include "wire.h"
 
@@ -138,7 +137,7 @@ typedef struct read_extent {
 static int collect_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) {
         worker *w = ctx;
         size_t need = (w->n_ext + 1) * sizeof(read_extent);
-        if (st_buf_grow(&w->ext, &w->ext_cap, need) < 0)
+        if (wire_buf_grow(&w->ext, &w->ext_cap, need) < 0)
                 return -ENOMEM;
         ((read_extent *)(void *)w->ext)[w->n_ext++] =
                 (read_extent){ off, len, (flags & ST_EXTENT_HOLE) != 0 };
@@ -173,7 +172,7 @@ static int send_extents(worker *w, const nbd_request *q) {
 
 static int do_read(worker *w, const nbd_request *q) {
         pool *p = w->p;
-        int r = st_buf_grow(&w->buf, &w->buf_cap, q->length ? q->length : 1);
+        int r = wire_buf_grow(&w->buf, &w->buf_cap, q->length ? q->length : 1);
         /* A structured reply needs the hole map: the read's one pass over
          * its extents gives it. */
         bool extents = p->c->structured && q->length > 0 && !(q->flags & NBD_CMD_FLAG_DF);
@@ -214,7 +213,7 @@ static int status_extent(void *ctx, uint64_t off, uint64_t len, unsigned flags) 
                 } else {
                         if (w->n_desc == w->desc_max)
                                 return 1; /* enough */
-                        if (st_buf_grow(&w->desc, &w->desc_cap, 8 * (w->n_desc + 1)) < 0)
+                        if (wire_buf_grow(&w->desc, &w->desc_cap, 8 * (w->n_desc + 1)) < 0)
                                 return -ENOMEM;
                         put_be32(w->desc + 8 * w->n_desc, l);
                         put_be32(w->desc + 8 * w->n_desc + 4, st);
@@ -244,7 +243,7 @@ static int do_block_status(worker *w, const nbd_request *q) {
                 if (k < 0)
                         return error_reply(p, q, wire_error(k));
                 if (w->n_desc == 0) { /* a zero-length query still gets one descriptor */
-                        if (st_buf_grow(&w->desc, &w->desc_cap, 8) < 0)
+                        if (wire_buf_grow(&w->desc, &w->desc_cap, 8) < 0)
                                 return -ENOMEM;
                         put_be32(w->desc, q->length);
                         put_be32(w->desc + 4, 0);
@@ -398,7 +397,7 @@ static int next_request(worker *w) {
                 return 2;
         if (q.type == NBD_CMD_WRITE) {
                 /* The payload follows whatever the verdict. */
-                if ((r = st_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
+                if ((r = wire_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
                     (r = wire_read(&c->w, w->buf, q.length)) < 0)
                         return r;
         }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -152,4 +154,18 @@ size_t wire_pending(const wire *w) {
         if (ioctl(w->fd, FIONREAD, &q) == 0 && q > 0)
                 n += (size_t)q;
         return n;
+}
+
+int wire_buf_grow(uint8_t **p, size_t *cap, size_t need) {
+        if (need <= *cap)
+                return 0;
+        size_t n = *cap < 256 ? 256 : *cap;
+        while (n < need)
+                n = n > SIZE_MAX / 2 ? need : n * 2;
+        uint8_t *t = realloc(*p, n);
+        if (!t)
+                return -ENOMEM;
+        *p = t;
+        *cap = n;
+        return 0;
 }

@@ -42,3 +42,7 @@ int wire_send_iov(const wire *w, struct iovec *iov, int cnt);
 int wire_send(const wire *w, const void *buf, size_t len);
 /* Bytes that have arrived and are not read yet (decrypted or not). */
 size_t wire_pending(const wire *w);
+
+/* Grow *p to hold need bytes, doubling (so a buffer filled piece by piece
+ * costs O(n) copying). 0 or -ENOMEM. */
+int wire_buf_grow(uint8_t **p, size_t *cap, size_t need);
