@@ -16,6 +16,9 @@
 #               write (fio --fsync=1) over [2 GiB, 3 GiB); against the same
 #               reads with no neighbour: the ratio is what a flushing
 #               neighbour costs the readers
+# Both stellar daemons run with --cache $NBD_DENSE_CACHE (1G): room for the
+# read region's chunks decompressed, about the memory nbdkit gets from the
+# page cache holding the raw region; the daemon's default is 256M.
 # With STELLAR_OLD set (an older stellar binary), it serves its own copy of
 # the store and runs the same reads: before against after.
 # Before timing, the raw file and the packs are read into the page cache and
@@ -34,6 +37,7 @@ need_tool fio fio
 need_tool mkfs.ext4 e2fsprogs
 fio --enghelp 2>/dev/null | grep -qw nbd || die "this fio has no nbd engine"
 OLD=${STELLAR_OLD:-}
+CACHE=${NBD_DENSE_CACHE:-1G}
 n_runs=$(runs 5 1)
 rt=$(runs 5 2)
 img=$(dense_image)
@@ -54,7 +58,7 @@ serve_store() {
     "$1" --store "$2" init >/dev/null
     "$1" --store "$2" import -q "$img" img
     for i in 1 2 3 4; do "$1" --store "$2" clone img "c$i"; done
-    "$1" --store "$2" serve --nbd "unix:$3" 2>"$2.log" &
+    "$1" --store "$2" serve --nbd "unix:$3" --cache "$CACHE" 2>"$2.log" &
     pids+=($!)
     wait_sock "$3" $!
 }
@@ -123,7 +127,7 @@ for side in $sides; do
     "$( [ "$side" = old ] && echo "$OLD" || echo "$STELLAR")" --store "$W/$side" ls >/dev/null 2>&1 || true
 done
 
-out="nbd-dense: image_bytes=$(fsize "$img") data_share=$share runs=$n_runs runtime=$rt"
+out="nbd-dense: image_bytes=$(fsize "$img") data_share=$share runs=$n_runs runtime=$rt cache=$CACHE"
 for side in $sides; do
     p=$side; [ "$side" = new ] && p=st
     # shellcheck disable=SC2086
