@@ -8,7 +8,9 @@
 #include "cli.h"
 
 static const char usage[] =
-        "Usage: stellar serve --nbd unix:PATH|tcp:HOST:PORT [--nbd ...] [--pidfile FILE]\n"
+        "Usage: stellar serve --nbd unix:PATH|tcp:HOST:PORT [--nbd ...]\n"
+        "                     [--vhost-user-blk PATH=NAME[:ro] ...] [--vhost-queues N]\n"
+        "                     [--pidfile FILE]\n"
         "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n"
         "                     [--prefetch] [--metrics tcp:HOST:PORT|unix:PATH]\n"
         "                     [--tls-psk FILE] [--tls-certificates DIR] [--tls=off]\n\n"
@@ -24,6 +26,15 @@ static const char usage[] =
         "root's) and runs inside it, with the same output and exit status. A\n"
         "command still running when the daemon stops is waited for.\n\n"
         "  --nbd ADDR            unix:/path/sock or tcp:127.0.0.1:10809 (up to 8)\n"
+        "  --vhost-user-blk PATH=NAME[:ro]\n"
+        "                        serve NAME as a virtio-blk disk over vhost-user on\n"
+        "                        the Unix socket PATH, one VMM at a time (up to 32;\n"
+        "                        :ro attaches a volume read-only; images and\n"
+        "                        snapshots always are). QEMU: -chardev\n"
+        "                        socket,id=c0,path=PATH -device\n"
+        "                        vhost-user-blk-pci,chardev=c0, with guest memory\n"
+        "                        shared (memory-backend-memfd,share=on)\n"
+        "  --vhost-queues N      queues offered to each VMM (default 4, at most 16)\n"
         "  --pidfile FILE        write the daemon's pid there\n"
         "  --stats FILE          rewrite JSON counters (cache hits, loads, connections,\n"
         "                        RSS) there every second\n"
@@ -79,6 +90,21 @@ int cmd_serve(cli *c, int argc, char **argv) {
                 } else if (strcmp(argv[i], "--nbd") == 0 && v && o.n_nbd < 8) {
                         o.nbd[o.n_nbd++] = v;
                         i++;
+                } else if (strcmp(argv[i], "--vhost-user-blk") == 0 && v && o.n_vhost < 32) {
+                        if (!strchr(v, '=') || strchr(v, '=') == v || !strchr(v, '=')[1]) {
+                                cli_error("--vhost-user-blk wants PATH=NAME, not '%s'", v);
+                                return 2;
+                        }
+                        o.vhost[o.n_vhost++] = v;
+                        i++;
+                } else if (strcmp(argv[i], "--vhost-queues") == 0 && v) {
+                        int n = atoi(v);
+                        if (n < 1 || n > 16) {
+                                cli_error("--vhost-queues wants 1 to 16, not '%s'", v);
+                                return 2;
+                        }
+                        o.vhost_queues = (unsigned)n;
+                        i++;
                 } else if (strcmp(argv[i], "--pidfile") == 0 && v) {
                         o.pidfile = v;
                         i++;
@@ -119,8 +145,8 @@ int cmd_serve(cli *c, int argc, char **argv) {
                         return 2;
                 }
         }
-        if (o.n_nbd == 0) {
-                cli_error("give at least one --nbd address");
+        if (o.n_nbd == 0 && o.n_vhost == 0) {
+                cli_error("give at least one --nbd address or --vhost-user-blk socket");
                 fprintf(cli_err(), "%s", usage);
                 return 2;
         }

@@ -30,6 +30,7 @@
 #include <stellar/remote.h>
 
 #include "serve.h"
+#include "vhost/vhost.h"
 
 static volatile int stopping;
 static int wake_pipe[2] = { -1, -1 };
@@ -265,6 +266,48 @@ static void conns_remove(int fd) {
         pthread_mutex_unlock(&conns_lock);
 }
 
+/* A vhost-user-blk socket: one volume, one VMM at a time. */
+typedef struct vhost_listener {
+        listener l;
+        char name[256];
+        bool ro;
+        atomic_bool busy;
+} vhost_listener;
+
+struct vhost_arg {
+        vhost_ctx ctx;
+        vhost_listener *vl;
+        int fd;
+};
+
+static void *vhost_main(void *arg) {
+        struct vhost_arg a = *(struct vhost_arg *)arg;
+        free(arg);
+        vhost_blk_run(&a.ctx, a.fd); /* closes fd */
+        conns_remove(a.fd);
+        atomic_store(&a.vl->busy, false);
+        return NULL;
+}
+
+/* Track fd as a connection (ended at shutdown): false when over the limit. */
+static bool conns_add(int fd, unsigned max) {
+        pthread_mutex_lock(&conns_lock);
+        bool full = n_conns >= max;
+        if (!full && n_conns == cap_conns) {
+                unsigned cap = cap_conns ? cap_conns * 2 : 64;
+                int *t = realloc(conn_fds, cap * sizeof *t);
+                if (t) {
+                        conn_fds = t;
+                        cap_conns = cap;
+                } else
+                        full = true;
+        }
+        if (!full)
+                conn_fds[n_conns++] = fd;
+        pthread_mutex_unlock(&conns_lock);
+        return !full;
+}
+
 static void *conn_main(void *arg) {
         struct conn_arg a = *(struct conn_arg *)arg;
         free(arg);
@@ -399,6 +442,8 @@ int serve_run(const serve_opts *o) {
         }
         listener ls[8];
         listener ml = { .fd = -1 }; /* metrics */
+        static vhost_listener vls[32];
+        unsigned n_vls = 0;
         nbd_tls_creds *tls = NULL;
         if (!o->tls_off && (o->tls_psk || o->tls_certs)) {
                 char why[512] = "";
@@ -434,6 +479,31 @@ int serve_run(const serve_opts *o) {
                       ls[n_ls].tcp ? (tls ? " (TLS required)" : " (plain: --tls=off)")
                                    : (tls ? " (TLS offered)" : ""));
                 n_ls++;
+        }
+        for (unsigned i = 0; i < o->n_vhost; i++) {
+                const char *eq = strchr(o->vhost[i], '=');
+                char spec[128];
+                vhost_listener *vl = &vls[n_vls];
+                snprintf(spec, sizeof spec, "unix:%.*s", (int)(eq - o->vhost[i]), o->vhost[i]);
+                snprintf(vl->name, sizeof vl->name, "%s", eq + 1);
+                size_t nl = strlen(vl->name);
+                if (nl > 3 && strcmp(vl->name + nl - 3, ":ro") == 0) {
+                        vl->name[nl - 3] = 0;
+                        vl->ro = true;
+                }
+                if (!st_name_valid(vl->name)) {
+                        logf_("--vhost-user-blk %s: '%s' is not a valid name", o->vhost[i], vl->name);
+                        r = -EINVAL;
+                        goto out;
+                }
+                r = listen_on(spec, &vl->l);
+                if (r < 0) {
+                        logf_("cannot listen on %s: %s", spec + 5,
+                              r == -EADDRINUSE ? "another server is listening on it" : strerror(-r));
+                        goto out;
+                }
+                logf_("vhost-user-blk on %s: %s%s", spec + 5, vl->name, vl->ro ? " (read-only)" : "");
+                n_vls++;
         }
         if (o->metrics) {
                 r = listen_on(o->metrics, &ml);
@@ -471,7 +541,7 @@ int serve_run(const serve_opts *o) {
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 256 << 10);
-        struct pollfd pfd[10];
+        struct pollfd pfd[8 + 3 + 32];
         time_t last_stats = 0;
         int reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         unsigned warned_fds = 0;
@@ -486,7 +556,9 @@ int serve_run(const serve_opts *o) {
                 pfd[n_ls] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
                 pfd[n_ls + 1] = (struct pollfd){ .fd = ctl_fd, .events = POLLIN };
                 pfd[n_ls + 2] = (struct pollfd){ .fd = ml.fd, .events = POLLIN };
-                int n = poll(pfd, n_ls + 3, 1000);
+                for (unsigned i = 0; i < n_vls; i++)
+                        pfd[n_ls + 3 + i] = (struct pollfd){ .fd = vls[i].l.fd, .events = POLLIN };
+                int n = poll(pfd, n_ls + 3 + n_vls, 1000);
                 if (time(NULL) != last_stats) {
                         write_stats(s, o->stats_file);
                         last_stats = time(NULL);
@@ -508,6 +580,40 @@ int serve_run(const serve_opts *o) {
                                 if (mfd >= 0)
                                         close(mfd);
                         }
+                }
+                for (unsigned i = 0; i < n_vls && !stopping; i++) {
+                        if (!(pfd[n_ls + 3 + i].revents & POLLIN))
+                                continue;
+                        vhost_listener *vl = &vls[i];
+                        int fd = accept4(vl->l.fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd < 0)
+                                continue;
+                        struct vhost_arg *a = malloc(sizeof *a);
+                        if (!a || atomic_exchange(&vl->busy, true)) {
+                                if (a)
+                                        logf_("vhost-user-blk %s: a second VMM refused (one is "
+                                              "attached)", vl->name);
+                                free(a);
+                                close(fd);
+                                atomic_fetch_add(&rejected_conns, 1);
+                                continue;
+                        }
+                        *a = (struct vhost_arg){ .ctx = { .s = s, .name = vl->name, .readonly = vl->ro,
+                                                          .queues = o->vhost_queues ? o->vhost_queues : 4,
+                                                          .stopping = &stopping },
+                                                 .vl = vl, .fd = fd };
+                        peer_name(fd, a->ctx.peer, sizeof a->ctx.peer);
+                        pthread_t t;
+                        if (conns_add(fd, o->max_connections) &&
+                            pthread_create(&t, &attr, vhost_main, a) == 0) {
+                                atomic_fetch_add(&total_conns, 1);
+                                continue;
+                        }
+                        conns_remove(fd);
+                        free(a);
+                        close(fd);
+                        atomic_store(&vl->busy, false);
+                        atomic_fetch_add(&rejected_conns, 1);
                 }
                 for (unsigned i = 0; i < n_ls && !stopping; i++) {
                         if (!(pfd[i].revents & POLLIN))
@@ -574,6 +680,8 @@ int serve_run(const serve_opts *o) {
         notify("STOPPING=1");
         for (unsigned i = 0; i < n_ls; i++)
                 close(ls[i].fd);
+        for (unsigned i = 0; i < n_vls; i++)
+                close(vls[i].l.fd);
 
         pthread_mutex_lock(&conns_lock);
         for (unsigned i = 0; i < n_conns; i++)
@@ -595,6 +703,8 @@ out:
         for (unsigned i = 0; i < n_ls; i++)
                 if (ls[i].unix_path[0])
                         (void)unlink(ls[i].unix_path);
+        for (unsigned i = 0; i < n_vls; i++)
+                (void)unlink(vls[i].l.unix_path);
         if (ml.fd >= 0)
                 close(ml.fd);
         if (ml.unix_path[0])

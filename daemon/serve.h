@@ -16,6 +16,9 @@ typedef struct serve_opts {
         const char *store_dir;
         const char *nbd[8]; /* "unix:PATH" or "tcp:HOST:PORT" */
         unsigned n_nbd;
+        const char *vhost[32]; /* "PATH=NAME" or "PATH=NAME:ro": vhost-user-blk sockets */
+        unsigned n_vhost;
+        unsigned vhost_queues; /* 0: 4 */
         const char *pidfile;
         const char *stats_file; /* JSON counters, rewritten every second */
         uint64_t cache_bytes;

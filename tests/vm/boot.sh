@@ -15,6 +15,12 @@
 #                              ${TMPDIR:-/tmp}, kept); QEMU's stderr goes to
 #                              VM_LOG.stderr
 #              VM_TIMEOUT      seconds before the boot is killed (default 120)
+#              VM_DISK         nbd (default): SOCK is an NBD server's socket and
+#                              EXPORT its export; vhost-user: SOCK is a
+#                              vhost-user-blk back-end's socket (EXPORT names it
+#                              in the log only), the guest's memory a shared memfd
+#              VM_QUEUES       vhost-user: the device's queues (default 1)
+#              VM_MACHINE      q35 (default) or microvm (virtio-mmio devices)
 set -euo pipefail
 
 usage() {
@@ -44,17 +50,43 @@ case $LOG in *,*) err "commas in the log path are not supported" ;; esac
 
 ro=
 [ "$MODE" = readonly ] && ro=,readonly=on
-drive="file=nbd+unix:///$EXPORT?socket=$SOCK,format=raw,if=none,id=d0,cache=none$ro"
+machine=${VM_MACHINE:-q35}
+case $machine in q35 | microvm) ;; *) err "VM_MACHINE is q35 or microvm" ;; esac
+bus=pci
+append=
+if [ "$machine" = microvm ]; then
+        bus=device
+        # microvm has no PIT calibration: without the TSC's rate a loaded host hangs it
+        mhz=$(awk -F: '/^cpu MHz/ { printf "%d", $2; exit }' /proc/cpuinfo)
+        append=" tsc_early_khz=$((${mhz:-2000} * 1000))"
+fi
+case ${VM_DISK:-nbd} in
+nbd)
+        disk=(-drive "file=nbd+unix:///$EXPORT?socket=$SOCK,format=raw,if=none,id=d0,cache=none$ro"
+                -device "virtio-blk-$bus,drive=d0")
+        mem=(-m 256)
+        ;;
+vhost-user)
+        # the back-end maps the guest's memory: it must be a shared memfd
+        dev=vhost-user-blk-pci
+        [ "$bus" = device ] && dev=vhost-user-blk # the virtio-mmio one
+        disk=(-chardev "socket,id=c0,path=$SOCK" -device "$dev,chardev=c0,num-queues=${VM_QUEUES:-1}")
+        mem=(-m 256 -object memory-backend-memfd,id=mem,size=256M,share=on)
+        machine="$machine,memory-backend=mem"
+        [ "$bus" = device ] && disk+=(-global virtio-mmio.force-legacy=false)
+        ;;
+*) err "VM_DISK is nbd or vhost-user" ;;
+esac
 
 start=$(date +%s%N)
 rc=0
 timeout "${VM_TIMEOUT:-120}" qemu-system-x86_64 \
-        -machine q35 -accel tcg -cpu max -m 256 -smp 1 \
+        -machine "$machine" -accel tcg -cpu max "${mem[@]}" -smp 1 \
         -nodefaults -no-reboot -display none -monitor none \
         -serial "file:$LOG" \
         -kernel "$VM_DIR/vmlinuz" -initrd "$VM_DIR/initramfs.cpio.gz" \
-        -append "console=ttyS0 quiet loglevel=1 panic=-1 stellar.test=$TEST" \
-        -drive "$drive" -device virtio-blk-pci,drive=d0 \
+        -append "console=ttyS0 quiet loglevel=1 panic=-1 stellar.test=$TEST$append" \
+        "${disk[@]}" \
         </dev/null >"$LOG.stderr" 2>&1 || rc=$?
 ms=$((($(date +%s%N) - start) / 1000000))
 
