@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """A vhost-user front-end of our own, well-behaved or hostile, against a
-vhost-user-blk back-end on a Unix socket (usage: vhost-hostile.py SOCK IMAGE).
+vhost-user-blk back-end on a Unix socket (usage: vhost-hostile.py SOCK IMAGE [NAME]).
 
 It plays the VMM: guest memory in a memfd shared with the back-end, a split
 virtqueue laid out in it, eventfds to kick and be called. First a correct
 read of the disk's first 4 KiB and of a block in the middle, checked against
-IMAGE, so that the rings it builds are known good; then each hostile case on
+IMAGE, so that the rings it builds are known good (and, given NAME, the
+device's GET_ID, which must be NAME); then each hostile case on
 a fresh connection: bad versions and sizes, wrong descriptor counts, messages
 cut short, rings outside guest memory, descriptors outside it, looping and
 overlong chains, huge lengths, heads past the queue, a front-end that
@@ -211,6 +212,25 @@ def main():
             failed.append(name)
 
     case("a correct read of two blocks", lambda: good_read(path, image))
+
+    if len(sys.argv) > 3:
+        def get_id():
+            f = Frontend(path)
+            try:
+                f.setup()
+                struct.pack_into("<IIQ", f.mem, HDR, 8, 0, 0)  # VIRTIO_BLK_T_GET_ID
+                f.mem[STATUS] = 0xFF
+                f.desc(0, HDR, 16, NEXT, 1)
+                f.desc(1, DATA, 20, NEXT | WRITE, 2)
+                f.desc(2, STATUS, 1, WRITE)
+                f.offer(0)
+                if not f.wait_used(1):
+                    return False
+                want = sys.argv[3].encode()[:20].ljust(20, b"\0")
+                return f.mem[STATUS] == 0 and bytes(f.mem[DATA:DATA + 20]) == want
+            finally:
+                f.close()
+        case("GET_ID answers the export's name", get_id)
 
     def closes(payload_fn):
         def run():

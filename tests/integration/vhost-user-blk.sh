@@ -1,0 +1,124 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# vhost-user-blk: `stellar serve --vhost-user-blk PATH=NAME` gives a VMM a
+# virtio-blk disk whose requests the daemon serves from the guest's shared
+# memory. Real guests (QEMU/TCG, tests/vm/) boot with it:
+#   - q35, one queue: the whole read-only image hashed, sha256 = the host's;
+#   - q35, two queues: a marker block written to a volume (with a flush) and
+#     read back from the disk, not the guest's cache;
+#   - microvm (virtio-mmio): the image hashed again;
+#   - a volume attached read-only (:ro): the guest's write fails, the
+#     volume is unchanged.
+# Then tests/tools/vhost-hostile.py, a front-end of ours, checks a correct
+# read and every hostile case (bad messages, memory, rings and chains; a
+# second VMM on a busy socket; one that vanishes mid-request), the daemon
+# serving correct reads after each. The same store is served over NBD at
+# the same time (one export table): qemu-img reads the volume's marker
+# through it. The daemon stops on SIGTERM with exit 0; the exported volume
+# holds the marker and nothing else changed; fsck is clean.
+. "$(dirname "$0")/../lib/functions.sh"
+requires qemu-system-x86_64 qemu-img mkfs.ext4 sha256sum
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null && [ "$(id -u)" != 0 ]; then
+        echo "SKIP: busybox-static not installed"
+        exit 77
+fi
+VM=$(cd "$(dirname "$0")/../vm" && pwd)
+export STELLAR_VM_DIR=${STELLAR_VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/stellar-vm}
+MIB=$((1 << 20))
+
+daemon_fail() {
+        echo "--- stellar serve stderr:" >&2
+        cat "$TMP/serve.err" >&2 || true
+        fail "$@"
+}
+"$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
+
+# A 64 MiB disk: 16 MiB random, 8 MiB repeating the first 8, a 24 MiB ext4,
+# 16 MiB of zeros.
+head -c $((16 * MIB)) /dev/urandom >"$TMP/random.bin"
+make_ext4 "$TMP/fs.img" 24M /etc
+{ cat "$TMP/random.bin"; head -c $((8 * MIB)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$TMP/disk.img"
+rm -f "$TMP/random.bin" "$TMP/fs.img"
+truncate -s $((64 * MIB)) "$TMP/disk.img"
+host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)
+
+st init >/dev/null
+st import --quiet "$TMP/disk.img" base
+st clone base vol
+st clone base rovol
+
+"$STELLAR" serve --nbd "unix:$TMP/nbd.sock" --tls=off \
+        --vhost-user-blk "$TMP/base.sock=base" --vhost-user-blk "$TMP/vol.sock=vol" \
+        --vhost-user-blk "$TMP/ro.sock=rovol:ro" --vhost-user-blk "$TMP/hostile.sock=base" \
+        --vhost-queues 2 2>"$TMP/serve.err" &
+serve_pid=$!
+_cleanup_pids+=("$serve_pid")
+for _ in $(seq 100); do
+        [ -S "$TMP/hostile.sock" ] && [ -S "$TMP/nbd.sock" ] && break
+        kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve exited at start"
+        sleep 0.1
+done
+[ -S "$TMP/hostile.sock" ] || daemon_fail "no vhost-user socket after 10 s"
+
+# boot SOCK NAME TEST [ENV...]: the guest's marker lines in $TMP/NAME-TEST.out
+boot() {
+        local sock=$1 name=$2 test=$3
+        shift 3
+        local out=$TMP/$name-$test.out
+        env VM_DISK=vhost-user VM_LOG="$TMP/$name-$test.console" "$@" \
+                "$VM/boot.sh" "$sock" "$name" "$test" >"$out"
+}
+marker() { awk -v m="$2" '$1 == m { print $2; exit }' "$1"; }
+
+# the image, read whole (q35, one queue)
+boot "$TMP/base.sock" base read || { cat "$TMP/base-read.out" >&2; daemon_fail "guest reading base failed"; }
+o=$TMP/base-read.out
+[ "$(marker "$o" STELLAR_VDA_SIZE)" = $((64 * MIB)) ] || daemon_fail "guest saw a disk of the wrong size"
+[ "$(marker "$o" STELLAR_VDA_SHA256)" = "$host_sha" ] ||
+        daemon_fail "guest's sha256 $(marker "$o" STELLAR_VDA_SHA256) is not the host's $host_sha"
+
+# a volume written (q35, two queues)
+boot "$TMP/vol.sock" vol write VM_QUEUES=2 || { cat "$TMP/vol-write.out" >&2; daemon_fail "guest writing vol failed"; }
+o=$TMP/vol-write.out
+marker_sha=$(sha256sum "$STELLAR_VM_DIR/marker.bin" | cut -d' ' -f1)
+[ "$(marker "$o" STELLAR_WROTE)" = "$marker_sha" ] || daemon_fail "guest wrote an unexpected block"
+[ "$(marker "$o" STELLAR_READBACK)" = "$marker_sha" ] || daemon_fail "guest read back something else than it wrote"
+
+# the same export over NBD at once: the block is there
+qemu-img convert -f raw -O raw "nbd+unix:///vol?socket=$TMP/nbd.sock" "$TMP/vol-nbd.img" ||
+        daemon_fail "qemu-img cannot read vol over NBD"
+cmp -s <(dd if="$TMP/vol-nbd.img" bs=4096 skip=$((MIB / 4096)) count=1 status=none) "$STELLAR_VM_DIR/marker.bin" ||
+        daemon_fail "the guest's block is not what NBD reads of vol"
+
+# microvm, virtio-mmio
+boot "$TMP/base.sock" base read VM_MACHINE=microvm ||
+        { cat "$TMP/base-read.out" >&2; daemon_fail "microvm guest reading base failed"; }
+[ "$(marker "$TMP/base-read.out" STELLAR_VDA_SHA256)" = "$host_sha" ] || daemon_fail "microvm guest's sha256 differs"
+
+# a volume attached read-only: the write fails in the guest
+if boot "$TMP/ro.sock" rovol write; then daemon_fail "a guest wrote to a read-only attached volume"; fi
+grep -q "STELLAR_ERROR" "$TMP/rovol-write.console" || daemon_fail "the read-only guest did not report its failed write"
+
+# a hostile front-end
+/usr/bin/python3 "$ST_TESTS/tools/vhost-hostile.py" "$TMP/hostile.sock" "$TMP/disk.img" base >"$TMP/hostile.out" 2>&1 ||
+        { cat "$TMP/hostile.out" >&2; daemon_fail "vhost-hostile.py found a case that did not hold"; }
+cat "$TMP/hostile.out"
+kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve died"
+
+kill "$serve_pid"
+rc=0
+wait "$serve_pid" || rc=$?
+_cleanup_pids=()
+[ $rc = 0 ] || daemon_fail "stellar serve exited $rc on SIGTERM"
+for s in base vol ro hostile; do [ ! -e "$TMP/$s.sock" ] || daemon_fail "socket $s.sock left behind"; done
+
+cp "$TMP/disk.img" "$TMP/expected.img"
+dd if="$STELLAR_VM_DIR/marker.bin" of="$TMP/expected.img" bs=4096 seek=$((MIB / 4096)) conv=notrunc status=none
+st export vol "$TMP/vol.img"
+cmp "$TMP/vol.img" "$TMP/expected.img" || daemon_fail "exported volume differs from the image plus the guest's write"
+st export rovol "$TMP/rovol.img"
+cmp "$TMP/rovol.img" "$TMP/disk.img" || daemon_fail "the read-only attached volume changed"
+st export base "$TMP/base.img"
+cmp "$TMP/base.img" "$TMP/disk.img" || daemon_fail "the image changed"
+fsck_clean
+echo "vhost-user-blk: ok"
