@@ -27,6 +27,8 @@ static const struct {
         { "rm", cmd_rm, "NAME...: remove (shared data stays; gc frees the rest)" },
         { "stats", cmd_stats, "store totals: chunks, bytes, dedup ratio" },
         { "status", cmd_status, "what the daemon serving the store is doing" },
+        { "attach", cmd_attach, "NAME --vhost-user-blk PATH: a disk for a VMM, live" },
+        { "detach", cmd_detach, "PATH: end a vhost-user-blk socket of the daemon" },
         { "gc", cmd_gc, "free unreferenced chunks and compact packs" },
         { "fsck", cmd_fsck, "re-hash every chunk and check every reference" },
         { "hash", cmd_hash, "FILE...: BLAKE3 of files (b3sum-compatible output)" },

@@ -266,13 +266,29 @@ static void conns_remove(int fd) {
         pthread_mutex_unlock(&conns_lock);
 }
 
-/* A vhost-user-blk socket: one volume, one VMM at a time. */
+/* A vhost-user-blk socket: one volume, one VMM at a time. The sockets are
+ * made at start (--vhost-user-blk) and by `stellar attach`, ended by
+ * `stellar detach`; only the main thread opens, polls and closes them, and
+ * the commands ask it (vhost_request). A slot is free when it has no
+ * socket and no session. */
 typedef struct vhost_listener {
         listener l;
         char name[256];
         bool ro;
         atomic_bool busy;
+        int session_fd; /* the VMM's connection, -1 (under vh_lock) */
 } vhost_listener;
+
+static vhost_listener vls[32];
+static unsigned n_vls;
+static pthread_mutex_t vh_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t vh_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+        bool pending, done, detach, ro;
+        char path[108], name[256], msg[256];
+        int result;
+} vh_req;
+static bool vh_open_for_requests; /* the main loop runs */
 
 struct vhost_arg {
         vhost_ctx ctx;
@@ -285,8 +301,127 @@ static void *vhost_main(void *arg) {
         free(arg);
         vhost_blk_run(&a.ctx, a.fd); /* closes fd */
         conns_remove(a.fd);
+        pthread_mutex_lock(&vh_lock);
+        a.vl->session_fd = -1;
         atomic_store(&a.vl->busy, false);
+        pthread_mutex_unlock(&vh_lock);
         return NULL;
+}
+
+static int listen_on(const char *spec, listener *ret);
+
+/* Main thread: a socket PATH serving NAME. */
+static int vhost_open(const char *path, const char *name, bool ro, char *msg, size_t msg_len) {
+        if (!st_name_valid(name)) {
+                snprintf(msg, msg_len, "'%.200s' is not a valid name", name);
+                return -EINVAL;
+        }
+        vhost_listener *vl = NULL;
+        for (unsigned i = 0; i < n_vls; i++) {
+                if (vls[i].l.fd >= 0 && strcmp(vls[i].l.unix_path, path) == 0) {
+                        snprintf(msg, msg_len, "%s already serves %s", path, vls[i].name);
+                        return -EEXIST;
+                }
+                if (!vl && vls[i].l.fd < 0 && !atomic_load(&vls[i].busy))
+                        vl = &vls[i];
+        }
+        if (!vl && n_vls < sizeof vls / sizeof vls[0])
+                vl = &vls[n_vls];
+        if (!vl) {
+                snprintf(msg, msg_len, "%zu vhost-user-blk sockets already", sizeof vls / sizeof vls[0]);
+                return -ENOSPC;
+        }
+        char spec[128];
+        snprintf(spec, sizeof spec, "unix:%s", path);
+        listener l;
+        int r = listen_on(spec, &l);
+        if (r < 0) {
+                snprintf(msg, msg_len, "cannot listen on %s: %s", path,
+                         r == -EADDRINUSE ? "another server is listening on it" : strerror(-r));
+                return r;
+        }
+        if (vl == &vls[n_vls])
+                n_vls++;
+        vl->l = l;
+        snprintf(vl->name, sizeof vl->name, "%s", name);
+        vl->ro = ro;
+        vl->session_fd = -1;
+        snprintf(msg, msg_len, "vhost-user-blk on %s: %s%s", path, name, ro ? " (read-only)" : "");
+        logf_("%s", msg);
+        return 0;
+}
+
+/* Main thread: end the socket PATH, and its VMM's session if one is attached. */
+static int vhost_close(const char *path, char *msg, size_t msg_len) {
+        for (unsigned i = 0; i < n_vls; i++) {
+                vhost_listener *vl = &vls[i];
+                if (vl->l.fd < 0 || strcmp(vl->l.unix_path, path) != 0)
+                        continue;
+                close(vl->l.fd);
+                vl->l.fd = -1;
+                (void)unlink(vl->l.unix_path);
+                pthread_mutex_lock(&vh_lock);
+                bool had = vl->session_fd >= 0;
+                if (had)
+                        shutdown(vl->session_fd, SHUT_RDWR);
+                pthread_mutex_unlock(&vh_lock);
+                snprintf(msg, msg_len, "%s: %s detached%s", path, vl->name,
+                         had ? " (its VMM's connection ended)" : "");
+                logf_("vhost-user-blk %s", msg);
+                return 0;
+        }
+        snprintf(msg, msg_len, "no vhost-user-blk socket %s", path);
+        return -ENOENT;
+}
+
+int serve_vhost_request(bool detach, const char *path, const char *name, bool ro, char *msg,
+                        size_t msg_len) {
+        if (strlen(path) >= sizeof vh_req.path || (name && strlen(name) >= sizeof vh_req.name)) {
+                snprintf(msg, msg_len, "path or name too long");
+                return -ENAMETOOLONG;
+        }
+        pthread_mutex_lock(&vh_lock);
+        while (vh_req.pending && vh_open_for_requests)
+                pthread_cond_wait(&vh_cond, &vh_lock);
+        if (!vh_open_for_requests) {
+                pthread_mutex_unlock(&vh_lock);
+                snprintf(msg, msg_len, "the daemon is stopping");
+                return -ESHUTDOWN;
+        }
+        vh_req.pending = true;
+        vh_req.done = false;
+        vh_req.detach = detach;
+        vh_req.ro = ro;
+        snprintf(vh_req.path, sizeof vh_req.path, "%s", path);
+        snprintf(vh_req.name, sizeof vh_req.name, "%s", name ? name : "");
+        char b = 'v';
+        (void)!write(wake_pipe[1], &b, 1);
+        while (!vh_req.done && vh_open_for_requests)
+                pthread_cond_wait(&vh_cond, &vh_lock);
+        int r = vh_req.done ? vh_req.result : -ESHUTDOWN;
+        snprintf(msg, msg_len, "%s", vh_req.done ? vh_req.msg : "the daemon is stopping");
+        vh_req.pending = false;
+        pthread_cond_broadcast(&vh_cond);
+        pthread_mutex_unlock(&vh_lock);
+        return r;
+}
+
+/* Main thread: answer the request a command left. */
+static void vhost_serve_request(void) {
+        pthread_mutex_lock(&vh_lock);
+        bool todo = vh_req.pending && !vh_req.done;
+        pthread_mutex_unlock(&vh_lock);
+        if (!todo)
+                return;
+        char msg[256];
+        int r = vh_req.detach ? vhost_close(vh_req.path, msg, sizeof msg)
+                              : vhost_open(vh_req.path, vh_req.name, vh_req.ro, msg, sizeof msg);
+        pthread_mutex_lock(&vh_lock);
+        vh_req.result = r;
+        snprintf(vh_req.msg, sizeof vh_req.msg, "%s", msg);
+        vh_req.done = true;
+        pthread_cond_broadcast(&vh_cond);
+        pthread_mutex_unlock(&vh_lock);
 }
 
 /* Track fd as a connection (ended at shutdown): false when over the limit. */
@@ -442,8 +577,8 @@ int serve_run(const serve_opts *o) {
         }
         listener ls[8];
         listener ml = { .fd = -1 }; /* metrics */
-        static vhost_listener vls[32];
-        unsigned n_vls = 0;
+        for (unsigned i = 0; i < sizeof vls / sizeof vls[0]; i++)
+                vls[i].l.fd = vls[i].session_fd = -1;
         nbd_tls_creds *tls = NULL;
         if (!o->tls_off && (o->tls_psk || o->tls_certs)) {
                 char why[512] = "";
@@ -482,28 +617,18 @@ int serve_run(const serve_opts *o) {
         }
         for (unsigned i = 0; i < o->n_vhost; i++) {
                 const char *eq = strchr(o->vhost[i], '=');
-                char spec[128];
-                vhost_listener *vl = &vls[n_vls];
-                snprintf(spec, sizeof spec, "unix:%.*s", (int)(eq - o->vhost[i]), o->vhost[i]);
-                snprintf(vl->name, sizeof vl->name, "%s", eq + 1);
-                size_t nl = strlen(vl->name);
-                if (nl > 3 && strcmp(vl->name + nl - 3, ":ro") == 0) {
-                        vl->name[nl - 3] = 0;
-                        vl->ro = true;
-                }
-                if (!st_name_valid(vl->name)) {
-                        logf_("--vhost-user-blk %s: '%s' is not a valid name", o->vhost[i], vl->name);
-                        r = -EINVAL;
-                        goto out;
-                }
-                r = listen_on(spec, &vl->l);
+                char path[108], name[256], msg[256];
+                snprintf(path, sizeof path, "%.*s", (int)(eq - o->vhost[i]), o->vhost[i]);
+                snprintf(name, sizeof name, "%s", eq + 1);
+                size_t nl = strlen(name);
+                bool ro = nl > 3 && strcmp(name + nl - 3, ":ro") == 0;
+                if (ro)
+                        name[nl - 3] = 0;
+                r = vhost_open(path, name, ro, msg, sizeof msg);
                 if (r < 0) {
-                        logf_("cannot listen on %s: %s", spec + 5,
-                              r == -EADDRINUSE ? "another server is listening on it" : strerror(-r));
+                        logf_("--vhost-user-blk %s: %s", o->vhost[i], msg);
                         goto out;
                 }
-                logf_("vhost-user-blk on %s: %s%s", spec + 5, vl->name, vl->ro ? " (read-only)" : "");
-                n_vls++;
         }
         if (o->metrics) {
                 r = listen_on(o->metrics, &ml);
@@ -556,9 +681,19 @@ int serve_run(const serve_opts *o) {
                 pfd[n_ls] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
                 pfd[n_ls + 1] = (struct pollfd){ .fd = ctl_fd, .events = POLLIN };
                 pfd[n_ls + 2] = (struct pollfd){ .fd = ml.fd, .events = POLLIN };
-                for (unsigned i = 0; i < n_vls; i++)
+                pthread_mutex_lock(&vh_lock);
+                vh_open_for_requests = true;
+                pthread_mutex_unlock(&vh_lock);
+                for (unsigned i = 0; i < n_vls; i++) /* a closed one (fd -1) is skipped by poll */
                         pfd[n_ls + 3 + i] = (struct pollfd){ .fd = vls[i].l.fd, .events = POLLIN };
-                int n = poll(pfd, n_ls + 3 + n_vls, 1000);
+                unsigned polled_vls = n_vls;
+                int n = poll(pfd, n_ls + 3 + polled_vls, 1000);
+                if (pfd[n_ls].revents & POLLIN) { /* drain the wake pipe */
+                        char b[64];
+                        while (read(wake_pipe[0], b, sizeof b) > 0)
+                                ;
+                }
+                vhost_serve_request();
                 if (time(NULL) != last_stats) {
                         write_stats(s, o->stats_file);
                         last_stats = time(NULL);
@@ -581,8 +716,8 @@ int serve_run(const serve_opts *o) {
                                         close(mfd);
                         }
                 }
-                for (unsigned i = 0; i < n_vls && !stopping; i++) {
-                        if (!(pfd[n_ls + 3 + i].revents & POLLIN))
+                for (unsigned i = 0; i < polled_vls && !stopping; i++) {
+                        if (!(pfd[n_ls + 3 + i].revents & POLLIN) || vls[i].l.fd < 0)
                                 continue;
                         vhost_listener *vl = &vls[i];
                         int fd = accept4(vl->l.fd, NULL, NULL, SOCK_CLOEXEC);
@@ -603,6 +738,9 @@ int serve_run(const serve_opts *o) {
                                                           .stopping = &stopping },
                                                  .vl = vl, .fd = fd };
                         peer_name(fd, a->ctx.peer, sizeof a->ctx.peer);
+                        pthread_mutex_lock(&vh_lock);
+                        vl->session_fd = fd;
+                        pthread_mutex_unlock(&vh_lock);
                         pthread_t t;
                         if (conns_add(fd, o->max_connections) &&
                             pthread_create(&t, &attr, vhost_main, a) == 0) {
@@ -612,7 +750,10 @@ int serve_run(const serve_opts *o) {
                         conns_remove(fd);
                         free(a);
                         close(fd);
+                        pthread_mutex_lock(&vh_lock);
+                        vl->session_fd = -1;
                         atomic_store(&vl->busy, false);
+                        pthread_mutex_unlock(&vh_lock);
                         atomic_fetch_add(&rejected_conns, 1);
                 }
                 for (unsigned i = 0; i < n_ls && !stopping; i++) {
@@ -680,8 +821,16 @@ int serve_run(const serve_opts *o) {
         notify("STOPPING=1");
         for (unsigned i = 0; i < n_ls; i++)
                 close(ls[i].fd);
+        pthread_mutex_lock(&vh_lock);
+        vh_open_for_requests = false; /* a command waiting on a request gives up */
+        pthread_cond_broadcast(&vh_cond);
+        pthread_mutex_unlock(&vh_lock);
         for (unsigned i = 0; i < n_vls; i++)
-                close(vls[i].l.fd);
+                if (vls[i].l.fd >= 0) {
+                        close(vls[i].l.fd);
+                        vls[i].l.fd = -1;
+                        (void)unlink(vls[i].l.unix_path);
+                }
 
         pthread_mutex_lock(&conns_lock);
         for (unsigned i = 0; i < n_conns; i++)
@@ -703,8 +852,11 @@ out:
         for (unsigned i = 0; i < n_ls; i++)
                 if (ls[i].unix_path[0])
                         (void)unlink(ls[i].unix_path);
-        for (unsigned i = 0; i < n_vls; i++)
-                (void)unlink(vls[i].l.unix_path);
+        for (unsigned i = 0; i < n_vls; i++) /* (made before a failed start) */
+                if (vls[i].l.fd >= 0) {
+                        close(vls[i].l.fd);
+                        (void)unlink(vls[i].l.unix_path);
+                }
         if (ml.fd >= 0)
                 close(ml.fd);
         if (ml.unix_path[0])

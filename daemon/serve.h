@@ -43,6 +43,13 @@ void control_accept(int lfd, st_store *s, const serve_opts *o);
 /* Wait until no command runs (at shutdown). */
 void control_drain(void);
 
+/* From a command running in the daemon (stellar attach / detach): add a
+ * vhost-user-blk socket PATH serving NAME, or end the socket PATH (and the
+ * session of the VMM on it). 0, or a negative errno with msg saying why; msg
+ * also says what was done. */
+int serve_vhost_request(bool detach, const char *path, const char *name, bool ro, char *msg,
+                        size_t msg_len);
+
 /* Runs until SIGTERM or SIGINT; returns 0 after a clean shutdown. */
 int serve_run(const serve_opts *o);
 

@@ -12,7 +12,9 @@
 # Then tests/tools/vhost-hostile.py, a front-end of ours, checks a correct
 # read and every hostile case (bad messages, memory, rings and chains; a
 # second VMM on a busy socket; one that vanishes mid-request), the daemon
-# serving correct reads after each. The same store is served over NBD at
+# serving correct reads after each. `stellar attach` adds a socket while the
+# daemon runs (a guest boots from it), `stellar detach` ends it; both refuse
+# what they cannot do, and attach says exit 3 with no daemon. The same store is served over NBD at
 # the same time (one export table): qemu-img reads the volume's marker
 # through it. The daemon stops on SIGTERM with exit 0; the exported volume
 # holds the marker and nothing else changed; fsck is clean.
@@ -105,6 +107,24 @@ grep -q "STELLAR_ERROR" "$TMP/rovol-write.console" || daemon_fail "the read-only
 cat "$TMP/hostile.out"
 kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve died"
 
+# attach and detach while the daemon runs
+cp "$TMP/disk.img" "$TMP/expected.img"
+dd if="$STELLAR_VM_DIR/marker.bin" of="$TMP/expected.img" bs=4096 seek=$((MIB / 4096)) conv=notrunc status=none
+vol_sha=$(sha256sum "$TMP/expected.img" | cut -d' ' -f1)
+st attach vol --vhost-user-blk "$TMP/late.sock" --readonly >"$TMP/attach.out" || daemon_fail "attach failed"
+grep -q "late.sock: vol (read-only)" "$TMP/attach.out" || daemon_fail "attach said: $(cat "$TMP/attach.out")"
+[ -S "$TMP/late.sock" ] || daemon_fail "attach made no socket"
+boot "$TMP/late.sock" vol read || { cat "$TMP/vol-read.out" >&2; daemon_fail "guest on an attached socket failed"; }
+[ "$(marker "$TMP/vol-read.out" STELLAR_VDA_SHA256)" = "$vol_sha" ] ||
+        daemon_fail "the guest on the attached socket read other bytes than the volume holds"
+if st attach base --vhost-user-blk "$TMP/late.sock" 2>"$TMP/err"; then daemon_fail "a second attach on one socket succeeded"; fi
+grep -q "already serves vol" "$TMP/err" || daemon_fail "no clear error for a taken socket: $(cat "$TMP/err")"
+if st attach nosuch --vhost-user-blk "$TMP/x.sock" 2>"$TMP/err"; then daemon_fail "attach of a missing name succeeded"; fi
+[ ! -e "$TMP/x.sock" ] || daemon_fail "attach of a missing name made a socket"
+st detach "$TMP/late.sock" >/dev/null || daemon_fail "detach failed"
+[ ! -e "$TMP/late.sock" ] || daemon_fail "detach left the socket"
+if st detach "$TMP/late.sock" 2>"$TMP/err"; then daemon_fail "detach of a socket that is gone succeeded"; fi
+
 kill "$serve_pid"
 rc=0
 wait "$serve_pid" || rc=$?
@@ -112,8 +132,6 @@ _cleanup_pids=()
 [ $rc = 0 ] || daemon_fail "stellar serve exited $rc on SIGTERM"
 for s in base vol ro hostile; do [ ! -e "$TMP/$s.sock" ] || daemon_fail "socket $s.sock left behind"; done
 
-cp "$TMP/disk.img" "$TMP/expected.img"
-dd if="$STELLAR_VM_DIR/marker.bin" of="$TMP/expected.img" bs=4096 seek=$((MIB / 4096)) conv=notrunc status=none
 st export vol "$TMP/vol.img"
 cmp "$TMP/vol.img" "$TMP/expected.img" || daemon_fail "exported volume differs from the image plus the guest's write"
 st export rovol "$TMP/rovol.img"
@@ -121,4 +139,7 @@ cmp "$TMP/rovol.img" "$TMP/disk.img" || daemon_fail "the read-only attached volu
 st export base "$TMP/base.img"
 cmp "$TMP/base.img" "$TMP/disk.img" || daemon_fail "the image changed"
 fsck_clean
+rc=0
+st attach vol --vhost-user-blk "$TMP/late.sock" 2>/dev/null || rc=$?
+[ $rc = 3 ] || fail "attach with no daemon: exit $rc, not 3"
 echo "vhost-user-blk: ok"
