@@ -86,11 +86,16 @@ void serve_metrics(FILE *f, st_store *s) {
                 "# HELP stellar_cache_bytes Bytes the cache holds, and its budget.\n"
                 "# TYPE stellar_cache_bytes gauge\n"
                 "stellar_cache_bytes %llu\n"
-                "stellar_cache_budget_bytes %llu\n",
+                "stellar_cache_budget_bytes %llu\n"
+                "# HELP stellar_remote_fetches_total Chunks the remote tier (lazily pulled images) "
+                "supplied.\n"
+                "# TYPE stellar_remote_fetches_total counter\n"
+                "stellar_remote_fetches_total %llu\n",
                 c.uptime_s, c.connections, c.connections_total, c.connections_rejected,
                 exports_open(), (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                 (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.evictions,
-                (unsigned long long)cs.bytes, (unsigned long long)cs.budget);
+                (unsigned long long)cs.bytes, (unsigned long long)cs.budget,
+                (unsigned long long)cs.remote_fetches);
         fprintf(f, "# HELP stellar_export_requests_total Requests served, per open export and kind.\n"
                    "# TYPE stellar_export_requests_total counter\n"
                    "# HELP stellar_export_bytes_total Bytes read and written, per open export.\n"
@@ -140,11 +145,11 @@ void serve_status(FILE *f, st_store *s, bool json) {
                         "{\"pid\":%ld,\"uptime_s\":%.3f,\"connections\":%u,\"connections_total\":%" PRIu64
                         ",\"connections_rejected\":%" PRIu64 ",\"exports_open\":%u,\"cache\":{\"hits\":%llu,"
                         "\"misses\":%llu,\"hit_rate\":%.4f,\"bytes\":%llu,\"budget\":%llu,"
-                        "\"bytes_loaded\":%llu},\"exports\":[",
+                        "\"bytes_loaded\":%llu},\"remote_fetches\":%llu,\"exports\":[",
                         c.pid, c.uptime_s, c.connections, c.connections_total, c.connections_rejected,
                         exports_open(), (unsigned long long)cs.hits, (unsigned long long)cs.misses, hit,
                         (unsigned long long)cs.bytes, (unsigned long long)cs.budget,
-                        (unsigned long long)cs.bytes_loaded);
+                        (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.remote_fetches);
                 exports_visit(status_export, &x);
                 fprintf(f, "]}\n");
                 return;
@@ -156,6 +161,9 @@ void serve_status(FILE *f, st_store *s, bool json) {
                 (double)cs.bytes / 1048576.0, (double)cs.budget / 1048576.0, 100.0 * hit,
                 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                 (double)cs.bytes_loaded / 1048576.0);
+        if (cs.remote_fetches)
+                fprintf(f, "remote: %llu chunks fetched from the sources of lazily pulled images\n",
+                        (unsigned long long)cs.remote_fetches);
         fprintf(f, "exports open: %u\n", exports_open());
         if (exports_open())
                 fprintf(f, "  %-24s %3s  %10s %12s %10s %12s %8s %6s\n", "NAME", "CLI", "READS",

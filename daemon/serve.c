@@ -778,20 +778,7 @@ int serve_run(const serve_opts *o) {
                                 continue;
                         int one = 1;
                         (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-                        pthread_mutex_lock(&conns_lock);
-                        bool full = n_conns >= o->max_connections;
-                        if (!full && n_conns == cap_conns) {
-                                unsigned cap = cap_conns ? cap_conns * 2 : 64;
-                                int *t = realloc(conn_fds, cap * sizeof *t);
-                                if (t) {
-                                        conn_fds = t;
-                                        cap_conns = cap;
-                                } else
-                                        full = true;
-                        }
-                        if (!full)
-                                conn_fds[n_conns++] = fd;
-                        pthread_mutex_unlock(&conns_lock);
+                        bool full = !conns_add(fd, o->max_connections);
                         struct conn_arg *a = full ? NULL : malloc(sizeof *a);
                         pthread_t t;
                         if (a) {

@@ -45,6 +45,7 @@ struct device {
         uint64_t features, protocol;
         bool features_set;
         pthread_rwlock_t lock;
+        atomic_bool want_lock; /* the message thread waits for lock: stop polling */
         vhost_memory mem;
         queue q[VHOST_MAX_QUEUES];
 };
@@ -68,8 +69,11 @@ static void signal_fd(int fd) {
                 (void)!write(fd, &one, sizeof one);
 }
 
-/* Serve what the ring holds; false if the ring is broken. */
-static bool drain(queue *q) {
+/* Serve what the ring holds, at most DRAIN_MAX chains (then *more is set,
+ * so that the message thread can take the lock in between); false if the
+ * ring is broken. */
+#define DRAIN_MAX 256u
+static bool drain(queue *q, bool *more) {
         device *d = q->dev;
         vhost_vring *r = &q->ring;
         if (vring_resolve(r, &d->mem, false) < 0) {
@@ -78,12 +82,16 @@ static bool drain(queue *q) {
                 return false;
         }
         uint16_t old = r->used_idx;
+        unsigned served = 0;
+        *more = false;
         for (;;) {
                 uint16_t head;
                 unsigned n;
                 const char *why = NULL;
                 int k;
-                while ((k = vring_pop(r, &d->mem, &head, q->segs, &n, &why)) == 1) {
+                while (served < DRAIN_MAX &&
+                       (k = vring_pop(r, &d->mem, &head, q->segs, &n, &why)) == 1) {
+                        served++;
                         uint64_t t0 = now_ns();
                         blk_result res;
                         if (blk_execute(&d->blk, q->segs, n, &res) < 0) {
@@ -105,6 +113,10 @@ static bool drain(queue *q) {
                                 old = r->used_idx;
                         }
                 }
+                if (served == DRAIN_MAX) {
+                        *more = true;
+                        break;
+                }
                 if (k < 0) {
                         serve_logf("vhost-user-blk %s (%s): queue %u: %s: the queue stops",
                                    export_name(d->e), d->peer, q->index, why);
@@ -125,32 +137,40 @@ static bool drain(queue *q) {
 static void *queue_main(void *arg) {
         queue *q = arg;
         device *d = q->dev;
-        pthread_rwlock_rdlock(&d->lock);
-        bool ok = drain(q); /* what came before the kick fd did */
-        pthread_rwlock_unlock(&d->lock);
+        bool ok = true, more = true; /* first: what came before the kick fd did */
         while (ok) {
-                struct pollfd p[2] = { { .fd = q->kick_fd, .events = POLLIN },
-                                       { .fd = q->stop_fd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        break;
+                if (!more) {
+                        struct pollfd p[2] = { { .fd = q->kick_fd, .events = POLLIN },
+                                               { .fd = q->stop_fd, .events = POLLIN } };
+                        if (poll(p, 2, -1) < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                break;
+                        }
+                        if (p[1].revents)
+                                break;
+                        uint64_t v;
+                        if (p[0].revents & POLLIN)
+                                (void)!read(q->kick_fd, &v, sizeof v);
+                        else if (p[0].revents)
+                                break; /* the kick fd went bad */
+                } else {
+                        struct pollfd p = { .fd = q->stop_fd, .events = POLLIN };
+                        if (poll(&p, 1, 0) > 0)
+                                break;
                 }
-                if (p[1].revents)
-                        break;
-                uint64_t v;
-                if (p[0].revents & POLLIN)
-                        (void)!read(q->kick_fd, &v, sizeof v);
-                else if (p[0].revents)
-                        break; /* the kick fd went bad */
                 pthread_rwlock_rdlock(&d->lock);
-                ok = q->enabled ? drain(q) : true;
+                more = false;
+                if (q->enabled)
+                        ok = drain(q, &more);
                 /* Adaptive polling, as QEMU's iothreads do: the next request
                  * often comes within microseconds, and waking from the kick
-                 * fd costs more than looking for it a while. */
-                for (uint64_t t0 = now_ns(); ok && q->enabled && now_ns() - t0 < POLL_NS;)
+                 * fd costs more than looking for it a while. Not while the
+                 * message thread waits for the lock. */
+                for (uint64_t t0 = now_ns(); ok && !more && q->enabled &&
+                                             !atomic_load(&d->want_lock) && now_ns() - t0 < POLL_NS;)
                         if (vring_has_avail(&q->ring)) {
-                                ok = drain(q);
+                                ok = drain(q, &more);
                                 t0 = now_ns();
                         }
                 pthread_rwlock_unlock(&d->lock);
@@ -443,7 +463,13 @@ void vhost_blk_run(const vhost_ctx *c, int fd) {
         }
         d->fd = fd;
         d->peer = c->peer;
-        pthread_rwlock_init(&d->lock, NULL);
+        /* Writers first: a queue thread under a steady load would otherwise
+         * hold the lock shared for ever, and the VMM's messages wait. */
+        pthread_rwlockattr_t la;
+        pthread_rwlockattr_init(&la);
+        pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&d->lock, &la);
+        pthread_rwlockattr_destroy(&la);
         for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++) {
                 queue *q = &d->q[i];
                 q->dev = d;
@@ -481,9 +507,11 @@ void vhost_blk_run(const vhost_ctx *c, int fd) {
                 const char *why = NULL;
                 r = vhost_msg_check(m, n_fds, &why);
                 if (r == 0) {
+                        atomic_store(&d->want_lock, true);
                         pthread_rwlock_wrlock(&d->lock);
                         r = handle(d, m, fds, n_fds);
                         pthread_rwlock_unlock(&d->lock);
+                        atomic_store(&d->want_lock, false);
                         if (r < 0)
                                 why = strerror(-r);
                 }
@@ -506,6 +534,7 @@ void vhost_blk_run(const vhost_ctx *c, int fd) {
                         break;
         }
         free(m);
+        atomic_store(&d->want_lock, true);
         pthread_rwlock_wrlock(&d->lock);
         queues_reset(d);
         pthread_rwlock_unlock(&d->lock);

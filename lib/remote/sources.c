@@ -91,6 +91,8 @@ static int fetch_one(fetcher *f, st_store *s, const st_digest *id) {
                 r = n < 0 ? (int)n : chunk_batch_add(&one, id, blob, len, raw, (size_t)n);
                 if (r == 0)
                         r = chunk_batch_flush(&one, s, NULL);
+                if (r == 0)
+                        store_note_remote(s, 1);
                 chunk_batch_free(&one);
                 free(blob);
                 free(raw);
@@ -160,8 +162,9 @@ static int batch_done(void *ctx, target_req *q) {
         /* best effort: a chunk that fails here is fetched again by its reader */
         int64_t n = q->err < 0 ? q->err
                                : blob_verify(id, q->data, q->len, &b->raw, &b->raw_cap, NULL, &why);
-        if (n >= 0 && chunk_batch_add(&b->one, id, q->data, q->len, b->raw, (size_t)n) == 0)
-                (void)chunk_batch_flush(&b->one, b->s, NULL);
+        if (n >= 0 && chunk_batch_add(&b->one, id, q->data, q->len, b->raw, (size_t)n) == 0 &&
+            chunk_batch_flush(&b->one, b->s, NULL) == 0)
+                store_note_remote(b->s, 1);
         b->done[id - b->ids] = true;
         release(b->f, id);
         return 0;

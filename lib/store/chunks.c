@@ -34,8 +34,6 @@ static int64_t read_below_memory(st_store *s, const st_digest *id, store_chunk_b
         int64_t n = store_read_chunk_local(s, id, b, NULL);
         if (n == -ENOENT && s->remote) {
                 int k = s->remote->fetch(s->remote_ctx, s, id);
-                if (k == 0)
-                        atomic_fetch_add(&s->remote_fetches, 1);
                 n = k < 0 ? k : store_read_chunk_local(s, id, b, NULL);
         }
         return n;
@@ -107,6 +105,10 @@ void store_warm(st_store *s, const st_digest *ids, size_t n, unsigned tiers) {
                         if (store_get(s, &ids[i], &c) == 0)
                                 store_release(s, &c);
                 }
+}
+
+void store_note_remote(st_store *s, uint64_t n) {
+        atomic_fetch_add(&s->remote_fetches, n);
 }
 
 int store_chunk_lookup(st_store *s, const st_digest *id, uint32_t *ret_len, uint32_t *ret_refs) {

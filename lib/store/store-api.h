@@ -66,6 +66,8 @@ typedef struct store_remote_ops {
 } store_remote_ops;
 /* Replace the remote tier (ops NULL: none); the store frees ctx at close. */
 void store_set_remote(st_store *s, const store_remote_ops *ops, void *ctx);
+/* The remote tier put n chunks into the packs (st_cache_stats.remote_fetches). */
+void store_note_remote(st_store *s, uint64_t n);
 
 /* Buffers for reading chunks, reused across calls by one thread. */
 typedef struct store_chunk_buf {

@@ -231,6 +231,9 @@ for _ in $(seq 300); do # until the packs stop growing for a second
         last=$sz
         sleep 0.1
 done
+# the chunks came through the remote tier, and status counts them
+rf=$(st --store "$H8" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["remote_fetches"])')
+[ "$rf" -gt 0 ] || fail "status counts no remote fetches after serve --prefetch: $rf"
 kill "$SERVE"
 wait "$SERVE" || fail "stellar serve --prefetch did not exit cleanly"
 out=$(st --store "$H8" pull --json "$URL" B)

@@ -35,13 +35,8 @@ daemon_fail() {
 }
 "$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
-# A 64 MiB disk: 16 MiB random, 8 MiB repeating the first 8, a 24 MiB ext4,
-# 16 MiB of zeros.
-head -c $((16 * MIB)) /dev/urandom >"$TMP/random.bin"
-make_ext4 "$TMP/fs.img" 24M /etc
-{ cat "$TMP/random.bin"; head -c $((8 * MIB)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$TMP/disk.img"
-rm -f "$TMP/random.bin" "$TMP/fs.img"
-truncate -s $((64 * MIB)) "$TMP/disk.img"
+# The 64 MiB guest disk (guest_disk: random, repeated, ext4, zeros).
+guest_disk "$TMP/disk.img"
 host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)
 
 st init >/dev/null

@@ -46,11 +46,7 @@ blob_lines() { tail -n +"$1" "$LOG" | awk '$2 ~ /\/blobs\//' || true; }
 
 "$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
-head -c $((16 * MIB)) /dev/urandom >"$TMP/random.bin"
-make_ext4 "$TMP/fs.img" 24M /etc
-{ cat "$TMP/random.bin"; head -c $((8 * MIB)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$TMP/disk.img"
-rm -f "$TMP/random.bin" "$TMP/fs.img"
-truncate -s $((64 * MIB)) "$TMP/disk.img"
+guest_disk "$TMP/disk.img"
 host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)
 
 st --store "$H1" import --quiet "$TMP/disk.img" base

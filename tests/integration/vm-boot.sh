@@ -30,13 +30,8 @@ daemon_fail() {
 # The guest: built once, then cached (the first build downloads ~27 MB).
 "$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
-# A 64 MiB disk: 16 MiB random, 8 MiB repeating the first 8 (dedup), an ext4
-# file system of 24 MiB, 16 MiB of zeros (a hole).
-head -c $((16 * MIB)) /dev/urandom >"$TMP/random.bin"
-make_ext4 "$TMP/fs.img" 24M /etc
-{ cat "$TMP/random.bin"; head -c $((8 * MIB)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$TMP/disk.img"
-rm -f "$TMP/random.bin" "$TMP/fs.img"
-truncate -s $((64 * MIB)) "$TMP/disk.img"
+# The 64 MiB guest disk (guest_disk: random, repeated, ext4, zeros).
+guest_disk "$TMP/disk.img"
 host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)
 
 st init >/dev/null

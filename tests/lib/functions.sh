@@ -54,6 +54,18 @@ json_field() {
         python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+# guest_disk FILE: the 64 MiB disk the VM tests boot with: 16 MiB random,
+# 8 MiB repeating the first 8 (dedup), a 24 MiB ext4 of /etc, 16 MiB of
+# zeros (a hole).
+guest_disk() {
+        local mib=$((1 << 20))
+        head -c $((16 * mib)) /dev/urandom >"$TMP/random.bin"
+        make_ext4 "$TMP/fs.img" 24M /etc
+        { cat "$TMP/random.bin"; head -c $((8 * mib)) "$TMP/random.bin"; cat "$TMP/fs.img"; } >"$1"
+        rm -f "$TMP/random.bin" "$TMP/fs.img"
+        truncate -s $((64 * mib)) "$1"
+}
+
 # make_ext4 IMG SIZE DIR...: an ext4 image holding copies of DIRs.
 make_ext4() {
         local img=$1 size=$2
