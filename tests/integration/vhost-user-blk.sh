@@ -14,7 +14,9 @@
 # second VMM on a busy socket; one that vanishes mid-request), the daemon
 # serving correct reads after each. `stellar attach` adds a socket while the
 # daemon runs (a guest boots from it), `stellar detach` ends it; both refuse
-# what they cannot do, and attach says exit 3 with no daemon. The same store is served over NBD at
+# what they cannot do, and attach says exit 3 with no daemon. The daemon is
+# killed -9 under a guest reading a 256 MiB image and started again: QEMU
+# reconnects and the guest's hash is right. The same store is served over NBD at
 # the same time (one export table): qemu-img reads the volume's marker
 # through it. The daemon stops on SIGTERM with exit 0; the exported volume
 # holds the marker and nothing else changed; fsck is clean.
@@ -44,18 +46,28 @@ st import --quiet "$TMP/disk.img" base
 st clone base vol
 st clone base rovol
 
-"$STELLAR" serve --nbd "unix:$TMP/nbd.sock" --tls=off \
-        --vhost-user-blk "$TMP/base.sock=base" --vhost-user-blk "$TMP/vol.sock=vol" \
-        --vhost-user-blk "$TMP/ro.sock=rovol:ro" --vhost-user-blk "$TMP/hostile.sock=base" \
-        --vhost-queues 2 2>"$TMP/serve.err" &
-serve_pid=$!
-_cleanup_pids+=("$serve_pid")
-for _ in $(seq 100); do
-        [ -S "$TMP/hostile.sock" ] && [ -S "$TMP/nbd.sock" ] && break
-        kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve exited at start"
-        sleep 0.1
-done
-[ -S "$TMP/hostile.sock" ] || daemon_fail "no vhost-user socket after 10 s"
+# a bigger image for the restart under a reading guest
+head -c $((256 * MIB)) /dev/urandom >"$TMP/big.img"
+st import --quiet "$TMP/big.img" big
+big_sha=$(sha256sum "$TMP/big.img" | cut -d' ' -f1)
+rm -f "$TMP/big.img"
+
+start_daemon() {
+        rm -f "$TMP/hostile.sock"
+        "$STELLAR" serve --nbd "unix:$TMP/nbd.sock" --tls=off \
+                --vhost-user-blk "$TMP/base.sock=base" --vhost-user-blk "$TMP/vol.sock=vol" \
+                --vhost-user-blk "$TMP/ro.sock=rovol:ro" --vhost-user-blk "$TMP/big.sock=big" \
+                --vhost-user-blk "$TMP/hostile.sock=base" --vhost-queues 2 2>>"$TMP/serve.err" &
+        serve_pid=$!
+        _cleanup_pids+=("$serve_pid")
+        for _ in $(seq 100); do
+                [ -S "$TMP/hostile.sock" ] && [ -S "$TMP/nbd.sock" ] && break
+                kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve exited at start"
+                sleep 0.1
+        done
+        [ -S "$TMP/hostile.sock" ] || daemon_fail "no vhost-user socket after 10 s"
+}
+start_daemon
 
 # boot SOCK NAME TEST [ENV...]: the guest's marker lines in $TMP/NAME-TEST.out
 boot() {
@@ -102,6 +114,33 @@ grep -q "STELLAR_ERROR" "$TMP/rovol-write.console" || daemon_fail "the read-only
 cat "$TMP/hostile.out"
 kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve died"
 
+# kill -9 of the daemon under a guest reading its disk: QEMU reconnects to
+# the restarted daemon (reconnect=1), the request that was in flight is
+# served again from the ring (a queue serves its requests in order, so all
+# before the used index are done and none after it), and the guest's hash
+# is right, with no I/O error
+before=$(grep -c "vhost-user-blk big: .* attached" "$TMP/serve.err" || true)
+boot "$TMP/big.sock" big read VM_RECONNECT=1 VM_TIMEOUT=200 &
+guest=$!
+for _ in $(seq 300); do
+        [ "$(grep -c "vhost-user-blk big: .* attached" "$TMP/serve.err" || true)" -gt "$before" ] && break
+        sleep 0.1
+done
+sleep 1.5 # the guest is reading
+kill -0 "$guest" 2>/dev/null || daemon_fail "the guest finished before the kill: make the image bigger"
+kill -9 "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+sleep 0.5
+start_daemon
+wait "$guest" || { cat "$TMP/big-read.out" >&2; daemon_fail "the guest failed across the daemon's restart"; }
+[ "$(marker "$TMP/big-read.out" STELLAR_VDA_SHA256)" = "$big_sha" ] ||
+        daemon_fail "the guest's sha256 across the daemon's restart is not the image's"
+[ "$(grep -c "vhost-user-blk big: .* attached" "$TMP/serve.err")" -ge $((before + 2)) ] ||
+        daemon_fail "the guest did not reconnect to the restarted daemon"
+if grep -aq "I/O error" "$TMP/big-read.console"; then daemon_fail "the guest saw an I/O error"; fi
+fsck_clean_live() { st fsck >"$TMP/fsck.out" || { cat "$TMP/fsck.out"; daemon_fail "fsck after the kill"; }; }
+fsck_clean_live
+
 # attach and detach while the daemon runs
 cp "$TMP/disk.img" "$TMP/expected.img"
 dd if="$STELLAR_VM_DIR/marker.bin" of="$TMP/expected.img" bs=4096 seek=$((MIB / 4096)) conv=notrunc status=none
@@ -125,7 +164,7 @@ rc=0
 wait "$serve_pid" || rc=$?
 _cleanup_pids=()
 [ $rc = 0 ] || daemon_fail "stellar serve exited $rc on SIGTERM"
-for s in base vol ro hostile; do [ ! -e "$TMP/$s.sock" ] || daemon_fail "socket $s.sock left behind"; done
+for s in base vol ro big hostile; do [ ! -e "$TMP/$s.sock" ] || daemon_fail "socket $s.sock left behind"; done
 
 st export vol "$TMP/vol.img"
 cmp "$TMP/vol.img" "$TMP/expected.img" || daemon_fail "exported volume differs from the image plus the guest's write"

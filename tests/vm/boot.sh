@@ -20,6 +20,8 @@
 #                              vhost-user-blk back-end's socket (EXPORT names it
 #                              in the log only), the guest's memory a shared memfd
 #              VM_QUEUES       vhost-user: the device's queues (default 1)
+#              VM_RECONNECT    vhost-user: 1 to reconnect to a back-end that went
+#                              away (QEMU's chardev reconnect=1)
 #              VM_MACHINE      q35 (default) or microvm (virtio-mmio devices)
 set -euo pipefail
 
@@ -70,7 +72,9 @@ vhost-user)
         # the back-end maps the guest's memory: it must be a shared memfd
         dev=vhost-user-blk-pci
         [ "$bus" = device ] && dev=vhost-user-blk # the virtio-mmio one
-        disk=(-chardev "socket,id=c0,path=$SOCK" -device "$dev,chardev=c0,num-queues=${VM_QUEUES:-1}")
+        rc_opt=
+        [ "${VM_RECONNECT:-0}" = 1 ] && rc_opt=,reconnect=1 # a restarted back-end is reconnected
+        disk=(-chardev "socket,id=c0,path=$SOCK$rc_opt" -device "$dev,chardev=c0,num-queues=${VM_QUEUES:-1}")
         mem=(-m 256 -object memory-backend-memfd,id=mem,size=256M,share=on)
         machine="$machine,memory-backend=mem"
         [ "$bus" = device ] && disk+=(-global virtio-mmio.force-legacy=false)
