@@ -222,8 +222,9 @@ typedef struct model {
         uint32_t version; /* of the journal, if live */
         uint64_t n_slots; /* in the data file, if live */
         uint64_t map_len; /* durable journal length (the torn tail cut off) */
-        uint64_t torn;    /* bytes past it */
+        uint64_t torn;    /* bytes past it that are not kept */
         uint64_t seq;
+        uint64_t tail_kept; /* version 2: unflushed write records kept (their data there) */
         ment *e; /* sorted by block */
         size_t n, cap;
 } model;
@@ -389,6 +390,28 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
                                 FAIL(-EBADMSG, off); /* a shared slot */
                 model_set(m, block, val, sum, 0);
         }
+        /* Version 2: past the durable end, each intact write record for a
+         * block of the volume that names zeros, or a slot inside the data
+         * file that no other block holds and whose data (zeros here) has its
+         * sum, is kept, in order: a write acknowledged, not yet flushed, when
+         * the writer died. */
+        for (size_t j = kept; v == 2 && j < n_rec; j++) {
+                const uint8_t *rec = recs + j * rl;
+                uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
+                uint64_t sum = st_le64_get(rec + 24);
+                if (!(good[j + 1] - good[j] == 1) || block >= FUZZ_MAX_BLOCKS)
+                        continue;
+                if (val != DELTA_ZERO) {
+                        bool held = false;
+                        for (size_t i = 0; i < m->n; i++)
+                                held |= m->e[i].val == val && m->e[i].block != block;
+                        if (val >= m->n_slots || held || sum != zero_sum())
+                                continue;
+                }
+                model_set(m, block, val, sum, 0);
+                m->tail_kept++;
+        }
+        m->torn -= m->tail_kept * rl;
 out:
         free(good);
 }
@@ -646,6 +669,10 @@ static void fuzz_one(const uint8_t *data, size_t len) {
                 goto out;
         FUZZ_ASSERT(r == 0);
         FUZZ_ASSERT(!m.live || rw.torn_len == m.torn);
+        if (m.tail_kept) { /* committed again after the durable end, with a commit record */
+                m.map_len += (m.tail_kept + 1) * REC_LEN(m.version);
+                m.seq += m.tail_kept + 1;
+        }
         check_state(&rw, &m);
         /* the torn tail is gone; a foreign or missing journal stays as it was */
         FUZZ_ASSERT(map_size() == (m.live ? (off_t)m.map_len : file_len));

@@ -96,8 +96,9 @@ static int check_volume(st_store *s, const char *name, const store_ref *ref,
         if (d.torn_len) {
                 char path[REF_NAME_MAX + 32], msg[200];
                 snprintf(path, sizeof path, "deltas/%s.map", name);
-                snprintf(msg, sizeof msg, "%llu bytes of an unfinished flush at the end (never "
-                         "acknowledged; cut on the next write)", (unsigned long long)d.torn_len);
+                snprintf(msg, sizeof msg, "%llu bytes at the end that no flush committed and no "
+                         "write left whole with its data (never flushed; cut on the next write)",
+                         (unsigned long long)d.torn_len);
                 report_one(report, userdata, res, 0, path, d.map_len, msg);
         }
         delta_close(&d);

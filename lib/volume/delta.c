@@ -457,6 +457,59 @@ static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr)
         return 0;
 }
 
+static int journal(delta *d, uint64_t block, uint64_t val, uint64_t sum);
+
+/* Writes acknowledged but not flushed when the writer died (version 2: their
+ * records reach the journal file as they are made): each intact write record
+ * past the durable end whose data is in its slot, as its sum says, is kept,
+ * in order; one whose data never landed, or that names a slot past the data
+ * file or one another block holds, is not (none of them was flushed, so
+ * none was promised). The kept ones are applied to the map and listed in
+ * *ret (block, value, sum triples) for the caller to commit. */
+static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t *owner, uint64_t **ret,
+                          size_t *ret_n) {
+        uint32_t rl = REC_LEN(d);
+        size_t cap = (size_t)((rd->len - from) / rl);
+        uint64_t *kept = malloc((cap ? cap : 1) * 3 * sizeof *kept);
+        uint8_t *buf = malloc(DELTA_BLOCK);
+        int r = kept && buf ? 0 : -ENOMEM;
+        size_t n = 0;
+        for (uint64_t off = from; r == 0 && off + rl <= rd->len; off += rl) {
+                const uint8_t *rec = reader_at(rd, off, &r);
+                if (!rec)
+                        break;
+                uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
+                uint64_t sum = st_le64_get(rec + 24);
+                if (block == COMMIT_BLOCK || !rec_intact(d, rec, off) || block >= d->max_blocks)
+                        continue;
+                if (val != DELTA_ZERO) {
+                        if (val >= d->n_slots || (owner[val] != EMPTY && owner[val] != block))
+                                continue;
+                        if (st_pread_full(d->data_fd, buf, DELTA_BLOCK, val * DELTA_BLOCK) < 0 ||
+                            data_sum(buf) != sum)
+                                continue;
+                }
+                uint64_t *old = map_slot(d, block);
+                if (old && *old != DELTA_ZERO)
+                        owner[*old] = EMPTY;
+                if (val != DELTA_ZERO)
+                        owner[val] = block;
+                r = map_put(d, block, val, sum);
+                kept[3 * n] = block;
+                kept[3 * n + 1] = val;
+                kept[3 * n + 2] = sum;
+                n++;
+        }
+        free(buf);
+        if (r < 0) {
+                free(kept);
+                return r;
+        }
+        *ret = kept;
+        *ret_n = n;
+        return 0;
+}
+
 static int replay(delta *d, bool rdonly, st_diag *reterr) {
         struct stat st;
         if (fstat(d->map_fd, &st) < 0)
@@ -542,15 +595,34 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                         owner[val] = block;
                 r = map_put(d, block, val, sum);
         }
+        uint64_t *kept = NULL;
+        size_t n_kept = 0;
+        if (r == 0 && d->version != 1 && end < len)
+                r = keep_unflushed(d, rd, end, owner, &kept, &n_kept);
         free(owner);
         free(rd);
+        if (r < 0) {
+                free(kept);
+                return r;
+        }
+        /* The rest of the tail (writes that never landed, an unfinished
+         * flush's commit) goes; the kept writes are committed again, after
+         * the durable end, before anything else is written. */
+        if (end < len && !rdonly && ftruncate(d->map_fd, (off_t)end) < 0) {
+                free(kept);
+                return -errno;
+        }
+        d->map_len = end;
+        d->torn_len = len - end - n_kept * REC_LEN(d);
+        for (size_t i = 0; r == 0 && !rdonly && i < n_kept; i++)
+                r = journal(d, kept[3 * i], kept[3 * i + 1], kept[3 * i + 2]);
+        free(kept);
+        if (r == 0 && !rdonly && n_kept > 0) {
+                d->data_dirty = true;
+                r = delta_flush(d);
+        }
         if (r < 0)
                 return r;
-        /* A torn tail is the unfinished flush of a crashed writer: drop it. */
-        if (end < len && !rdonly && ftruncate(d->map_fd, (off_t)end) < 0)
-                return -errno;
-        d->map_len = end;
-        d->torn_len = len - end;
         /* Slots no record names (written, never journalled) are free too. */
         uint8_t *used = calloc(d->n_slots ? d->n_slots : 1, 1);
         if (!used)
@@ -709,7 +781,8 @@ static int remap(delta *d, uint64_t block, uint64_t val, uint64_t sum) {
         if (!old || !(*old & UNFLUSHED))
                 if ((r = push(&d->touched, &d->n_touched, &d->cap_touched, block)) < 0)
                         return r;
-        if (old && (*old & UNFLUSHED) && (*old & ~UNFLUSHED) != DELTA_ZERO && val == DELTA_ZERO) {
+        if (old && (*old & UNFLUSHED) && (*old & ~UNFLUSHED) != DELTA_ZERO &&
+            val != (*old & ~UNFLUSHED)) {
                 /* An unflushed slot: freed only after the flush, or one flush
                  * could hold "A -> s, A -> zeros, B -> s", and a crash that
                  * keeps only its first record would show B's data in A. */
@@ -726,15 +799,34 @@ static int ensure_files(delta *d) {
         return d->map_fd >= 0 ? 0 : delta_create(d);
 }
 
+/* Version 2: the records made since 'from' go to the journal file at once,
+ * past its durable end, where the next flush commits them. Not synced: they
+ * are there for the next open if this process dies (a kill, a crash, an
+ * upgrade under running VMs), each checked then against its data. */
+static int journal_out(delta *d, size_t from) {
+        if (d->version == 1 || d->jlen == from)
+                return 0;
+        return st_pwrite_full(d->map_fd, d->jbuf + from, d->jlen - from, d->map_len + from);
+}
+
+/* Does a write of this block go into its slot in place? Version 1 only:
+ * version 2 writes every block to a fresh slot, so that a record in the
+ * journal file always names the data it was made for (its predecessor's
+ * slot is freed after the next flush). */
+static bool in_place(const delta *d, const uint64_t *cur) {
+        return d->version == 1 && cur && (*cur & UNFLUSHED) && *cur != (DELTA_ZERO | UNFLUSHED);
+}
+
 int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
         if (block >= d->max_blocks || n > d->max_blocks - block)
                 return -EINVAL;
         int r = ensure_files(d);
         if (r < 0)
                 return r;
+        size_t jstart = d->jlen;
         for (size_t i = 0; i < n;) {
                 uint64_t *cur = map_slot(d, block + i);
-                if (cur && (*cur & UNFLUSHED) && *cur != (DELTA_ZERO | UNFLUSHED)) {
+                if (in_place(d, cur)) {
                         /* Written since the last flush: no durable record names
                          * this slot, so overwrite it in place. */
                         uint64_t slot = *cur & ~UNFLUSHED;
@@ -743,10 +835,6 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
                         if (r < 0)
                                 return r;
                         d->data_dirty = true;
-                        /* Version 2: a second record carries the new data's sum. */
-                        if (d->version != 1 &&
-                            (r = remap(d, block + i, slot, data_sum(data + i * DELTA_BLOCK))) < 0)
-                                return r;
                         i++;
                         continue;
                 }
@@ -757,12 +845,8 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
                         slot = d->free_slots[--d->n_free];
                 else {
                         slot = d->n_slots;
-                        while (i + run < n) {
-                                const uint64_t *c = map_slot(d, block + i + run);
-                                if (c && (*c & UNFLUSHED) && *c != (DELTA_ZERO | UNFLUSHED))
-                                        break;
+                        while (i + run < n && !in_place(d, map_slot(d, block + i + run)))
                                 run++;
-                        }
                         d->n_slots += run;
                 }
                 r = st_pwrite_full(d->data_fd, data + i * DELTA_BLOCK, run * DELTA_BLOCK,
@@ -777,20 +861,21 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data) {
                 }
                 i += run;
         }
-        return 0;
+        return journal_out(d, jstart);
 }
 
 int delta_zero(delta *d, uint64_t block, size_t n) {
         if (block >= d->max_blocks || n > d->max_blocks - block)
                 return -EINVAL;
         int r = ensure_files(d);
+        size_t jstart = d->jlen;
         for (size_t i = 0; r == 0 && i < n; i++) {
                 uint64_t *cur = map_slot(d, block + i);
                 if (cur && (*cur & ~UNFLUSHED) == (DELTA_ZERO & ~UNFLUSHED))
                         continue;
                 r = remap(d, block + i, DELTA_ZERO, 0);
         }
-        return r;
+        return r < 0 ? r : journal_out(d, jstart);
 }
 
 /* Close the flush's records with a commit record (version 2). */

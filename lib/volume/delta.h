@@ -7,12 +7,16 @@
  *   deltas/NAME.map    a journal: 32-byte header, then 32-byte records
  *                      (block, slot or ZERO, sequence, checksum)
  *
- * Durability: a flush fdatasyncs the data, then appends the journal records
- * written since the last flush and fdatasyncs the journal. A record never
- * names data that is not durable. A slot that a durable record names is never
- * overwritten: a rewrite of such a block goes to a fresh (or freed) slot, and
- * the old slot is freed only after the new record is durable. Replay at open
- * stops at the first torn or foreign record. Byte layout: docs/formats/delta.md.
+ * Durability: a flush fdatasyncs the data, then writes the journal records
+ * made since the last flush with a commit record and fdatasyncs the journal;
+ * a commit record never covers data that is not durable. A slot that a
+ * durable record names is never overwritten: a rewrite of such a block goes
+ * to a fresh (or freed) slot, and the old slot is freed only after the new
+ * record is durable. Version 2 also writes each write's records into the
+ * journal file as it is made (unsynced): when the writer dies, replay keeps
+ * those whose data is in their slot as their sum says (acknowledged,
+ * unflushed writes survive a restart of the daemon). Byte layout:
+ * docs/formats/delta.md.
  * Not thread-safe: the volume serialises access (a flush's write step
  * excepted, see delta_flush_begin).
  */

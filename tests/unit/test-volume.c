@@ -259,8 +259,11 @@ static void delta_damaged(int dfd, uint64_t off, const char *what) {
 }
 
 /* Blocks 0..4 as the first two flushes left them: 0, 2, 3, 4 data, 1 zeros
- * (the data read from the slot in NAME.data that delta_lookup names). */
-static void delta_first_flushes(int dfd, bool rdonly) {
+ * (the data read from the slot in NAME.data that delta_lookup names); and of
+ * the third flush's writes (blocks 7 and 8), the first 'kept' ones: a write
+ * record that landed whole, with its data, is kept even though the flush
+ * that would have committed it did not finish. */
+static void delta_first_flushes(int dfd, bool rdonly, unsigned kept) {
         int data_fd = openat(dfd, "v.data", O_RDONLY | O_CLOEXEC);
         ST_CHECK(data_fd >= 0);
         delta d;
@@ -272,14 +275,14 @@ static void delta_first_flushes(int dfd, bool rdonly) {
                 int k = delta_lookup(&d, b, &slot);
                 if (b == 1) {
                         ST_CHECK(k == 2);
-                } else if (b <= 4) {
+                } else if (b <= 4 || (b >= 7 && b < 7 + kept)) {
                         ST_CHECK(k == 1);
                         delta_block(want, b);
                         ST_CHECK(k == 1 && slot < d.n_slots &&
                                  st_pread_full(data_fd, buf, DELTA_BLOCK, slot * DELTA_BLOCK) == 0 &&
                                  memcmp(buf, want, DELTA_BLOCK) == 0);
                 } else {
-                        ST_CHECK(k == 0); /* 7 and 8 were the torn flush's */
+                        ST_CHECK(k == 0); /* (7 and 8 were the torn flush's) */
                 }
         }
         delta_close(&d);
@@ -436,17 +439,35 @@ static void test_delta_journal(void) {
         map[end[2] - 2 * R + 9] ^= 0x10;
 
         /* The last flush torn mid-way (one record and a half): the first two
-         * flushes are kept; a read-write open cuts the rest. */
+         * flushes are kept, and block 7, whose record and data landed; a
+         * read-write open cuts the half record and commits block 7's again
+         * (one record and a commit record after the second flush). */
         put_file(dfd, "v.map", map, end[1] + R + R / 2);
-        delta_first_flushes(dfd, true);
+        delta_first_flushes(dfd, true, 1);
         ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + R + R / 2));
-        delta_first_flushes(dfd, false);
-        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[1]);
-        delta_first_flushes(dfd, true);
-        /* the last flush without its commit record: torn too */
+        delta_first_flushes(dfd, false, 1);
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + 2 * R));
+        delta_first_flushes(dfd, true, 1);
+        /* the last flush without its commit record: both its writes kept */
         put_file(dfd, "v.map", map, end[2] - R);
-        delta_first_flushes(dfd, false);
-        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[1]);
+        delta_first_flushes(dfd, false, 2);
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[2]);
+        /* ... but not a write whose data never landed (block 8's slot holds
+         * something else): block 7 only */
+        put_file(dfd, "v.map", map, end[2] - R);
+        {
+                uint8_t *d2 = malloc(data_len);
+                ST_CHECK(d2 != NULL);
+                if (d2) {
+                        memcpy(d2, data, data_len);
+                        memset(d2 + 5 * DELTA_BLOCK, 0, DELTA_BLOCK);
+                        put_file(dfd, "v.data", d2, data_len);
+                        delta_first_flushes(dfd, false, 1);
+                        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + 2 * R));
+                        put_file(dfd, "v.data", data, data_len);
+                        free(d2);
+                }
+        }
 
         /* The data file lost its last slot (block 8's): damage. */
         put_file(dfd, "v.map", map, map_len);
