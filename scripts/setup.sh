@@ -23,7 +23,7 @@ PKGS_BUILD="gcc libc6-dev meson ninja-build pkgconf libzstd-dev librust-blake3-d
         libcurl4-openssl-dev libxxhash-dev libgnutls28-dev python3"
 PKGS_TEST="clang libclang-rt-14-dev llvm b3sum e2fsprogs dosfstools mtools fdisk util-linux
         qemu-utils qemu-system-x86 busybox-static libnbd-bin python3-libnbd
-        nginx-light zstd curl openssl ceph-mon ceph-osd radosgw ceph-common"
+        nginx-light zstd curl openssl ceph-mon ceph-osd radosgw ceph-common time"
 
 install_deps() {
         [ $install = 1 ] || return 0

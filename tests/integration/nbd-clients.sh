@@ -8,7 +8,12 @@
 . "$(dirname "$0")/../lib/functions.sh"
 requires qemu-img qemu-io nbdinfo nbdcopy nbdsh mkfs.ext4
 
-make_ext4 "$TMP/base.img" 96M /etc /usr/share/i18n
+# (16 MiB of random data besides, so that the image holds enough chunks
+# on a machine with a small /etc)
+mkdir -p "$TMP/extra"
+head -c $((16 << 20)) /dev/urandom >"$TMP/extra/random.bin"
+make_ext4 "$TMP/base.img" 96M /etc /usr/share/i18n "$TMP/extra"
+rm -rf "$TMP/extra"
 st init >/dev/null
 st import --quiet "$TMP/base.img" base
 st clone base vm1

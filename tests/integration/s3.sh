@@ -27,6 +27,8 @@ requires mkfs.ext4 curl b3sum zstd python3
 
 mkdir -p "$TMP/a" "$TMP/b"
 cp -a /etc "$TMP/a/" 2>/dev/null || true
+# 8 MiB of random data besides: over 1,000 chunks whatever /etc holds
+head -c $((8 << 20)) /dev/urandom >"$TMP/a/random.bin"
 cp -a "$TMP/a/." "$TMP/b/"
 cp -a /usr/lib/x86_64-linux-gnu/perl-base "$TMP/b/" 2>/dev/null || true
 for x in A B; do
