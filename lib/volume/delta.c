@@ -459,6 +459,17 @@ static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr)
 
 static int journal(delta *d, uint64_t block, uint64_t val, uint64_t sum);
 
+/* Replay: point block at val in the map, moving the slot ownership that the
+ * checks of later records go by. */
+static int replay_put(delta *d, uint64_t *owner, uint64_t block, uint64_t val, uint64_t sum) {
+        uint64_t *old = map_slot(d, block);
+        if (old && *old != DELTA_ZERO)
+                owner[*old] = EMPTY;
+        if (val != DELTA_ZERO)
+                owner[val] = block;
+        return map_put(d, block, val, sum);
+}
+
 /* Writes acknowledged but not flushed when the writer died (version 2: their
  * records reach the journal file as they are made): each intact write record
  * past the durable end whose data is in its slot, as its sum says, is kept,
@@ -489,12 +500,7 @@ static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t *owner, 
                             data_sum(buf) != sum)
                                 continue;
                 }
-                uint64_t *old = map_slot(d, block);
-                if (old && *old != DELTA_ZERO)
-                        owner[*old] = EMPTY;
-                if (val != DELTA_ZERO)
-                        owner[val] = block;
-                r = map_put(d, block, val, sum);
+                r = replay_put(d, owner, block, val, sum);
                 kept[3 * n] = block;
                 kept[3 * n + 1] = val;
                 kept[3 * n + 2] = sum;
@@ -588,12 +594,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                                     "journal record names a slot another block holds");
                 if (r < 0)
                         break;
-                uint64_t *old = map_slot(d, block);
-                if (old && *old != DELTA_ZERO)
-                        owner[*old] = EMPTY;
-                if (val != DELTA_ZERO)
-                        owner[val] = block;
-                r = map_put(d, block, val, sum);
+                r = replay_put(d, owner, block, val, sum);
         }
         uint64_t *kept = NULL;
         size_t n_kept = 0;
