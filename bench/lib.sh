@@ -132,6 +132,21 @@ wait_sock() {
 }
 
 # warm FILE...: read files into the page cache (their data extents).
+# work_dir NAME: a fresh $WORK/NAME as W, and pids=(): the servers a
+# benchmark starts (its children), stopped and waited for at exit, when W
+# goes too.
+work_dir() {
+    W=$WORK/$1
+    pids=()
+    rm -rf "$W"
+    mkdir -p "$W"
+    trap work_dir_cleanup EXIT
+}
+work_dir_cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+
 warm() { cat "$@" >/dev/null; }
 
 # apparent size in bytes

@@ -43,15 +43,7 @@ rt=$(runs 5 2)
 img=$(dense_image)
 share=$(data_share "$img" $((1 << 30)))
 
-W=$WORK/nbd-dense
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$W"
-}
-rm -rf "$W"
-mkdir -p "$W"
-trap cleanup EXIT
+work_dir nbd-dense
 
 # serve_store BIN DIR SOCK: a store of the image and clones c1..c4, served
 serve_store() {

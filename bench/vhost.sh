@@ -37,15 +37,7 @@ secs=$(runs 4 2)
 img=$(dense_image)
 share=$(data_share "$img" $((1 << 30)))
 
-W=$WORK/vhost
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$W"
-}
-rm -rf "$W"
-mkdir -p "$W"
-trap cleanup EXIT
+work_dir vhost
 
 log "vhost: importing $(fsize "$img") bytes (data share of the first GiB: $share)..."
 "$STELLAR" --store "$W/st" init >/dev/null

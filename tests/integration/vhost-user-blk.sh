@@ -22,20 +22,8 @@
 # holds the marker and nothing else changed; fsck is clean.
 . "$(dirname "$0")/../lib/functions.sh"
 requires qemu-system-x86_64 qemu-img mkfs.ext4 sha256sum
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null && [ "$(id -u)" != 0 ]; then
-        echo "SKIP: busybox-static not installed"
-        exit 77
-fi
-VM=$(cd "$(dirname "$0")/../vm" && pwd)
-export STELLAR_VM_DIR=${STELLAR_VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/stellar-vm}
+vm_guest
 MIB=$((1 << 20))
-
-daemon_fail() {
-        echo "--- stellar serve stderr:" >&2
-        cat "$TMP/serve.err" >&2 || true
-        fail "$@"
-}
-"$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
 # The 64 MiB guest disk (guest_disk: random, repeated, ext4, zeros).
 guest_disk "$TMP/disk.img"

@@ -25,26 +25,13 @@
 . "$(dirname "$0")/../lib/functions.sh"
 requires qemu-system-x86_64 qemu-img mkfs.ext4 sha256sum curl python3
 [ -x /usr/sbin/nginx ] || { echo "SKIP: nginx not installed"; exit 77; }
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null && [ "$(id -u)" != 0 ]; then
-        echo "SKIP: busybox-static not installed"
-        exit 77
-fi
-VM=$(cd "$(dirname "$0")/../vm" && pwd)
-export STELLAR_VM_DIR=${STELLAR_VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/stellar-vm}
+vm_guest
 MIB=$((1 << 20))
 H1=$TMP/host1 H2=$TMP/host2 H3=$TMP/host3 WWW=$TMP/www
 LOG=$TMP/nginx-access.log
 
-# daemon_fail MSG: fail, with what the daemon said.
-daemon_fail() {
-        echo "--- stellar serve stderr:" >&2
-        cat "$TMP/serve.log" >&2 || true
-        fail "$@"
-}
 # blob_lines FROM_LINE: the /blobs/ lines of nginx's log from line FROM_LINE on
 blob_lines() { tail -n +"$1" "$LOG" | awk '$2 ~ /\/blobs\//' || true; }
-
-"$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
 guest_disk "$TMP/disk.img"
 host_sha=$(sha256sum "$TMP/disk.img" | cut -d' ' -f1)

@@ -11,24 +11,9 @@
 # (apt-get download, cached in $STELLAR_VM_DIR, see tests/vm/build-initramfs.sh).
 . "$(dirname "$0")/../lib/functions.sh"
 requires qemu-system-x86_64 mkfs.ext4 sha256sum
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null && [ "$(id -u)" != 0 ]; then
-        echo "SKIP: busybox-static not installed"
-        exit 77
-fi
-VM=$(cd "$(dirname "$0")/../vm" && pwd)
-export STELLAR_VM_DIR=${STELLAR_VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/stellar-vm}
+vm_guest
 SOCK=$TMP/nbd.sock
 MIB=$((1 << 20))
-
-# daemon_fail MSG: fail, with what the daemon said.
-daemon_fail() {
-        echo "--- stellar serve stderr:" >&2
-        cat "$TMP/serve.err" >&2 || true
-        fail "$@"
-}
-
-# The guest: built once, then cached (the first build downloads ~27 MB).
-"$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
 
 # The 64 MiB guest disk (guest_disk: random, repeated, ext4, zeros).
 guest_disk "$TMP/disk.img"

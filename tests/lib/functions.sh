@@ -54,6 +54,33 @@ json_field() {
         python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+# vm_guest: what the VM tests need first: busybox-static (skip without it,
+# unless root, for whom build-initramfs.sh installs it), VM (tests/vm/),
+# STELLAR_VM_DIR (the guest's cache, exported for boot.sh) and the guest,
+# built once and then reused (the first build downloads ~27 MB).
+vm_guest() {
+        if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep "ok installed" >/dev/null &&
+                [ "$(id -u)" != 0 ]; then
+                echo "SKIP: busybox-static not installed"
+                exit 77
+        fi
+        VM=$(cd "$(dirname "${BASH_SOURCE[0]}")/../vm" && pwd)
+        export STELLAR_VM_DIR=${STELLAR_VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/stellar-vm}
+        "$VM/build-initramfs.sh" "$STELLAR_VM_DIR" || fail "cannot build the test guest"
+}
+
+# daemon_fail MSG: fail, with all that the daemon said (its stderr, which
+# the test sends to $TMP/serve.err, or start_serve to $TMP/serve.log).
+daemon_fail() {
+        local f
+        for f in "$TMP/serve.err" "$TMP/serve.log"; do
+                [ -e "$f" ] || continue
+                echo "--- stellar serve stderr:" >&2
+                cat "$f" >&2 || true
+        done
+        fail "$@"
+}
+
 # guest_disk FILE: the 64 MiB disk the VM tests boot with: 16 MiB random,
 # 8 MiB repeating the first 8 (dedup), a 24 MiB ext4 of /etc, 16 MiB of
 # zeros (a hole).
