@@ -98,7 +98,7 @@ static int forward_once(cli *c, int argc, char **argv, int *ret_status) {
                 *ret_status = 1;
                 return 1;
         }
-        *ret_status = (int)control_get32(st);
+        *ret_status = (int)le32_get(st);
         return 1;
 }
 

@@ -27,9 +27,9 @@ int control_request_encode(int argc, char *const *argv, uint8_t *buf, size_t cap
                 len += n;
         }
         memcpy(buf, CONTROL_MAGIC, 8);
-        control_put32(buf + 8, (uint32_t)len);
-        control_put32(buf + 12, 0);
-        control_put32(buf + CONTROL_HEADER_LEN, (uint32_t)argc);
+        le32_put(buf + 8, (uint32_t)len);
+        le32_put(buf + 12, 0);
+        le32_put(buf + CONTROL_HEADER_LEN, (uint32_t)argc);
         return (int)(CONTROL_HEADER_LEN + len);
 }
 
@@ -38,10 +38,10 @@ int control_header_parse(const uint8_t *p, size_t len, uint32_t *ret_body_len, s
                 return bad(reterr, len, "control request truncated");
         if (memcmp(p, CONTROL_MAGIC, 8) != 0)
                 return bad(reterr, 0, "not a control request (bad magic)");
-        uint32_t n = control_get32(p + 8);
+        uint32_t n = le32_get(p + 8);
         if (n < 4 || n > CONTROL_MAX_LEN)
                 return bad(reterr, 8, "control request length out of range");
-        if (control_get32(p + 12) != 0)
+        if (le32_get(p + 12) != 0)
                 return bad(reterr, 12, "reserved bytes are not zero");
         *ret_body_len = n;
         return 0;
@@ -51,7 +51,7 @@ int control_body_parse(const uint8_t *body, size_t len, char **ret_argv, int *re
                        st_diag *reterr) {
         if (len < 4 || len > CONTROL_MAX_LEN)
                 return bad(reterr, 0, "control request length out of range");
-        uint32_t argc = control_get32(body);
+        uint32_t argc = le32_get(body);
         if (argc < 1 || argc > CONTROL_MAX_ARGS)
                 return bad(reterr, 0, "argument count out of range");
         size_t off = 4;

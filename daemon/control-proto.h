@@ -22,21 +22,14 @@
 
 #include <stellar/common.h>
 
+#include "le.h"
+
 #define CONTROL_MAGIC "STCTL\0\0\1"
 #define CONTROL_HEADER_LEN 16u
 #define CONTROL_MAX_LEN 65536u /* bytes after the header */
 #define CONTROL_MAX_ARGS 256u
 #define CONTROL_FDS 3u /* stdout, stderr, working directory */
 #define CONTROL_STARTED 'R'
-
-/* The format's integers: little-endian. */
-static inline uint32_t control_get32(const uint8_t *p) {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void control_put32(uint8_t *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* Encode argv into buf (at least CONTROL_HEADER_LEN + CONTROL_MAX_LEN
  * bytes). Returns the length, or -E2BIG if it does not fit the limits. */

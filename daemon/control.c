@@ -57,7 +57,7 @@ typedef struct request {
 
 static int reply(int fd, int status) {
         uint8_t b[4];
-        control_put32(b, (uint32_t)status);
+        le32_put(b, (uint32_t)status);
         ssize_t k;
         while ((k = send(fd, b, sizeof b, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
         }

@@ -33,14 +33,14 @@ static void check_msg(const uint8_t *data, size_t len) {
         data++;
         len--;
         static vhost_msg m;
-        m.request = vhost_get32(data);
-        m.flags = vhost_get32(data + 4);
+        m.request = le32_get(data);
+        m.flags = le32_get(data + 4);
         size_t have = len - VHOST_MSG_HEADER_LEN;
         if (have > VHOST_MSG_MAX_PAYLOAD)
                 have = VHOST_MSG_MAX_PAYLOAD;
         m.size = (uint32_t)have; /* the daemon reads exactly size bytes */
-        if (vhost_get32(data + 8) > VHOST_MSG_MAX_PAYLOAD)
-                m.size = vhost_get32(data + 8); /* an oversized header: never read */
+        if (le32_get(data + 8) > VHOST_MSG_MAX_PAYLOAD)
+                m.size = le32_get(data + 8); /* an oversized header: never read */
         memset(m.payload, 0, sizeof m.payload);
         memcpy(m.payload, data + VHOST_MSG_HEADER_LEN, have);
         const char *why = NULL;

@@ -39,18 +39,18 @@ static void put16(uint8_t *p, uint16_t v) {
 
 void blk_config(const blk_dev *b, uint8_t c[BLK_CONFIG_LEN]) {
         memset(c, 0, BLK_CONFIG_LEN);
-        vhost_put64(c, st_volume_size(b->v) / SECTOR); /* capacity */
-        vhost_put32(c + 12, SEG_MAX);
-        vhost_put32(c + 20, SECTOR);   /* blk_size: the logical block */
+        le64_put(c, st_volume_size(b->v) / SECTOR); /* capacity */
+        le32_put(c + 12, SEG_MAX);
+        le32_put(c + 20, SECTOR);   /* blk_size: the logical block */
         c[24] = 3;                     /* physical block: 2^3 sectors, the delta's 4 KiB */
         put16(c + 26, 4096 / SECTOR);  /* min_io_size, in logical blocks */
-        vhost_put32(c + 28, 0);        /* opt_io_size: none */
+        le32_put(c + 28, 0);        /* opt_io_size: none */
         put16(c + 34, (uint16_t)b->n_queues);
-        vhost_put32(c + 36, 1u << 22); /* max_discard_sectors: 2 GiB */
-        vhost_put32(c + 40, DISCARD_SEG_MAX);
-        vhost_put32(c + 44, 4096 / SECTOR);
-        vhost_put32(c + 48, 1u << 22); /* max_write_zeroes_sectors */
-        vhost_put32(c + 52, DISCARD_SEG_MAX);
+        le32_put(c + 36, 1u << 22); /* max_discard_sectors: 2 GiB */
+        le32_put(c + 40, DISCARD_SEG_MAX);
+        le32_put(c + 44, 4096 / SECTOR);
+        le32_put(c + 48, 1u << 22); /* max_write_zeroes_sectors */
+        le32_put(c + 52, DISCARD_SEG_MAX);
         c[56] = 1; /* write_zeroes_may_unmap */
 }
 
@@ -124,8 +124,8 @@ static uint8_t discard(const blk_dev *b, cursor *c, uint64_t data_len, bool zero
                 uint8_t seg[16];
                 if (!cursor_read(c, seg, sizeof seg))
                         return BLK_S_IOERR;
-                uint64_t sector = vhost_get64(seg);
-                uint32_t count = vhost_get32(seg + 8), flags = vhost_get32(seg + 12);
+                uint64_t sector = le64_get(seg);
+                uint32_t count = le32_get(seg + 8), flags = le32_get(seg + 12);
                 if (flags & ~(zeroes ? WZ_UNMAP : 0u))
                         return BLK_S_UNSUPP;
                 uint64_t len = (uint64_t)count * SECTOR;
@@ -165,8 +165,8 @@ int blk_execute(const blk_dev *b, const vring_seg *segs, unsigned n, blk_result 
                 ret->error = true;
                 return 0;
         }
-        uint32_t type = vhost_get32(hdr);
-        uint64_t sector = vhost_get64(hdr + 8);
+        uint32_t type = le32_get(hdr);
+        uint64_t sector = le64_get(hdr + 8);
         uint64_t data_out = readable - 16;
         switch (type) {
         case BLK_T_IN: {

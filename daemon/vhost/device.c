@@ -243,16 +243,16 @@ static int send_all(int fd, const void *buf, size_t len) {
 
 static int reply(device *d, const vhost_msg *m, const void *payload, uint32_t len) {
         uint8_t buf[VHOST_MSG_HEADER_LEN + VHOST_CONFIG_MAX + 16];
-        vhost_put32(buf, m->request);
-        vhost_put32(buf + 4, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY);
-        vhost_put32(buf + 8, len);
+        le32_put(buf, m->request);
+        le32_put(buf + 4, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY);
+        le32_put(buf + 8, len);
         memcpy(buf + VHOST_MSG_HEADER_LEN, payload, len);
         return send_all(d->fd, buf, VHOST_MSG_HEADER_LEN + len);
 }
 
 static int reply_u64(device *d, const vhost_msg *m, uint64_t v) {
         uint8_t p[8];
-        vhost_put64(p, v);
+        le64_put(p, v);
         return reply(d, m, p, 8);
 }
 
@@ -287,9 +287,9 @@ static int read_msg(device *d, vhost_msg *m, int *fds, unsigned *n_fds) {
                 return 0;
         if (n != (ssize_t)sizeof hdr || (mh.msg_flags & MSG_CTRUNC))
                 return -EBADMSG;
-        m->request = vhost_get32(hdr);
-        m->flags = vhost_get32(hdr + 4);
-        m->size = vhost_get32(hdr + 8);
+        m->request = le32_get(hdr);
+        m->flags = le32_get(hdr + 4);
+        m->size = le32_get(hdr + 8);
         if (m->size > VHOST_MSG_MAX_PAYLOAD)
                 return -EMSGSIZE;
         size_t got = 0;
@@ -411,8 +411,8 @@ static int handle(device *d, vhost_msg *m, int *fds, unsigned n_fds) {
                 queue_stop(q, &d->lock);
                 close_fd(&q->kick_fd);
                 uint8_t p[8];
-                vhost_put32(p, idx);
-                vhost_put32(p + 4, q->ring.last_avail);
+                le32_put(p, idx);
+                le32_put(p + 4, q->ring.last_avail);
                 return reply(d, m, p, 8);
         }
         case VHOST_USER_SET_VRING_KICK:

@@ -58,19 +58,19 @@ int vhost_msg_check(const vhost_msg *m, unsigned n_fds, const char **why) {
         case VHOST_USER_GET_VRING_BASE:
                 if (m->size != 8)
                         return bad(why, "payload is not a vring state");
-                if (vhost_get32(m->payload) >= VHOST_MAX_QUEUES)
+                if (le32_get(m->payload) >= VHOST_MAX_QUEUES)
                         return bad(why, "vring index out of range");
                 break;
         case VHOST_USER_SET_VRING_ADDR:
                 if (m->size != 40)
                         return bad(why, "payload is not a vring address");
-                if (vhost_get32(m->payload) >= VHOST_MAX_QUEUES)
+                if (le32_get(m->payload) >= VHOST_MAX_QUEUES)
                         return bad(why, "vring index out of range");
                 break;
         case VHOST_USER_SET_MEM_TABLE: {
                 if (m->size < 8)
                         return bad(why, "memory table truncated");
-                uint32_t n = vhost_get32(m->payload);
+                uint32_t n = le32_get(m->payload);
                 if (n == 0 || n > VHOST_MAX_REGIONS)
                         return bad(why, "memory table region count out of range");
                 if (m->size < 8 + 32 * n)
@@ -114,16 +114,16 @@ int vhost_msg_check(const vhost_msg *m, unsigned n_fds, const char **why) {
 }
 
 uint64_t vhost_msg_u64(const vhost_msg *m) {
-        return vhost_get64(m->payload);
+        return le64_get(m->payload);
 }
 
 unsigned vhost_msg_n_regions(const vhost_msg *m) {
-        return vhost_get32(m->payload);
+        return le32_get(m->payload);
 }
 
 static vhost_region region_at(const uint8_t *p) {
-        return (vhost_region){ .gpa = vhost_get64(p), .size = vhost_get64(p + 8),
-                               .uva = vhost_get64(p + 16), .mmap_offset = vhost_get64(p + 24) };
+        return (vhost_region){ .gpa = le64_get(p), .size = le64_get(p + 8),
+                               .uva = le64_get(p + 16), .mmap_offset = le64_get(p + 24) };
 }
 
 vhost_region vhost_msg_region(const vhost_msg *m, unsigned i) {
@@ -135,19 +135,19 @@ vhost_region vhost_msg_one_region(const vhost_msg *m) {
 }
 
 void vhost_msg_state(const vhost_msg *m, uint32_t *index, uint32_t *num) {
-        *index = vhost_get32(m->payload);
-        *num = vhost_get32(m->payload + 4);
+        *index = le32_get(m->payload);
+        *num = le32_get(m->payload + 4);
 }
 
 vhost_vring_addr vhost_msg_vring_addr(const vhost_msg *m) {
         const uint8_t *p = m->payload;
-        return (vhost_vring_addr){ .index = vhost_get32(p), .flags = vhost_get32(p + 4),
-                                   .desc = vhost_get64(p + 8), .used = vhost_get64(p + 16),
-                                   .avail = vhost_get64(p + 24), .log = vhost_get64(p + 32) };
+        return (vhost_vring_addr){ .index = le32_get(p), .flags = le32_get(p + 4),
+                                   .desc = le64_get(p + 8), .used = le64_get(p + 16),
+                                   .avail = le64_get(p + 24), .log = le64_get(p + 32) };
 }
 
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags) {
-        *offset = vhost_get32(m->payload);
-        *size = vhost_get32(m->payload + 4);
-        *flags = vhost_get32(m->payload + 8);
+        *offset = le32_get(m->payload);
+        *size = le32_get(m->payload + 4);
+        *flags = le32_get(m->payload + 8);
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../le.h"
+
 enum {
         VHOST_USER_GET_FEATURES = 1,
         VHOST_USER_SET_FEATURES = 2,
@@ -98,18 +100,3 @@ typedef struct vhost_vring_addr {
 vhost_vring_addr vhost_msg_vring_addr(const vhost_msg *m);
 /* GET_CONFIG / SET_CONFIG: offset, size, flags. */
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags);
-
-static inline uint32_t vhost_get32(const uint8_t *p) {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t vhost_get64(const uint8_t *p) {
-        return (uint64_t)vhost_get32(p) | (uint64_t)vhost_get32(p + 4) << 32;
-}
-static inline void vhost_put32(uint8_t *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void vhost_put64(uint8_t *p, uint64_t v) {
-        vhost_put32(p, (uint32_t)v);
-        vhost_put32(p + 4, (uint32_t)(v >> 32));
-}
