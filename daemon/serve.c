@@ -675,15 +675,15 @@ int serve_run(const serve_opts *o) {
                 snprintf(ready, sizeof ready, "READY=1\nMAINPID=%ld\nSTATUS=serving", (long)getpid());
                 notify(ready);
         }
+        pthread_mutex_lock(&vh_lock);
+        vh_open_for_requests = true; /* attach and detach are answered from here on */
+        pthread_mutex_unlock(&vh_lock);
         while (!stopping) {
                 for (unsigned i = 0; i < n_ls; i++)
                         pfd[i] = (struct pollfd){ .fd = ls[i].fd, .events = POLLIN };
                 pfd[n_ls] = (struct pollfd){ .fd = wake_pipe[0], .events = POLLIN };
                 pfd[n_ls + 1] = (struct pollfd){ .fd = ctl_fd, .events = POLLIN };
                 pfd[n_ls + 2] = (struct pollfd){ .fd = ml.fd, .events = POLLIN };
-                pthread_mutex_lock(&vh_lock);
-                vh_open_for_requests = true;
-                pthread_mutex_unlock(&vh_lock);
                 for (unsigned i = 0; i < n_vls; i++) /* a closed one (fd -1) is skipped by poll */
                         pfd[n_ls + 3 + i] = (struct pollfd){ .fd = vls[i].l.fd, .events = POLLIN };
                 unsigned polled_vls = n_vls;
