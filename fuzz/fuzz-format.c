@@ -16,7 +16,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         st_store_config c;
         st_diag d = { 0 };
 
-        int r = store_format_decode(data, len, &c, &d);
+        int r = store_format_decode(data, len, &c, NULL, &d);
         if (r < 0) {
                 FUZZ_ASSERT(r == -EBADMSG || r == -EPROTONOSUPPORT);
                 FUZZ_ASSERT(d.what != NULL);

@@ -69,12 +69,14 @@ static int pub_next(void *ctx, target_req *q) {
                 memcpy(body, rec.data, len);
         } else {
                 /* stored raw (it did not compress): wrap it in a frame at
-                 * the fastest level, which stores such data as raw blocks */
+                 * the fastest level, which stores such data as raw blocks;
+                 * one of a frame's chunks: a frame of its own */
                 size_t cap = ZSTD_compressBound(rec.raw_len);
                 body = malloc(cap);
                 if (!body)
                         return -ENOMEM;
-                len = ZSTD_compressCCtx(p->cctx, body, cap, p->cb->out, rec.raw_len, -5);
+                len = ZSTD_compressCCtx(p->cctx, body, cap, rec.data, rec.raw_len,
+                                        rec.compressible ? 3 : -5);
                 if (ZSTD_isError(len)) {
                         free(body);
                         return -EIO;

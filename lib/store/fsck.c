@@ -21,6 +21,7 @@
 
 #include "../util/cleanup.h"
 #include "../util/fs.h"
+#include "../util/le.h"
 #include "store-internal.h"
 
 typedef struct fsck_rec {
@@ -99,6 +100,64 @@ static void verify_one(void *ctx, size_t i, unsigned worker) {
         fr->result = r;
 }
 
+/* One chunk of a record that was read (and verified, or not: fr->result):
+ * is it the one the index points to, with the lengths it says? */
+static int check_chunk(fsck_ctx *c, const fsck_rec *fr, const char *name, const st_digest *hash,
+                       uint32_t raw_len, uint32_t slot) {
+        c->res->chunks_checked++;
+        c->res->bytes_checked += raw_len;
+        uint32_t id = index_find(c->s->idx, hash);
+        const index_entry *e = id != INDEX_NONE ? index_get(c->s->idx, id) : NULL;
+        bool indexed = e && e->pack == c->pack->id && e->off == fr->off && e->slot == slot;
+        if (fr->result < 0) {
+                problem(c, indexed ? 1 : 0, name, fr->off, "chunk does not match its hash%s",
+                        indexed ? "" : " (unindexed garbage)");
+                return 0;
+        }
+        if (indexed) {
+                if (e->stored_len != fr->rec.stored_len || e->raw_len != raw_len)
+                        problem(c, 1, name, fr->off, "index lengths differ from the record");
+                else
+                        c->seen[id] = 1;
+        }
+        return 0;
+}
+
+/* A frame: each of its chunks, from its table (read again: the workers'
+ * buffers are reused). */
+static int check_frame(fsck_ctx *c, const fsck_rec *fr, const char *name) {
+        uint8_t head[PACK_FRAME_HEAD_LEN];
+        int r = st_pread_full(c->pack->fd, head, sizeof head, fr->off + PACK_RECORD_HEADER_LEN);
+        uint32_t n = r == 0 ? st_le32_get(head) : 0;
+        _cleanup_free_ uint8_t *table = NULL;
+        pack_frame f = { 0 };
+        if (n >= 2 && n <= PACK_FRAME_MAX_CHUNKS && pack_frame_table_len(n) < fr->rec.stored_len) {
+                table = malloc(fr->rec.stored_len);
+                if (!table)
+                        return -ENOMEM;
+                r = st_pread_full(c->pack->fd, table, fr->rec.stored_len,
+                                  fr->off + PACK_RECORD_HEADER_LEN);
+                if (r == 0)
+                        r = pack_frame_parse(&fr->rec, table, &f);
+        } else
+                r = -EBADMSG;
+        if (r < 0) {
+                /* A table that does not check names no chunk to look for. */
+                c->res->chunks_checked++;
+                problem(c, 1, name, fr->off, "frame table damaged: its chunks cannot be found");
+                return 0;
+        }
+        for (uint32_t k = 0; k < f.n; k++) {
+                st_digest h;
+                uint32_t len;
+                pack_frame_slot(&f, k, &h, NULL, &len);
+                r = check_chunk(c, fr, name, &h, len, k + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int check_pack(fsck_ctx *c, store_pack *p) {
         char name[40] = "packs/";
         pack_name(name + 6, p->id);
@@ -136,26 +195,13 @@ static int check_pack(fsck_ctx *c, store_pack *p) {
         st_pool_for(store_pool(c->s), c->n_recs, verify_one, c);
         for (size_t i = 0; i < c->n_recs; i++) {
                 fsck_rec *fr = &c->recs[i];
-                c->res->chunks_checked++;
-                c->res->bytes_checked += fr->rec.raw_len;
-                uint32_t id = index_find(c->s->idx, &fr->rec.hash);
-                bool indexed = id != INDEX_NONE && index_get(c->s->idx, id)->pack == p->id &&
-                               index_get(c->s->idx, id)->off == fr->off;
-                if (fr->result < 0) {
-                        if (fr->result == -ENOMEM)
-                                return -ENOMEM;
-                        problem(c, indexed ? 1 : 0, name, fr->off,
-                                "chunk does not match its hash%s",
-                                indexed ? "" : " (unindexed garbage)");
-                        continue;
-                }
-                if (indexed) {
-                        if (index_get(c->s->idx, id)->stored_len != fr->rec.stored_len ||
-                            index_get(c->s->idx, id)->raw_len != fr->rec.raw_len)
-                                problem(c, 1, name, fr->off, "index lengths differ from the record");
-                        else
-                                c->seen[id] = 1;
-                }
+                if (fr->result == -ENOMEM)
+                        return -ENOMEM;
+                r = fr->rec.flags & PACK_FLAG_FRAME ? check_frame(c, fr, name)
+                                                     : check_chunk(c, fr, name, &fr->rec.hash,
+                                                                   fr->rec.raw_len, 0);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include <stellar/hash.h>
 #include <stellar/store.h>
 
 #include "../util/cleanup.h"
@@ -51,7 +53,142 @@ typedef struct gc_verify {
         uint8_t *out;
         size_t out_cap;
         st_diag *reterr;
+        /* frames: the record read, and a new one built of its live chunks */
+        void *cctx;
+        uint8_t *rec, *gather, *built;
+        size_t rec_cap, gather_cap, built_cap;
 } gc_verify;
+
+static int damaged(gc_verify *v, uint32_t pack_id, uint64_t off) {
+        char file[48];
+        pack_name(file, pack_id);
+        char path[64];
+        snprintf(path, sizeof path, "packs/%s", file);
+        return st_diag_fail(v->reterr, path, off,
+                            "a chunk in use is damaged: gc stopped before dropping any "
+                            "pack (run 'stellar fsck')",
+                            -EBADMSG);
+}
+
+/* Append one record (header, payload) to the current output pack. */
+static int append_record(st_store *s, const pack_record *rec, const void *payload,
+                         uint32_t *ret_pack, uint32_t *ret_off) {
+        uint8_t hdr[PACK_RECORD_HEADER_LEN];
+        pack_record_encode(hdr, rec);
+        store_pack *dst;
+        int r = store_pack_for_append(s, PACK_RECORD_HEADER_LEN + (uint64_t)rec->stored_len, &dst);
+        if (r < 0)
+                return r;
+        struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)payload, rec->stored_len } };
+        r = st_pwritev_full(dst->fd, iov, 2, dst->len);
+        if (r < 0)
+                return r;
+        *ret_pack = dst->id;
+        *ret_off = (uint32_t)dst->len;
+        dst->len += PACK_RECORD_HEADER_LEN + (uint64_t)rec->stored_len;
+        dst->unsynced = true;
+        return 0;
+}
+
+/* The live chunks of one frame record (live[0..m), all at one offset): the
+ * record copied as it is when every chunk in it lives, else a new frame of
+ * the live ones (one alone becomes a plain record). Each chunk kept is
+ * verified first. */
+static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v) {
+        store_pack *src = store_pack_find(s, live[0].pack);
+        const index_entry *e0 = index_get(s->idx, live[0].id);
+        size_t rl = PACK_RECORD_HEADER_LEN + (size_t)e0->stored_len;
+        int r = st_buf_grow(&v->rec, &v->rec_cap, rl);
+        if (r < 0)
+                return r;
+        r = !src || (uint64_t)e0->off + rl > src->len ? -EIO : st_pread_full(src->fd, v->rec, rl, e0->off);
+        pack_record rec;
+        pack_frame f;
+        if (r == 0 && (pack_record_decode(v->rec, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
+                       rec.stored_len != e0->stored_len ||
+                       pack_frame_parse(&rec, v->rec + PACK_RECORD_HEADER_LEN, &f) < 0))
+                r = -EBADMSG;
+        if (r == 0)
+                r = st_buf_grow(&v->out, &v->out_cap, rec.raw_len);
+        if (r == 0 && pack_frame_inflate(&rec, &f, v->out, v->dctx) < 0)
+                r = -EBADMSG;
+        if (r == -EIO || r == -EBADMSG)
+                return damaged(v, live[0].pack, e0->off);
+        if (r < 0)
+                return r;
+        pack_frame_src keep[PACK_FRAME_MAX_CHUNKS];
+        uint32_t n = 0;
+        for (size_t q = 0; q < m; q++) {
+                index_entry *e = index_get(s->idx, live[q].id);
+                uint32_t off, len;
+                if (e->slot == 0 || e->slot > f.n || n == PACK_FRAME_MAX_CHUNKS)
+                        return damaged(v, live[0].pack, e0->off);
+                pack_frame_slot(&f, e->slot - 1, &keep[n].hash, &off, &len);
+                st_digest got;
+                st_hash(v->out + off, len, &got);
+                if (len != e->raw_len || memcmp(got.b, keep[n].hash.b, ST_DIGEST_LEN) != 0 ||
+                    memcmp(got.b, e->prefix, INDEX_PREFIX_LEN) != 0)
+                        return damaged(v, live[0].pack, e0->off);
+                keep[n].data = v->out + off;
+                keep[n].len = len;
+                n++;
+        }
+        uint32_t pack_id, at;
+        if (n == f.n) { /* all of it lives: byte for byte */
+                r = append_record(s, &rec, v->rec + PACK_RECORD_HEADER_LEN, &pack_id, &at);
+                for (size_t q = 0; r == 0 && q < m; q++) {
+                        index_entry *e = index_get(s->idx, live[q].id);
+                        e->pack = pack_id;
+                        e->off = at;
+                }
+                return r;
+        }
+        int level = s->cfg.zstd_level;
+        if (n >= 2) {
+                r = st_buf_grow(&v->gather, &v->gather_cap, rec.raw_len);
+                if (r == 0)
+                        r = st_buf_grow(&v->built, &v->built_cap, pack_frame_bound(n, rec.raw_len));
+                if (r < 0)
+                        return r;
+                pack_record nr;
+                int64_t len = pack_frame_build(v->cctx, level, keep, n, v->gather, v->built, &nr);
+                if (len < 0)
+                        return (int)len;
+                if (len > 0) {
+                        r = append_record(s, &nr, v->built, &pack_id, &at);
+                        for (size_t q = 0; r == 0 && q < m; q++) {
+                                index_entry *e = index_get(s->idx, live[q].id);
+                                e->pack = pack_id;
+                                e->off = at;
+                                e->stored_len = nr.stored_len;
+                                e->slot = (uint32_t)q + 1;
+                        }
+                        return r;
+                }
+        }
+        /* One chunk left, or chunks that no longer compress together: each
+         * a record of its own. */
+        for (size_t q = 0; q < m; q++) {
+                index_entry *e = index_get(s->idx, live[q].id);
+                r = st_buf_grow(&v->built, &v->built_cap, ZSTD_compressBound(keep[q].len));
+                if (r < 0)
+                        return r;
+                size_t z = ZSTD_compressCCtx(v->cctx, v->built, v->built_cap, keep[q].data,
+                                             keep[q].len, level);
+                bool zstd = !ZSTD_isError(z) && z < keep[q].len;
+                pack_record one = { .flags = zstd ? PACK_FLAG_ZSTD : 0, .raw_len = keep[q].len,
+                                    .stored_len = zstd ? (uint32_t)z : keep[q].len,
+                                    .hash = keep[q].hash };
+                r = append_record(s, &one, zstd ? v->built : keep[q].data, &pack_id, &at);
+                if (r < 0)
+                        return r;
+                e->pack = pack_id;
+                e->off = at;
+                e->stored_len = one.stored_len;
+                e->slot = 0;
+        }
+        return 0;
+}
 
 /* Is the record at p (header and payload) the chunk the index entry says? */
 static int verify_record(gc_verify *v, uint32_t pack_id, const index_entry *e, const uint8_t *p) {
@@ -64,16 +201,8 @@ static int verify_record(gc_verify *v, uint32_t pack_id, const index_entry *e, c
                 r = st_buf_grow(&v->out, &v->out_cap, rec.raw_len ? rec.raw_len : 1);
         if (r == 0)
                 r = pack_payload_decode(&rec, p + PACK_RECORD_HEADER_LEN, v->out, v->dctx);
-        if (r == -EBADMSG) {
-                char file[48];
-                pack_name(file, pack_id);
-                char path[64];
-                snprintf(path, sizeof path, "packs/%s", file);
-                return st_diag_fail(v->reterr, path, e->off,
-                                    "a chunk in use is damaged: gc stopped before dropping any "
-                                    "pack (run 'stellar fsck')",
-                                    -EBADMSG);
-        }
+        if (r == -EBADMSG)
+                return damaged(v, pack_id, e->off);
         return r;
 }
 
@@ -82,11 +211,23 @@ static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *bu
          * them into buf and append each run to the current output pack. */
         size_t i = 0;
         while (i < n) {
+                if (index_get(s->idx, live[i].id)->slot > 0) {
+                        size_t k = i + 1;
+                        while (k < n && live[k].off == live[i].off)
+                                k++;
+                        int r = copy_frame(s, live + i, k - i, v);
+                        if (r < 0)
+                                return r;
+                        i = k;
+                        continue;
+                }
                 store_pack *src = store_pack_find(s, live[i].pack);
                 size_t k = i;
                 uint64_t len = 0;
                 while (k < n) {
                         const index_entry *e = index_get(s->idx, live[k].id);
+                        if (e->slot > 0)
+                                break; /* a frame: copied on its own */
                         uint64_t rl = PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
                         if (k > i && len + rl > GC_COPY_BUF)
                                 break;
@@ -179,17 +320,23 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         _cleanup_free_ uint8_t *buf = malloc(GC_COPY_BUF);
         if (!live_bytes || !live || !buf)
                 return -ENOMEM;
+        /* (a frame with a dead chunk makes its pack a victim: it is rebuilt) */
+        _cleanup_free_ bool *dead_frame = calloc(np ? np : 1, sizeof *dead_frame);
+        if (!dead_frame)
+                return -ENOMEM;
         size_t n_live = 0;
         for (uint32_t id = 0; id < n; id++) {
                 const index_entry *e = index_get(s->idx, id);
+                store_pack *p = store_pack_find(s, e->pack);
                 if (e->refs == 0) {
                         res->chunks_freed++;
+                        if (p && e->slot > 0)
+                                dead_frame[p - s->packs] = true;
                         continue;
                 }
-                store_pack *p = store_pack_find(s, e->pack);
                 if (!p)
                         return -EBADMSG;
-                live_bytes[p - s->packs] += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+                live_bytes[p - s->packs] += index_entry_stored(e);
                 live[n_live++] = (live_ref){ e->pack, e->off, id };
         }
         qsort(live, n_live, sizeof *live, cmp_live);
@@ -201,7 +348,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         size_t n_victims = 0;
         uint64_t old_bytes = 0;
         for (size_t i = 0; i < np; i++)
-                if (s->packs[i].len > PACK_HEADER_LEN + live_bytes[i]) {
+                if (s->packs[i].len > PACK_HEADER_LEN + live_bytes[i] || dead_frame[i]) {
                         victims[n_victims++] = s->packs[i].id;
                         old_bytes += s->packs[i].len;
                 }
@@ -220,9 +367,12 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 return r;
         uint64_t new_bytes = 0;
         uint32_t first_new = s->next_pack_id - 1;
-        gc_verify ver = { .dctx = ZSTD_createDCtx(), .reterr = reterr };
-        if (!ver.dctx)
+        gc_verify ver = { .dctx = ZSTD_createDCtx(), .cctx = ZSTD_createCCtx(), .reterr = reterr };
+        if (!ver.dctx || !ver.cctx) {
+                ZSTD_freeDCtx(ver.dctx);
+                ZSTD_freeCCtx(ver.cctx);
                 return -ENOMEM;
+        }
         for (size_t v = 0; v < n_victims; v++) {
                 size_t a = 0;
                 while (a < n_live && live[a].pack < victims[v])
@@ -237,7 +387,11 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                         o->progress(o->userdata, v + 1, n_victims);
         }
         ZSTD_freeDCtx(ver.dctx);
+        ZSTD_freeCCtx(ver.cctx);
         free(ver.out);
+        free(ver.rec);
+        free(ver.gather);
+        free(ver.built);
         if (r < 0)
                 return r;
         r = index_filter(s->idx, keep_referenced, NULL);

@@ -20,9 +20,14 @@ void index_file_entry_encode(const index_entry *e, uint8_t *p) {
         st_le32_put(p + 24, e->stored_len);
         st_le32_put(p + 28, e->raw_len);
         st_le32_put(p + 32, e->refs);
+        st_le32_put(p + 36, e->slot);
 }
 
-int index_file_entry_load(st_store *s, const uint8_t *p, const char **why) {
+size_t index_file_entry_len(uint32_t version) {
+        return version == 1 ? INDEX_FILE_ENTRY_LEN_V1 : INDEX_FILE_ENTRY_LEN;
+}
+
+int index_file_entry_load(st_store *s, const uint8_t *p, uint32_t version, const char **why) {
         index_entry e;
         memcpy(e.prefix, p, INDEX_PREFIX_LEN);
         e.pack = st_le32_get(p + 16);
@@ -30,10 +35,11 @@ int index_file_entry_load(st_store *s, const uint8_t *p, const char **why) {
         e.stored_len = st_le32_get(p + 24);
         e.raw_len = st_le32_get(p + 28);
         e.refs = st_le32_get(p + 32);
+        e.slot = version == 1 ? 0 : st_le32_get(p + 36);
         store_pack *pk = store_pack_find(s, e.pack);
         if (!pk || e.off < PACK_HEADER_LEN ||
             (uint64_t)e.off + PACK_RECORD_HEADER_LEN + e.stored_len > pk->len || e.raw_len == 0 ||
-            e.raw_len > ST_CHUNK_MAX_LIMIT) {
+            e.raw_len > ST_CHUNK_MAX_LIMIT || e.slot > PACK_FRAME_MAX_CHUNKS) {
                 *why = "index entry out of range";
                 return -EBADMSG;
         }
@@ -47,7 +53,7 @@ int index_file_entry_load(st_store *s, const uint8_t *p, const char **why) {
         if (index_add_prefix(s->idx, &e) == INDEX_NONE)
                 return -ENOMEM;
         s->unique_bytes += e.raw_len; /* (what store_recount_totals sums) */
-        s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e.stored_len;
+        s->stored_bytes += index_entry_stored(&e);
         return 0;
 }
 
@@ -84,8 +90,10 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
                 return st_diag_fail(reterr, NULL, len, "index truncated", -EBADMSG);
         if (memcmp(buf, INDEX_FILE_MAGIC, 8) != 0)
                 return st_diag_fail(reterr, NULL, 0, "not an index (bad magic)", -EBADMSG);
-        if (st_le32_get(buf + 8) != INDEX_FILE_VERSION)
+        uint32_t version = st_le32_get(buf + 8);
+        if (version != 1 && version != INDEX_FILE_VERSION)
                 return st_diag_fail(reterr, NULL, 8, "unknown index format version", -EPROTONOSUPPORT);
+        size_t entry_len = index_file_entry_len(version);
         if (st_le32_get(buf + 12) != INDEX_FILE_HEADER_LEN)
                 return st_diag_fail(reterr, NULL, 12, "bad index header length", -EBADMSG);
         for (size_t i = 32; i < INDEX_FILE_HEADER_LEN; i++)
@@ -98,7 +106,7 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
         if (n >= INDEX_NONE - 1)
                 return st_diag_fail(reterr, NULL, 24, "entry count out of range", -EBADMSG);
         if ((uint64_t)len != INDEX_FILE_HEADER_LEN + n_packs * INDEX_FILE_PACK_LEN +
-                                     n * INDEX_FILE_ENTRY_LEN + INDEX_FILE_TRAILER_LEN)
+                                     n * entry_len + INDEX_FILE_TRAILER_LEN)
                 return st_diag_fail(reterr, NULL, 16, "index length does not match its counts", -EBADMSG);
         st_digest sum;
         st_hash(buf, len - INDEX_FILE_TRAILER_LEN, &sum);
@@ -121,14 +129,15 @@ int index_file_load(st_store *s, const uint8_t *buf, size_t len, st_diag *reterr
         s->packs = packs;
         s->n_packs = (size_t)n_packs;
         s->next_pack_id = next_id;
-        for (uint64_t i = 0; i < n; i++, p += INDEX_FILE_ENTRY_LEN) {
+        for (uint64_t i = 0; i < n; i++, p += entry_len) {
                 const char *why = NULL;
-                int r = index_file_entry_load(s, p, &why);
+                int r = index_file_entry_load(s, p, version, &why);
                 if (r < 0)
                         return r == -ENOMEM ? r
                                             : st_diag_fail(reterr, NULL, (uint64_t)(p - buf), why,
                                                            r);
         }
         memcpy(s->index_sum, buf + len - INDEX_FILE_TRAILER_LEN, 32);
+        s->index_old = version != INDEX_FILE_VERSION; /* then the next write makes it whole */
         return 0;
 }

@@ -23,7 +23,7 @@
 #include "store-internal.h"
 
 #define LOG_MAGIC "STIXLOG\0"
-#define LOG_VERSION 1u
+#define LOG_VERSION 2u /* 1: entries of index format 1 (no slot) */
 #define LOG_HEADER_LEN INDEX_LOG_HEADER_LEN
 #define BATCH_MAGIC "STXB"
 #define BATCH_HEADER_LEN 32u
@@ -61,7 +61,7 @@ void index_log_note(st_store *s, uint32_t id) {
 
 void index_log_saved(st_store *s) {
         s->idx_saved = index_count(s->idx);
-        s->idx_full = false;
+        s->idx_full = s->index_old;
         free(s->changed_bits);
         s->changed_bits = NULL;
         s->n_changed = 0;
@@ -71,12 +71,16 @@ void index_log_saved(st_store *s) {
         s->logged_next_pack = s->next_pack_id;
 }
 
-void index_log_header(uint8_t hdr[INDEX_LOG_HEADER_LEN], const uint8_t base[32]) {
+static void log_header(uint8_t hdr[INDEX_LOG_HEADER_LEN], const uint8_t base[32], uint32_t version) {
         memset(hdr, 0, LOG_HEADER_LEN);
         memcpy(hdr, LOG_MAGIC, 8);
-        st_le32_put(hdr + 8, LOG_VERSION);
+        st_le32_put(hdr + 8, version);
         st_le32_put(hdr + 12, LOG_HEADER_LEN);
         memcpy(hdr + 32, base, 32);
+}
+
+void index_log_header(uint8_t hdr[INDEX_LOG_HEADER_LEN], const uint8_t base[32]) {
+        log_header(hdr, base, LOG_VERSION);
 }
 
 int index_log_reset(st_store *s) {
@@ -174,7 +178,9 @@ int index_log_append(st_store *s) {
 /* One batch at buf (len bytes left in the file), checked and applied.
  * Returns its length, 0 for a torn end (short or not checking), or -EBADMSG
  * with *why for a batch that checks but cannot be applied (damage). */
-static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, const char **why) {
+static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, uint32_t version,
+                           const char **why) {
+        size_t entry_len = index_file_entry_len(version);
         if (len < BATCH_HEADER_LEN + BATCH_TRAILER_LEN || memcmp(buf, BATCH_MAGIC, 4) != 0)
                 return 0;
         uint64_t payload = st_le32_get(buf + 4);
@@ -189,8 +195,7 @@ static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, const ch
         uint32_t first = st_le32_get(buf + 12);
         uint64_t n_packs = st_le32_get(buf + 16), n_new = st_le32_get(buf + 20),
                  n_counts = st_le32_get(buf + 24);
-        if (n_packs * BATCH_PACK_LEN + n_new * INDEX_FILE_ENTRY_LEN + n_counts * BATCH_COUNT_LEN !=
-                    payload ||
+        if (n_packs * BATCH_PACK_LEN + n_new * entry_len + n_counts * BATCH_COUNT_LEN != payload ||
             st_le32_get(buf + 28) != 0) {
                 *why = "index.log batch lengths do not add up";
                 return -EBADMSG;
@@ -225,8 +230,8 @@ static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, const ch
                 s->packs = v;
                 v[s->n_packs++] = (store_pack){ .id = id, .len = plen, .fd = -1 };
         }
-        for (uint64_t i = 0; i < n_new; i++, p += INDEX_FILE_ENTRY_LEN) {
-                int r = index_file_entry_load(s, p, why);
+        for (uint64_t i = 0; i < n_new; i++, p += entry_len) {
+                int r = index_file_entry_load(s, p, version, why);
                 if (r < 0)
                         return r;
         }
@@ -245,9 +250,14 @@ static int64_t apply_batch(st_store *s, const uint8_t *buf, size_t len, const ch
 int index_log_apply(st_store *s, const uint8_t *buf, size_t len, size_t *ret_end,
                     st_diag *reterr) {
         *ret_end = 0;
-        uint8_t hdr[LOG_HEADER_LEN];
+        uint8_t hdr[LOG_HEADER_LEN], old[LOG_HEADER_LEN];
         index_log_header(hdr, s->index_sum);
-        if (len < LOG_HEADER_LEN || memcmp(buf, hdr, LOG_HEADER_LEN) != 0) {
+        log_header(old, s->index_sum, 1);
+        uint32_t version = LOG_VERSION;
+        if (len >= LOG_HEADER_LEN && memcmp(buf, old, LOG_HEADER_LEN) == 0) {
+                version = 1;
+                s->index_old = true; /* the next write makes it whole in today's format */
+        } else if (len < LOG_HEADER_LEN || memcmp(buf, hdr, LOG_HEADER_LEN) != 0) {
                 /* Another index's log (or a torn reset): what it held is in
                  * the index already, or in the packs for recovery to find. */
                 return 0;
@@ -255,7 +265,7 @@ int index_log_apply(st_store *s, const uint8_t *buf, size_t len, size_t *ret_end
         size_t off = LOG_HEADER_LEN;
         while (off < len) {
                 const char *why = NULL;
-                int64_t k = apply_batch(s, buf + off, len - off, &why);
+                int64_t k = apply_batch(s, buf + off, len - off, version, &why);
                 if (k < 0)
                         return st_diag_fail(reterr, "index.log", off, why ? why : "out of memory",
                                             (int)k);

@@ -2,9 +2,9 @@
 /*
  * The chunk index in RAM: hash -> (pack, offset, lengths, refcount).
  *
- * 36 bytes per entry in 576 KiB segments, plus a table of 32-bit slots
+ * 40 bytes per entry in 640 KiB segments, plus a table of 32-bit slots
  * (open addressing, linear probing, load kept between 3/8 and 3/4): at most
- * 36 + 4/0.375 = 46.7 bytes per chunk, 40 on average. Only the first 16
+ * 40 + 4/0.375 = 50.7 bytes per chunk, 44 on average. Only the first 16
  * bytes of the hash live in RAM; the full hash is in the pack record header,
  * and whoever relies on a match (dedup at import) checks it there.
  * Not thread-safe: the store serialises access.
@@ -16,6 +16,8 @@
 
 #include <stellar/common.h>
 
+#include "pack.h"
+
 #define INDEX_PREFIX_LEN 16
 #define INDEX_NONE UINT32_MAX
 #define INDEX_PACK_PENDING UINT32_MAX /* entry reserved, record not yet written */
@@ -24,12 +26,19 @@ typedef struct index_entry {
         uint8_t prefix[INDEX_PREFIX_LEN];
         uint32_t pack;
         uint32_t off; /* of the record header in the pack */
-        uint32_t stored_len;
-        uint32_t raw_len;
+        uint32_t stored_len; /* of the record's payload (a frame's: all of it) */
+        uint32_t raw_len;    /* of the chunk */
         uint32_t refs;
+        uint32_t slot;       /* 0: the record is this chunk; k + 1: slot k of a frame */
 } index_entry;
 
-_Static_assert(sizeof(index_entry) == 36, "index entry must stay 36 bytes");
+_Static_assert(sizeof(index_entry) == 40, "index entry must stay 40 bytes");
+
+/* The pack bytes an entry accounts for in the store's totals: a frame's
+ * record is counted once, with its first slot. */
+static inline uint64_t index_entry_stored(const index_entry *e) {
+        return e->slot <= 1 ? PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len : 0;
+}
 
 typedef struct chunk_index chunk_index;
 

@@ -80,8 +80,17 @@ int pack_record_decode(const uint8_t *p, size_t len, pack_record *ret, st_diag *
                 .stored_len = st_le32_get(p + 12),
         };
         memcpy(r.hash.b, p + 16, 32);
-        if (r.flags & ~PACK_FLAG_ZSTD) {
+        if ((r.flags & ~(PACK_FLAG_ZSTD | PACK_FLAG_FRAME)) ||
+            r.flags == PACK_FLAG_FRAME) {
                 diag_set(reterr, 4, "unknown record flags");
+                return -EBADMSG;
+        }
+        if ((r.flags & PACK_FLAG_FRAME) &&
+            (r.raw_len > PACK_FRAME_MAX_RAW ||
+             r.stored_len <= pack_frame_table_len(2) ||
+             r.stored_len > pack_frame_table_len(PACK_FRAME_MAX_CHUNKS) +
+                                    ZSTD_COMPRESSBOUND(PACK_FRAME_MAX_RAW))) {
+                diag_set(reterr, 8, "frame lengths out of range");
                 return -EBADMSG;
         }
         if (r.raw_len == 0 || r.raw_len > ST_CHUNK_MAX_LIMIT || r.stored_len == 0 ||
@@ -153,7 +162,122 @@ bool pack_name_parse(const char *name, uint32_t *ret_id) {
         return true;
 }
 
+size_t pack_frame_table_len(uint32_t n) {
+        return PACK_FRAME_HEAD_LEN + (size_t)n * PACK_FRAME_SLOT_LEN;
+}
+
+void pack_frame_head_encode(uint8_t *table, uint32_t n, int level) {
+        st_le32_put(table, n);
+        st_le32_put(table + 4, (uint32_t)level);
+}
+
+void pack_frame_slot_encode(uint8_t *table, uint32_t k, const st_digest *hash, uint32_t len) {
+        uint8_t *p = table + pack_frame_table_len(k);
+        memcpy(p, hash->b, ST_DIGEST_LEN);
+        st_le32_put(p + 32, len);
+}
+
+size_t pack_frame_bound(uint32_t n, size_t raw) {
+        return pack_frame_table_len(n) + ZSTD_compressBound(raw);
+}
+
+int64_t pack_frame_build(void *cctx, int level, const pack_frame_src *src, uint32_t n,
+                         uint8_t *gather, uint8_t *out, pack_record *ret) {
+        size_t raw = 0;
+        bool contiguous = true;
+        pack_frame_head_encode(out, n, level);
+        for (uint32_t k = 0; k < n; k++) {
+                pack_frame_slot_encode(out, k, &src[k].hash, src[k].len);
+                contiguous &= k == 0 || src[k].data == src[k - 1].data + src[k - 1].len;
+                raw += src[k].len;
+        }
+        if (n < 2 || n > PACK_FRAME_MAX_CHUNKS || raw > PACK_FRAME_MAX_RAW)
+                return -EINVAL;
+        const uint8_t *in = src[0].data;
+        if (!contiguous) {
+                size_t at = 0;
+                for (uint32_t k = 0; k < n; k++) {
+                        memcpy(gather + at, src[k].data, src[k].len);
+                        at += src[k].len;
+                }
+                in = gather;
+        }
+        size_t tlen = pack_frame_table_len(n);
+        size_t z = ZSTD_compressCCtx(cctx, out + tlen, ZSTD_compressBound(raw), in, raw, level);
+        if (ZSTD_isError(z))
+                return -EIO;
+        if (z + tlen >= raw)
+                return 0;
+        *ret = (pack_record){ .flags = PACK_FLAG_ZSTD | PACK_FLAG_FRAME, .raw_len = (uint32_t)raw,
+                              .stored_len = (uint32_t)(tlen + z) };
+        st_hash(out, tlen, &ret->hash);
+        return (int64_t)(tlen + z);
+}
+
+int pack_frame_parse(const pack_record *r, const uint8_t *payload, pack_frame *ret) {
+        if (!(r->flags & PACK_FLAG_FRAME) || r->stored_len < PACK_FRAME_HEAD_LEN)
+                return -EBADMSG;
+        uint32_t n = st_le32_get(payload);
+        int32_t level = (int32_t)st_le32_get(payload + 4);
+        if (n < 2 || n > PACK_FRAME_MAX_CHUNKS || level < PACK_FRAME_LEVEL_MIN || level > 22 ||
+            pack_frame_table_len(n) >= r->stored_len)
+                return -EBADMSG;
+        size_t tlen = pack_frame_table_len(n);
+        st_digest d;
+        st_hash(payload, tlen, &d);
+        if (memcmp(d.b, r->hash.b, ST_DIGEST_LEN) != 0)
+                return -EBADMSG;
+        uint64_t sum = 0;
+        for (uint32_t k = 0; k < n; k++) {
+                uint32_t len = st_le32_get(payload + pack_frame_table_len(k) + 32);
+                if (len == 0)
+                        return -EBADMSG;
+                sum += len;
+        }
+        if (sum != r->raw_len)
+                return -EBADMSG;
+        *ret = (pack_frame){ .n = n, .level = level, .table = payload + PACK_FRAME_HEAD_LEN,
+                             .zstd = payload + tlen, .zstd_len = r->stored_len - tlen };
+        return 0;
+}
+
+void pack_frame_slot(const pack_frame *f, uint32_t k, st_digest *ret_hash, uint32_t *ret_off,
+                     uint32_t *ret_len) {
+        uint32_t off = 0;
+        for (uint32_t i = 0; i < k; i++)
+                off += st_le32_get(f->table + (size_t)i * PACK_FRAME_SLOT_LEN + 32);
+        const uint8_t *p = f->table + (size_t)k * PACK_FRAME_SLOT_LEN;
+        if (ret_hash)
+                memcpy(ret_hash->b, p, ST_DIGEST_LEN);
+        if (ret_off)
+                *ret_off = off;
+        if (ret_len)
+                *ret_len = st_le32_get(p + 32);
+}
+
+int pack_frame_inflate(const pack_record *r, const pack_frame *f, void *out, void *dctx) {
+        size_t n = dctx ? ZSTD_decompressDCtx(dctx, out, r->raw_len, f->zstd, f->zstd_len)
+                        : ZSTD_decompress(out, r->raw_len, f->zstd, f->zstd_len);
+        return ZSTD_isError(n) || n != r->raw_len ? -EBADMSG : 0;
+}
+
 int pack_payload_decode(const pack_record *r, const uint8_t *payload, void *out, void *dctx) {
+        if (r->flags & PACK_FLAG_FRAME) {
+                pack_frame f;
+                if (pack_frame_parse(r, payload, &f) < 0 || pack_frame_inflate(r, &f, out, dctx) < 0)
+                        return -EBADMSG;
+                const uint8_t *at = out;
+                for (uint32_t k = 0; k < f.n; k++) {
+                        const uint8_t *slot = f.table + (size_t)k * PACK_FRAME_SLOT_LEN;
+                        uint32_t len = st_le32_get(slot + 32);
+                        st_digest got;
+                        st_hash(at, len, &got);
+                        if (memcmp(slot, got.b, ST_DIGEST_LEN) != 0)
+                                return -EBADMSG;
+                        at += len;
+                }
+                return 0;
+        }
         if (r->flags & PACK_FLAG_ZSTD) {
                 size_t n = dctx ? ZSTD_decompressDCtx(dctx, out, r->raw_len, payload, r->stored_len)
                                 : ZSTD_decompress(out, r->raw_len, payload, r->stored_len);

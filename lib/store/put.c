@@ -113,7 +113,7 @@ int store_put_chunks(st_store *s, const store_put *items, size_t n, uint64_t *re
                                 return -ENOMEM;
                         }
                         s->unique_bytes += take[j]->raw_len;
-                        s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)take[j]->stored_len;
+                        s->stored_bytes += index_entry_stored(&e);
                         off += PACK_RECORD_HEADER_LEN + take[j]->stored_len;
                 }
                 pthread_rwlock_unlock(&s->lock);
@@ -133,6 +133,11 @@ int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, st
         int r = pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL);
         if (r < 0)
                 return r;
+        if (rec.flags & PACK_FLAG_FRAME) { /* in a frame: the raw bytes, for the caller to frame */
+                *ret = (store_payload){ .data = b->out, .stored_len = (uint32_t)n,
+                                        .raw_len = (uint32_t)n, .compressible = true };
+                return 0;
+        }
         *ret = (store_payload){ .data = b->scratch + PACK_RECORD_HEADER_LEN,
                                 .stored_len = rec.stored_len, .raw_len = rec.raw_len,
                                 .zstd = (rec.flags & PACK_FLAG_ZSTD) != 0 };

@@ -24,9 +24,35 @@ struct scan_ctx {
         uint64_t n_added;
         uint8_t *buf, *out;
         size_t buf_cap, out_cap;
-        uint8_t *buf2, *out2; /* for the indexed copy of a duplicate */
-        size_t buf2_cap, out2_cap;
+        store_chunk_buf dup; /* for the indexed copy of a duplicate */
 };
+
+/* Index the chunk found at e (a record, or a slot of a frame). */
+static int scan_add(struct scan_ctx *c, const st_digest *hash, const index_entry *found) {
+        uint32_t id = index_find(c->s->idx, hash);
+        if (id != INDEX_NONE) {
+                /* A duplicate: dead bytes until gc, and a pack of nothing else
+                 * is deleted; so only if the copy the index names is intact.
+                 * If it is not, this good copy takes its place. */
+                index_entry *e = index_get(c->s->idx, id);
+                if (e->pack == INDEX_PACK_PENDING)
+                        return 0;
+                int k = store_read_entry(c->s, e, hash, &c->dup);
+                if (k == -EBADMSG || k == -EIO) {
+                        uint32_t refs = e->refs;
+                        *e = *found;
+                        memcpy(e->prefix, hash->b, INDEX_PREFIX_LEN);
+                        e->refs = refs;
+                        c->n_added++;
+                        return 0;
+                }
+                return k < 0 ? k : 0;
+        }
+        if (index_add(c->s->idx, hash, found) == INDEX_NONE)
+                return -ENOMEM;
+        c->n_added++;
+        return 0;
+}
 
 static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
         struct scan_ctx *c = ctx;
@@ -47,35 +73,21 @@ static int scan_record(void *ctx, uint64_t off, const pack_record *r) {
                 return k;
         if (pack_payload_decode(r, c->buf, c->out, NULL) < 0)
                 return 1;
-        uint32_t id = index_find(c->s->idx, &r->hash);
-        if (id != INDEX_NONE) {
-                /* A duplicate: dead bytes until gc, and a pack of nothing else
-                 * is deleted; so only if the copy the index names is intact.
-                 * If it is not, this good copy takes its place. */
-                index_entry *e = index_get(c->s->idx, id);
-                if (e->pack == INDEX_PACK_PENDING)
-                        return 0;
-                k = st_buf_grow(&c->buf2, &c->buf2_cap, PACK_RECORD_HEADER_LEN + (size_t)e->stored_len);
-                if (k == 0)
-                        k = st_buf_grow(&c->out2, &c->out2_cap, e->raw_len ? e->raw_len : 1);
-                if (k < 0)
-                        return k;
-                k = store_read_entry(c->s, e, &r->hash, c->out2, c->buf2, NULL);
-                if (k == -EBADMSG || k == -EIO) {
-                        e->pack = c->pack_id;
-                        e->off = (uint32_t)off;
-                        e->stored_len = r->stored_len;
-                        e->raw_len = r->raw_len;
-                        c->n_added++;
-                        return 0;
-                }
-                return k < 0 ? k : 0;
-        }
         index_entry e = { .pack = c->pack_id, .off = (uint32_t)off, .stored_len = r->stored_len,
                           .raw_len = r->raw_len };
-        if (index_add(c->s->idx, &r->hash, &e) == INDEX_NONE)
-                return -ENOMEM;
-        c->n_added++;
+        if (!(r->flags & PACK_FLAG_FRAME))
+                return scan_add(c, &r->hash, &e);
+        pack_frame f;
+        if (pack_frame_parse(r, c->buf, &f) < 0)
+                return 1; /* (checked by the decode) */
+        for (uint32_t i = 0; i < f.n; i++) {
+                st_digest h;
+                pack_frame_slot(&f, i, &h, NULL, &e.raw_len);
+                e.slot = i + 1;
+                k = scan_add(c, &h, &e);
+                if (k < 0)
+                        return k;
+        }
         return 0;
 }
 
@@ -95,8 +107,7 @@ static int scan_pack_tail(st_store *s, store_pack *p, uint64_t from, uint64_t *r
                 int r = pack_walk(p->fd, from, size, scan_record, &c, &end, NULL);
                 free(c.buf);
                 free(c.out);
-                free(c.buf2);
-                free(c.out2);
+                store_chunk_buf_done(&c.dup);
                 if (r < 0)
                         return r;
                 if (end < size && writable(s) && ftruncate(p->fd, (off_t)end) < 0)

@@ -74,6 +74,11 @@ typedef struct store_chunk_buf {
         uint8_t *scratch, *out;
         size_t scratch_cap, out_cap;
         void *dctx; /* ZSTD_DCtx */
+        /* The frame last decompressed (pack, record offset, raw length), so
+         * that reading its neighbours does not decompress it again. */
+        uint8_t *frame;
+        size_t frame_cap;
+        uint32_t frame_pack, frame_off, frame_len;
 } store_chunk_buf;
 store_chunk_buf *store_chunk_buf_get(st_store *s);
 void store_chunk_buf_put(st_store *s, store_chunk_buf *b);
@@ -83,6 +88,7 @@ typedef struct store_payload {
         const uint8_t *data; /* in the buffer given */
         uint32_t stored_len, raw_len;
         bool zstd; /* data is one zstd frame; else the raw bytes */
+        bool compressible; /* raw bytes of a chunk the packs hold compressed (in a frame) */
 } store_payload;
 /* From the packs only; b->out then holds the verified raw bytes. */
 int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, store_payload *ret);

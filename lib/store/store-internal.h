@@ -65,6 +65,8 @@ struct st_store {
         uint64_t log_len;
         uint32_t idx_saved;
         bool idx_full;
+        bool index_old;      /* the index or its log is in format 1: rewrite it whole */
+        uint32_t format_version; /* of the 'format' file as read */
         uint32_t *changed;
         uint8_t *changed_bits;
         size_t n_changed, cap_changed;
@@ -97,20 +99,23 @@ struct st_store {
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
-#define STORE_FORMAT_VERSION 2u
+#define STORE_FORMAT_VERSION 3u /* 3: packs may hold frames of several chunks */
 #define STORE_FORMAT_LEN 64u
 #define INDEX_FILE_MAGIC "STINDEX\0"
-#define INDEX_FILE_VERSION 1u
+#define INDEX_FILE_VERSION 2u
 #define INDEX_FILE_HEADER_LEN 64u
 #define INDEX_FILE_PACK_LEN 16u
-#define INDEX_FILE_ENTRY_LEN 36u
+#define INDEX_FILE_ENTRY_LEN 40u
+#define INDEX_FILE_ENTRY_LEN_V1 36u /* version 1: no slot */
 #define INDEX_FILE_TRAILER_LEN 32u
 
 /* index-file.c */
 void index_file_entry_encode(const index_entry *e, uint8_t *p);
+/* The entry length of index (and log) format version v. */
+size_t index_file_entry_len(uint32_t version);
 /* Decode, check against the pack table and add one entry, counting it in
  * unique_bytes and stored_bytes; -EBADMSG with *why. */
-int index_file_entry_load(st_store *s, const uint8_t *p, const char **why);
+int index_file_entry_load(st_store *s, const uint8_t *p, uint32_t version, const char **why);
 
 /* index-log.c */
 #define INDEX_LOG_HEADER_LEN 64u
@@ -190,10 +195,9 @@ void cache_stats(chunk_cache *c, st_cache_stats *ret);
 uint64_t store_delta_bytes(st_store *s, const char *name);
 int store_remove_delta(st_store *s, const char *name);
 
-/* Read the chunk an entry points to into out (raw_len bytes); scratch must
- * hold PACK_RECORD_HEADER_LEN + stored_len. Verifies the full hash. */
-int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
-                     uint8_t *scratch, void *dctx);
+/* Read the chunk an entry points to into b->out (raw_len bytes), the record
+ * as stored left in b->scratch. Verifies the full hash. */
+int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, store_chunk_buf *b);
 
 /* The same, from this store only (no fetch from a lazy pull's source);
  * the record as stored stays in b->scratch, its payload length in
@@ -207,7 +211,8 @@ int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash
 
 
 /* Decode the 'format' file. -EBADMSG, -EPROTONOSUPPORT. */
-int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr);
+int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint32_t *ret_version,
+                        st_diag *reterr);
 
 /* index-file.c */
 int index_file_encode(const st_store *s, uint8_t **ret, size_t *ret_len);

@@ -67,12 +67,14 @@ static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *
         memcpy(out + 56, d.b, 8);
 }
 
-int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_diag *reterr) {
+int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint32_t *ret_version,
+                        st_diag *reterr) {
         if (len != STORE_FORMAT_LEN || memcmp(p, STORE_FORMAT_MAGIC, 8) != 0) {
                 diag(reterr, "format", 0, "not a Stellarium store (bad format file)");
                 return -EBADMSG;
         }
-        if (st_le32_get(p + 8) != STORE_FORMAT_VERSION) {
+        uint32_t version = st_le32_get(p + 8);
+        if (version < 2 || version > STORE_FORMAT_VERSION) {
                 diag(reterr, "format", 8, "unknown store format version");
                 return -EPROTONOSUPPORT;
         }
@@ -107,6 +109,8 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, st_d
                 return -EBADMSG;
         }
         *ret = c;
+        if (ret_version)
+                *ret_version = version;
         return 0;
 }
 
@@ -184,7 +188,7 @@ void store_recount_totals(st_store *s) {
         for (uint32_t id = 0; id < index_count(s->idx); id++) {
                 const index_entry *e = index_get(s->idx, id);
                 s->unique_bytes += e->raw_len;
-                s->stored_bytes += PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
+                s->stored_bytes += index_entry_stored(e);
         }
 }
 
@@ -201,9 +205,27 @@ int store_writable(const st_store *s) {
         return 0;
 }
 
+/* A store of format 2 (packs of single chunks only) becomes format 3 before
+ * anything is written to it: a binary that knows only 2 then refuses the
+ * store instead of taking a frame for damage and cutting the pack there. */
+static int store_format_upgrade(st_store *s) {
+        if (s->format_version >= STORE_FORMAT_VERSION)
+                return 0;
+        uint8_t buf[STORE_FORMAT_LEN];
+        format_encode(buf, &s->cfg);
+        int r = st_write_atomic(s->dirfd, "format", buf, sizeof buf);
+        if (r < 0)
+                return r;
+        s->format_version = STORE_FORMAT_VERSION;
+        return 0;
+}
+
 int store_mark_dirty(st_store *s) {
         if (s->dirty_marked)
                 return 0;
+        int k = store_format_upgrade(s);
+        if (k < 0)
+                return k;
         _cleanup_close_ int fd = openat(s->dirfd, "dirty", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0)
                 return -errno;
@@ -226,6 +248,7 @@ int store_write_index(st_store *s) {
          * recovery, which move entries) the whole index, with a fresh log. */
         uint64_t index_len = INDEX_FILE_HEADER_LEN + s->n_packs * INDEX_FILE_PACK_LEN +
                              (uint64_t)index_count(s->idx) * INDEX_FILE_ENTRY_LEN;
+        /* (an index of format 1 is rewritten whole: idx_full) */
         if (index_log_can_append(s, index_len))
                 return index_log_append(s);
         _cleanup_free_ uint8_t *buf = NULL;
@@ -237,6 +260,7 @@ int store_write_index(st_store *s) {
         if (r < 0)
                 return r;
         memcpy(s->index_sum, buf + len - INDEX_FILE_TRAILER_LEN, 32);
+        s->index_old = false;
         /* (a crash here leaves the old log, of another index: ignored) */
         r = index_log_reset(s);
         if (r < 0) {
@@ -491,7 +515,7 @@ static int store_open_once(const char *dir, unsigned flags, bool *ret_wants_reco
                      r == -ENOENT ? "no store here (run 'stellar init')" : "cannot read");
                 goto fail;
         }
-        r = store_format_decode(fmt, fmt_len, &s->cfg, reterr);
+        r = store_format_decode(fmt, fmt_len, &s->cfg, &s->format_version, reterr);
         if (r < 0)
                 goto fail;
         s->lock_fd = openat(s->dirfd, "lock",
@@ -740,24 +764,89 @@ int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash
         pack_record rec;
         if (pack_record_decode(hdr, sizeof hdr, &rec, NULL) < 0)
                 return -EBADMSG;
-        return memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) == 0;
+        if (e->slot == 0)
+                return memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) == 0;
+        /* A frame: the slot's hash in its table (the read checks the bytes). */
+        uint8_t slot[PACK_FRAME_SLOT_LEN];
+        uint64_t at = (uint64_t)e->off + PACK_RECORD_HEADER_LEN + pack_frame_table_len(e->slot - 1);
+        if (!(rec.flags & PACK_FLAG_FRAME) || e->slot > PACK_FRAME_MAX_CHUNKS ||
+            pack_frame_table_len(e->slot) >= rec.stored_len)
+                return -EBADMSG;
+        r = st_pread_full(p->fd, slot, sizeof slot, at);
+        if (r < 0)
+                return r == -EIO ? -EBADMSG : r;
+        return memcmp(slot, hash->b, ST_DIGEST_LEN) == 0;
 }
 
-int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, void *out,
-                     uint8_t *scratch, void *dctx) {
+/* Slot e->slot - 1 of the frame in b->frame, if it is the chunk. */
+static int frame_take(const index_entry *e, const st_digest *hash, store_chunk_buf *b) {
+        uint32_t k = e->slot - 1, off = 0;
+        pack_record rec;
+        if (pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0)
+                return -EBADMSG;
+        pack_frame f;
+        if (pack_frame_parse(&rec, b->scratch + PACK_RECORD_HEADER_LEN, &f) < 0 || k >= f.n)
+                return -EBADMSG;
+        st_digest want;
+        uint32_t len;
+        pack_frame_slot(&f, k, &want, &off, &len);
+        if (len != e->raw_len || (uint64_t)off + len > b->frame_len ||
+            memcmp(want.b, hash->b, ST_DIGEST_LEN) != 0)
+                return -EBADMSG;
+        st_digest got;
+        st_hash(b->frame + off, len, &got);
+        if (memcmp(got.b, hash->b, ST_DIGEST_LEN) != 0)
+                return -EBADMSG;
+        memcpy(b->out, b->frame + off, len);
+        return 0;
+}
+
+int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, store_chunk_buf *b) {
         store_pack *p = store_pack_find(s, e->pack);
         if (!p || (uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len > p->len)
                 return -EBADMSG;
-        int r = st_pread_full(p->fd, scratch, PACK_RECORD_HEADER_LEN + e->stored_len, e->off);
+        int r = st_buf_grow(&b->scratch, &b->scratch_cap, PACK_RECORD_HEADER_LEN + (size_t)e->stored_len);
+        if (r == 0)
+                r = st_buf_grow(&b->out, &b->out_cap, e->raw_len ? e->raw_len : 1);
+        if (r == 0 && !b->dctx && !(b->dctx = ZSTD_createDCtx()))
+                r = -ENOMEM;
+        if (r < 0)
+                return r;
+        /* The frame decompressed last, if this chunk is in it: its record
+         * is still in scratch. (Should the pack have been cut back and
+         * rewritten since, the hash tells, and the record is read again.) */
+        if (e->slot > 0 && b->frame_len && b->frame_pack == e->pack && b->frame_off == e->off &&
+            frame_take(e, hash, b) == 0)
+                return 0;
+        b->frame_len = 0;
+        r = st_pread_full(p->fd, b->scratch, PACK_RECORD_HEADER_LEN + e->stored_len, e->off);
         if (r < 0)
                 return r == -EIO ? -EBADMSG : r;
         pack_record rec;
-        if (pack_record_decode(scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0)
+        if (pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
+            rec.stored_len != e->stored_len || !(rec.flags & PACK_FLAG_FRAME) != !e->slot)
                 return -EBADMSG;
-        if (rec.stored_len != e->stored_len || rec.raw_len != e->raw_len ||
-            memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) != 0)
+        if (e->slot == 0) {
+                if (rec.raw_len != e->raw_len || memcmp(rec.hash.b, hash->b, ST_DIGEST_LEN) != 0)
+                        return -EBADMSG;
+                return pack_payload_decode(&rec, b->scratch + PACK_RECORD_HEADER_LEN, b->out,
+                                           b->dctx);
+        }
+        pack_frame f;
+        if (pack_frame_parse(&rec, b->scratch + PACK_RECORD_HEADER_LEN, &f) < 0)
                 return -EBADMSG;
-        return pack_payload_decode(&rec, scratch + PACK_RECORD_HEADER_LEN, out, dctx);
+        r = st_buf_grow(&b->frame, &b->frame_cap, rec.raw_len);
+        if (r < 0)
+                return r;
+        if (pack_frame_inflate(&rec, &f, b->frame, b->dctx) < 0)
+                return -EBADMSG;
+        b->frame_pack = e->pack;
+        b->frame_off = e->off;
+        b->frame_len = rec.raw_len;
+        r = frame_take(e, hash, b);
+        if (r < 0)
+                b->frame_len = 0;
+        return r;
 }
 
 int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
@@ -799,24 +888,21 @@ void store_chunk_buf_put(st_store *s, store_chunk_buf *b) {
 void store_chunk_buf_done(store_chunk_buf *b) {
         free(b->scratch);
         free(b->out);
+        free(b->frame);
         ZSTD_freeDCtx(b->dctx);
         *b = (store_chunk_buf){ 0 };
 }
 
 int64_t store_read_chunk_local(st_store *s, const st_digest *id, store_chunk_buf *b,
                                uint32_t *ret_stored_len) {
-        if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
-                return -ENOMEM;
         pthread_rwlock_rdlock(&s->lock);
         int r;
         uint32_t i = index_find(s->idx, id);
         index_entry e = { 0 };
         if (i == INDEX_NONE || (e = *index_get(s->idx, i)).pack == INDEX_PACK_PENDING)
                 r = -ENOENT;
-        else if ((r = st_buf_grow(&b->scratch, &b->scratch_cap,
-                               PACK_RECORD_HEADER_LEN + (size_t)e.stored_len)) == 0 &&
-                 (r = st_buf_grow(&b->out, &b->out_cap, e.raw_len)) == 0)
-                r = store_read_entry(s, &e, id, b->out, b->scratch, b->dctx);
+        else
+                r = store_read_entry(s, &e, id, b);
         pthread_rwlock_unlock(&s->lock);
         if (ret_stored_len)
                 *ret_stored_len = e.stored_len;

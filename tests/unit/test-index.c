@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The chunk index agrees with a naive sorted array, through growth and
- * filtering, and stays within its RAM budget (48 bytes per chunk). */
+ * filtering, and stays within its RAM budget (52 bytes per chunk). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +32,11 @@ int main(void) {
                 ST_CHECK(index_add(x, &keys[i], &e) == i);
         }
         ST_CHECK(index_count(x) == N);
-        /* The budget: 36-byte entries, slots at load >= 3/8, one partly used
+        /* The budget: 40-byte entries, slots at load >= 3/8, one partly used
          * segment. (bench/bench-index measures it at 10 million.) */
         double per = (double)index_ram_bytes(x) / (double)index_count(x);
         printf("index RAM: %.1f bytes per chunk at %u chunks\n", per, N);
-        ST_CHECK(per <= 48.0);
+        ST_CHECK(per <= 52.0);
         for (uint32_t i = 0; i < N; i++) {
                 uint32_t id = index_find(x, &keys[i]);
                 ST_CHECK(id == i);
