@@ -100,6 +100,28 @@ dense_image() {
     printf '%s\n' "$f"
 }
 
+# dense_image_b: the second dense image, derived from the first the way an
+# update changes a root: the same libraries without the static ones (*.a),
+# plus /usr/share/locale (message catalogues). Cached beside dense.raw.
+dense_image_b() {
+    local f="$DATA/dense-b.raw" t="$DATA/dense-b.tree"
+    if [ ! -f "$f" ]; then
+        log "building $f (dense.raw's tree without *.a, plus /usr/share/locale)..."
+        mkdir -p "$DATA"
+        rm -rf "$t" "$f.tmp"
+        # hard links: the same inodes, nothing copied (same file system)
+        cp -al /usr/lib/x86_64-linux-gnu "$t" 2>/dev/null || cp -a /usr/lib/x86_64-linux-gnu "$t"
+        find "$t" -name '*.a' -delete
+        cp -al /usr/share/locale "$t/locale" 2>/dev/null || cp -a /usr/share/locale "$t/locale"
+        truncate -s 3G "$f.tmp"
+        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -d "$t" "$f.tmp" >&2 ||
+            die "mkfs.ext4 -d failed"
+        rm -rf "$t"
+        mv "$f.tmp" "$f"
+    fi
+    printf '%s\n' "$f"
+}
+
 # data_share FILE LEN: the share of FILE's first LEN bytes that is data
 # (allocated, as SEEK_DATA/SEEK_HOLE report it), e.g. 0.982.
 data_share() {
