@@ -8,7 +8,8 @@
 #include "store/store-internal.h"
 
 /* What the rest of the store trusts of a loaded index: packs sorted and in
- * range, every entry inside its pack and found by its own prefix. */
+ * range, every entry inside its pack, found by its own prefix, and naming
+ * the record itself (slot 0) or a slot a frame may have. */
 static inline void fuzz_check_index(st_store *s) {
         for (size_t i = 0; i < s->n_packs; i++) {
                 FUZZ_ASSERT(s->packs[i].id < s->next_pack_id);
@@ -25,5 +26,6 @@ static inline void fuzz_check_index(st_store *s) {
                 FUZZ_ASSERT(p && e->off >= PACK_HEADER_LEN);
                 FUZZ_ASSERT((uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len <= p->len);
                 FUZZ_ASSERT(e->raw_len > 0 && e->raw_len <= ST_CHUNK_MAX_LIMIT);
+                FUZZ_ASSERT(e->slot <= PACK_FRAME_MAX_CHUNKS);
         }
 }

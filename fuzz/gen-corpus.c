@@ -101,6 +101,79 @@ static size_t make_record(uint8_t *out, const uint8_t *data, uint32_t len, bool 
         return PACK_RECORD_HEADER_LEN + r.stored_len;
 }
 
+/* A frame record (header + payload) of the n chunks of lens[] bytes at data,
+ * end to end; hashed as data, or as hashed_as when that is not NULL (then a
+ * chunk's bytes need not match its slot). */
+static size_t make_frame(uint8_t *out, const uint8_t *data, const uint8_t *hashed_as,
+                         const uint32_t *lens, uint32_t n) {
+        pack_frame_src src[8];
+        ZSTD_CCtx *cctx = ZSTD_createCCtx();
+        size_t at = 0;
+        if (!cctx || n > 8)
+                exit(1);
+        for (uint32_t k = 0; k < n; k++) {
+                src[k] = (pack_frame_src){ .data = data + at, .len = lens[k] };
+                st_hash((hashed_as ? hashed_as : data) + at, lens[k], &src[k].hash);
+                at += lens[k];
+        }
+        pack_record r;
+        int64_t len = pack_frame_build(cctx, 3, src, n, NULL, out + PACK_RECORD_HEADER_LEN, &r);
+        ZSTD_freeCCtx(cctx);
+        if (len <= 0)
+                exit(1);
+        pack_record_encode(out, &r);
+        return PACK_RECORD_HEADER_LEN + (size_t)len;
+}
+
+/* Frame records: valid, with a chunk whose bytes its slot does not name, a
+ * slot's length or the count wrong (table hash and header check redone),
+ * FRAME without ZSTD; and a pack that mixes frames and single records. Kept
+ * apart from gen_pack's first part, whose seeds (and random stream) they
+ * leave as they were. */
+static void gen_pack_frames(const uint8_t *rand_data, const uint8_t *text) {
+        static uint8_t buf[32768], bad[32768], other[8192];
+        static const uint32_t lens[4] = { 1500, 2500, 1000, 3000 };
+
+        size_t n = make_frame(buf, text, NULL, lens, 4);
+        put("pack", "rec-frame", buf, n);
+        put_flips("pack", "rec-frame", buf, n, 2);
+        uint8_t *table = bad + PACK_RECORD_HEADER_LEN;
+        st_digest h;
+
+        memcpy(bad, buf, n);
+        st_le32_put(table + pack_frame_table_len(1) + 32, lens[1] + 1); /* sum one too many */
+        st_hash(table, pack_frame_table_len(4), &h);
+        memcpy(bad + 16, h.b, 32);
+        reseal(bad, 48, 8);
+        put("pack", "rec-frame-bad-sum", bad, n);
+
+        memcpy(bad, buf, n);
+        st_le32_put(table, PACK_FRAME_MAX_CHUNKS + 1);
+        reseal(bad, 48, 8);
+        put("pack", "rec-frame-bad-count", bad, n);
+
+        memcpy(bad, buf, n);
+        st_le32_put(bad + 4, PACK_FLAG_FRAME);
+        reseal(bad, 48, 8);
+        put("pack", "rec-frame-flag-alone", bad, n);
+
+        memcpy(other, text, sizeof other);
+        other[lens[0] + 10] ^= 0x40; /* inflates cleanly, chunk 1 does not match */
+        n = make_frame(bad, other, text, lens, 4);
+        put("pack", "rec-frame-bad-chunk", bad, n);
+
+        /* A pack: header, raw, frame, zstd, frame (of 2), raw records. */
+        static const uint32_t lens2[2] = { 2000, 2096 };
+        pack_header_encode(buf, 8);
+        size_t at = PACK_HEADER_LEN;
+        at += make_record(buf + at, rand_data, 200, false);
+        at += make_frame(buf + at, text, NULL, lens, 4);
+        at += make_record(buf + at, text + 4096, 4096, true);
+        at += make_frame(buf + at, text + 4096, NULL, lens2, 2);
+        at += make_record(buf + at, rand_data + 200, 300, false);
+        put("pack", "pack-mixed", buf, at);
+}
+
 static void gen_pack(void) {
         static uint8_t rand_data[1024], text[8192], buf[32768];
         rnd_seed(0x5eed5eed5eedULL, 0);
@@ -156,6 +229,8 @@ static void gen_pack(void) {
         st_le32_put(pk + 12, PACK_HEADER_LEN);
         memset(pk + at, 0xee, 70);
         put("pack", "pack-garbage-tail", pk, at + 70);
+
+        gen_pack_frames(rand_data, text);
 }
 
 static manifest *manifest_sample(size_t n_ext, const st_chunker_params *cp) {
@@ -289,6 +364,25 @@ static void gen_manifest(void) {
         free(p);
 }
 
+/* An index of format 2 (p, len) rewritten in format 1: 36-byte entries
+ * without the slot, the trailer redone. Into a new buffer, its length in *ret_len. */
+static uint8_t *index_to_v1(const uint8_t *p, size_t len, size_t n_packs, size_t n,
+                            size_t *ret_len) {
+        size_t at = INDEX_FILE_HEADER_LEN + n_packs * INDEX_FILE_PACK_LEN;
+        size_t v1_len = len - n * (INDEX_FILE_ENTRY_LEN - INDEX_FILE_ENTRY_LEN_V1);
+        uint8_t *c = malloc(v1_len);
+        if (!c)
+                exit(1);
+        memcpy(c, p, at);
+        st_le32_put(c + 8, 1);
+        for (size_t i = 0; i < n; i++)
+                memcpy(c + at + i * INDEX_FILE_ENTRY_LEN_V1, p + at + i * INDEX_FILE_ENTRY_LEN,
+                       INDEX_FILE_ENTRY_LEN_V1);
+        reseal(c, v1_len - INDEX_FILE_TRAILER_LEN, INDEX_FILE_TRAILER_LEN);
+        *ret_len = v1_len;
+        return c;
+}
+
 static void gen_index(void) {
         st_store s = { .next_pack_id = 5 };
         store_pack packs[2] = { { .id = 1, .len = 1u << 20 }, { .id = 3, .len = 70000 } };
@@ -306,11 +400,16 @@ static void gen_index(void) {
 
         s.packs = packs;
         s.n_packs = 2;
+        /* Four single records, then two chunks in slots 0 and 1 of one frame. */
         for (uint32_t i = 0; i < 6; i++) {
                 st_digest h;
                 st_hash(&i, sizeof i, &h);
                 index_entry e = { .pack = packs[i % 2].id, .off = 32 + i * 9000,
                                   .stored_len = 4000 + i, .raw_len = 16384, .refs = i };
+                if (i >= 4)
+                        e = (index_entry){ .pack = packs[0].id, .off = 32 + 4 * 9000,
+                                           .stored_len = 9000, .raw_len = 8192 * (i - 3),
+                                           .refs = 1, .slot = i - 3 };
                 if (index_add(s.idx, &h, &e) == INDEX_NONE)
                         exit(1);
         }
@@ -331,6 +430,8 @@ static void gen_index(void) {
                 { "entry-no-pack", e0 + 16, 2 },   { "entry-off-low", e0 + 20, 31 },
                 { "entry-past-pack", e0 + 24, 1u << 20 }, { "entry-raw-zero", e0 + 28, 0 },
                 { "entry-raw-huge", e0 + 28, (16u << 20) + 1 },
+                { "entry-slot-max", e0 + 36, PACK_FRAME_MAX_CHUNKS },
+                { "entry-slot-huge", e0 + 36, PACK_FRAME_MAX_CHUNKS + 1 },
         };
         for (size_t i = 0; i < sizeof dmg / sizeof dmg[0]; i++) {
                 uint8_t *c = malloc(len);
@@ -345,6 +446,15 @@ static void gen_index(void) {
         memcpy(c + e0 + INDEX_FILE_ENTRY_LEN, c + e0, 16); /* duplicate prefix */
         reseal(c, body, INDEX_FILE_TRAILER_LEN);
         put("index", "entry-duplicate", c, len);
+        free(c);
+
+        /* Format 1 (still read): the same index without slots, a truncated
+         * one, and flips. */
+        size_t v1_len;
+        c = index_to_v1(p, len, 2, 6, &v1_len);
+        put("index", "v1-2packs-6entries", c, v1_len);
+        put("index", "v1-trunc-entries", c, v1_len - 40);
+        put_flips("index", "v1-2packs-6entries", c, v1_len, 2);
         free(c);
         free(p);
         index_free(s.idx);
