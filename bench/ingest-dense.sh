@@ -108,6 +108,7 @@ one() { # TOOL: a fresh repository, A, B, export of A
 }
 
 log "ingest-dense: A=$A ($(fsize "$A") bytes), B=$B; warming..."
+mkdir -p "$SHM"
 warm "$A" "$B"
 data_a=$(python3 - "$A" <<'PY'
 import os, sys

@@ -39,15 +39,19 @@ int cmd_gc(cli *c, int argc, char **argv) {
         }
         if (c->json)
                 fprintf(cli_out(), "{\"chunks_freed\":%llu,\"bytes_freed\":%llu,\"packs_rewritten\":%llu,"
-                       "\"counts_corrected\":%llu}\n",
+                       "\"counts_corrected\":%llu,\"frames_recompressed\":%llu}\n",
                        (unsigned long long)res.chunks_freed, (unsigned long long)res.bytes_freed,
                        (unsigned long long)res.packs_rewritten,
-                       (unsigned long long)res.counts_corrected);
+                       (unsigned long long)res.counts_corrected,
+                       (unsigned long long)res.frames_recompressed);
         else if (!c->quiet) {
                 char a[32];
                 fprintf(cli_out(), "freed %llu chunks, reclaimed %s, rewrote %llu packs\n",
                        (unsigned long long)res.chunks_freed, cli_size(res.bytes_freed, a),
                        (unsigned long long)res.packs_rewritten);
+                if (res.frames_recompressed)
+                        fprintf(cli_out(), "recompressed %llu frames at the cold level\n",
+                               (unsigned long long)res.frames_recompressed);
                 if (res.counts_corrected)
                         fprintf(cli_out(), "corrected %llu reference counts that disagreed with the manifests\n",
                                (unsigned long long)res.counts_corrected);

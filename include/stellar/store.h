@@ -41,11 +41,15 @@ typedef struct st_store_config {
          * its data (bench/RESULTS.md, density). Identical writes in many
          * clones still dedup: they are cut the same way. */
         st_chunker_params commit_chunker;
+        /* Imports compress frames at zstd_level, fast; gc recompresses the
+         * frames made below this level at it (the store's cold data, smaller
+         * for good). 0: never. */
+        int zstd_cold_level;
 } st_store_config;
 
 #define ST_CHUNKER_COMMIT_DEFAULT ((st_chunker_params){ 4096, 4096, 16384, 65536 })
 #define ST_STORE_CONFIG_DEFAULT                                                                    \
-        ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT })
+        ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT, 6 })
 
 /* Create a store in dir (made if missing). -EEXIST if one is there already. */
 ST_API int st_store_init(const char *dir, const st_store_config *cfg);
@@ -162,6 +166,7 @@ typedef struct st_gc_result {
         uint64_t bytes_freed; /* pack bytes reclaimed */
         uint64_t packs_rewritten;
         uint64_t counts_corrected; /* stored reference counts the recount found wrong */
+        uint64_t frames_recompressed; /* made below the cold level, remade at it */
 } st_gc_result;
 
 /* Free chunks no manifest refers to and compact the packs that held them.

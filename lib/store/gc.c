@@ -28,6 +28,7 @@
 #include "../util/cleanup.h"
 #include "../util/diag.h"
 #include "../util/fs.h"
+#include "../util/le.h"
 #include "store-internal.h"
 
 #define GC_COPY_BUF (8u << 20)
@@ -57,6 +58,7 @@ typedef struct gc_verify {
         void *cctx;
         uint8_t *rec, *gather, *built;
         size_t rec_cap, gather_cap, built_cap;
+        uint64_t recompressed;
 } gc_verify;
 
 static int damaged(gc_verify *v, uint32_t pack_id, uint64_t off) {
@@ -134,7 +136,9 @@ static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v)
                 n++;
         }
         uint32_t pack_id, at;
-        if (n == f.n) { /* all of it lives: byte for byte */
+        int cold = s->cfg.zstd_cold_level;
+        bool recompress = cold > 0 && f.level < cold;
+        if (n == f.n && !recompress) { /* all of it lives: byte for byte */
                 r = append_record(s, &rec, v->rec + PACK_RECORD_HEADER_LEN, &pack_id, &at);
                 for (size_t q = 0; r == 0 && q < m; q++) {
                         index_entry *e = index_get(s->idx, live[q].id);
@@ -143,7 +147,8 @@ static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v)
                 }
                 return r;
         }
-        int level = s->cfg.zstd_level;
+        int level = recompress ? cold : s->cfg.zstd_level;
+        v->recompressed += recompress;
         if (n >= 2) {
                 r = st_buf_grow(&v->gather, &v->gather_cap, rec.raw_len);
                 if (r == 0)
@@ -154,7 +159,22 @@ static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v)
                 int64_t len = pack_frame_build(v->cctx, level, keep, n, v->gather, v->built, &nr);
                 if (len < 0)
                         return (int)len;
-                if (len > 0) {
+                if (len == 0 || (n == f.n && nr.stored_len >= rec.stored_len)) {
+                        if (n == f.n) {
+                                /* No gain at the cold level: the frame as it
+                                 * was, marked as tried so no gc tries again. */
+                                uint8_t *payload = v->rec + PACK_RECORD_HEADER_LEN;
+                                st_le32_put(payload + 4, (uint32_t)cold);
+                                st_hash(payload, pack_frame_table_len(f.n), &rec.hash);
+                                r = append_record(s, &rec, payload, &pack_id, &at);
+                                for (size_t q = 0; r == 0 && q < m; q++) {
+                                        index_entry *e = index_get(s->idx, live[q].id);
+                                        e->pack = pack_id;
+                                        e->off = at;
+                                }
+                                return r;
+                        }
+                } else {
                         r = append_record(s, &nr, v->built, &pack_id, &at);
                         for (size_t q = 0; r == 0 && q < m; q++) {
                                 index_entry *e = index_get(s->idx, live[q].id);
@@ -320,7 +340,8 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         _cleanup_free_ uint8_t *buf = malloc(GC_COPY_BUF);
         if (!live_bytes || !live || !buf)
                 return -ENOMEM;
-        /* (a frame with a dead chunk makes its pack a victim: it is rebuilt) */
+        /* (a frame with a dead chunk, or made below the cold level, makes
+         * its pack a victim: the frame is rebuilt) */
         _cleanup_free_ bool *dead_frame = calloc(np ? np : 1, sizeof *dead_frame);
         if (!dead_frame)
                 return -ENOMEM;
@@ -337,6 +358,12 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 if (!p)
                         return -EBADMSG;
                 live_bytes[p - s->packs] += index_entry_stored(e);
+                if (e->slot == 1 && s->cfg.zstd_cold_level > 0 && !dead_frame[p - s->packs]) {
+                        uint8_t head[PACK_FRAME_HEAD_LEN];
+                        if (st_pread_full(p->fd, head, sizeof head, (uint64_t)e->off + PACK_RECORD_HEADER_LEN) < 0 ||
+                            (int32_t)st_le32_get(head + 4) < s->cfg.zstd_cold_level)
+                                dead_frame[p - s->packs] = true; /* (unreadable: copy_frame says why) */
+                }
                 live[n_live++] = (live_ref){ e->pack, e->off, id };
         }
         qsort(live, n_live, sizeof *live, cmp_live);
@@ -431,6 +458,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         if (r < 0)
                 return r;
         res->packs_rewritten = n_victims;
+        res->frames_recompressed = ver.recompressed;
         res->bytes_freed = old_bytes > new_bytes ? old_bytes - new_bytes : 0;
         return store_clear_dirty(s);
 }

@@ -33,7 +33,7 @@
 #include "ingest.h"
 #include "store-internal.h"
 
-#define INGEST_BUF (8u << 20)
+#define INGEST_BUF (4u << 20)
 
 typedef struct piece {
         uint64_t off;   /* in the image */

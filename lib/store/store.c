@@ -62,6 +62,7 @@ static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *
         st_le32_put(out + 40, cfg->commit_chunker.min_size);
         st_le32_put(out + 44, cfg->commit_chunker.avg_size);
         st_le32_put(out + 48, cfg->commit_chunker.max_size);
+        st_le32_put(out + 52, (uint32_t)cfg->zstd_cold_level);
         st_digest d;
         st_hash(out, 56, &d);
         memcpy(out + 56, d.b, 8);
@@ -82,11 +83,7 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                 diag(reterr, "format", 12, "bad format header length");
                 return -EBADMSG;
         }
-        for (size_t i = 52; i < 56; i++)
-                if (p[i] != 0) {
-                        diag(reterr, "format", i, "reserved format bytes are not zero");
-                        return -EBADMSG;
-                }
+        /* (bytes 52..55 were reserved in format 2: zero, no cold level) */
         st_digest d;
         st_hash(p, 56, &d);
         if (memcmp(d.b, p + 56, 8) != 0) {
@@ -108,6 +105,12 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                 diag(reterr, "format", 36, "bad commit chunker parameters");
                 return -EBADMSG;
         }
+        c.zstd_cold_level = (int32_t)st_le32_get(p + 52);
+        if (c.zstd_cold_level < 0 || c.zstd_cold_level > 22 || (version < 3 && c.zstd_cold_level)) {
+                diag(reterr, "format", 52, version < 3 ? "reserved format bytes are not zero"
+                                                       : "bad cold zstd level");
+                return -EBADMSG;
+        }
         *ret = c;
         if (ret_version)
                 *ret_version = version;
@@ -117,7 +120,8 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
 int st_store_init(const char *dir, const st_store_config *cfg) {
         st_store_config c = cfg ? *cfg : ST_STORE_CONFIG_DEFAULT;
         if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22 ||
-            st_chunker_params_check(&c.commit_chunker) < 0)
+            st_chunker_params_check(&c.commit_chunker) < 0 || c.zstd_cold_level < 0 ||
+            c.zstd_cold_level > 22)
                 return -EINVAL;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;
