@@ -20,7 +20,9 @@ static const char usage[] =
         "  --max SIZE     maximum (image: 16K; stream: avg*4)\n"
         "  --commit-avg SIZE  average chunk size for volume commits (default 16K)\n"
         "  --zstd-level N zstd level for new chunks, which go in frames of up to\n"
-        "                 128 KiB of neighbouring chunks (default 1: the fast one)\n"
+        "                 128 KiB of neighbouring chunks (default 1: the fast one);\n"
+        "                 'defer': store them raw, the fastest import, for 'stellar gc'\n"
+        "                 to compress at the cold level\n"
         "  --zstd-cold N  the level 'stellar gc' recompresses frames made below it\n"
         "                 at (default 6: on shared libraries 12% smaller than level 1;\n"
         "                 0: never)\n";
@@ -55,7 +57,7 @@ int cmd_init(cli *c, int argc, char **argv) {
                         }
                         i++;
                 } else if (strcmp(a, "--zstd-level") == 0 && v) {
-                        cfg.zstd_level = atoi(v);
+                        cfg.zstd_level = strcmp(v, "defer") == 0 ? ST_ZSTD_DEFER : atoi(v);
                         i++;
                 } else if (strcmp(a, "--zstd-cold") == 0 && v) {
                         char *end;
@@ -93,6 +95,10 @@ int cmd_init(cli *c, int argc, char **argv) {
                           stream ? "" : ", multiples of 4K");
                 return 2;
         }
+        if (cfg.zstd_level == ST_ZSTD_DEFER && cfg.zstd_cold_level == 0) {
+                cli_error("--zstd-level defer needs a cold level to compress at (--zstd-cold 1..22)");
+                return 2;
+        }
         int r = st_store_init(c->store_dir, &cfg);
         if (r == -EEXIST) {
                 cli_error("%s already holds a store", c->store_dir);
@@ -102,11 +108,15 @@ int cmd_init(cli *c, int argc, char **argv) {
                 cli_error("cannot create store in %s: %s", c->store_dir, strerror(-r));
                 return 1;
         }
-        char cold[48] = "";
-        if (cfg.zstd_cold_level > cfg.zstd_level)
-                snprintf(cold, sizeof cold, "; gc recompresses at level %d", cfg.zstd_cold_level);
-        fprintf(cli_out(), "initialized store %s (%s chunks, avg %u, min %u, max %u, zstd %d%s)\n", c->store_dir,
+        char cold[64] = "";
+        if (cfg.zstd_level == ST_ZSTD_DEFER)
+                snprintf(cold, sizeof cold, "deferred: gc compresses at level %d", cfg.zstd_cold_level);
+        else
+                snprintf(cold, sizeof cold, "%d%s%.0d", cfg.zstd_level,
+                         cfg.zstd_cold_level > cfg.zstd_level ? "; gc recompresses at level " : "",
+                         cfg.zstd_cold_level > cfg.zstd_level ? cfg.zstd_cold_level : 0);
+        fprintf(cli_out(), "initialized store %s (%s chunks, avg %u, min %u, max %u, zstd %s)\n", c->store_dir,
                stream ? "stream" : "4K-aligned", cfg.chunker.avg_size, cfg.chunker.min_size,
-               cfg.chunker.max_size, cfg.zstd_level, cold);
+               cfg.chunker.max_size, cold);
         return 0;
 }

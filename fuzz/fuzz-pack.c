@@ -101,7 +101,7 @@ static void fuzz_record(const uint8_t *data, size_t len) {
         }
         FUZZ_ASSERT(len >= PACK_RECORD_HEADER_LEN);
         FUZZ_ASSERT(r.raw_len > 0 && r.raw_len <= ST_CHUNK_MAX_LIMIT && r.stored_len > 0);
-        FUZZ_ASSERT(r.flags == 0 || r.flags == PACK_FLAG_ZSTD ||
+        FUZZ_ASSERT(r.flags == 0 || r.flags == PACK_FLAG_ZSTD || r.flags == PACK_FLAG_DEFERRED ||
                     r.flags == (PACK_FLAG_ZSTD | PACK_FLAG_FRAME));
         FUZZ_ASSERT((r.flags & PACK_FLAG_ZSTD) || r.stored_len == r.raw_len);
         bool frame = r.flags & PACK_FLAG_FRAME;

@@ -47,6 +47,10 @@ typedef struct st_store_config {
         int zstd_cold_level;
 } st_store_config;
 
+/* zstd_level: imports store new chunks raw, the fastest ingest, and gc
+ * compresses them, in frames, at the cold level (which must be set). */
+#define ST_ZSTD_DEFER (-128)
+
 #define ST_CHUNKER_COMMIT_DEFAULT ((st_chunker_params){ 4096, 4096, 16384, 65536 })
 #define ST_STORE_CONFIG_DEFAULT                                                                    \
         ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT, 6 })

@@ -32,6 +32,7 @@
 #include "store-internal.h"
 
 #define GC_COPY_BUF (8u << 20)
+#define GC_FRAME_RAW (256u << 10) /* deferred records are framed up to this (as ingest does) */
 
 typedef struct live_ref {
         uint32_t pack, off, id;
@@ -59,6 +60,7 @@ typedef struct gc_verify {
         uint8_t *rec, *gather, *built;
         size_t rec_cap, gather_cap, built_cap;
         uint64_t recompressed;
+        const uint8_t *deferred; /* per entry: its record waits for compression */
 } gc_verify;
 
 static int damaged(gc_verify *v, uint32_t pack_id, uint64_t off) {
@@ -89,6 +91,28 @@ static int append_record(st_store *s, const pack_record *rec, const void *payloa
         *ret_off = (uint32_t)dst->len;
         dst->len += PACK_RECORD_HEADER_LEN + (uint64_t)rec->stored_len;
         dst->unsynced = true;
+        return 0;
+}
+
+/* One chunk as a record of its own, compressed at level if that makes it
+ * smaller (else raw: never deferred again); e is moved there. */
+static int append_single(st_store *s, gc_verify *v, const pack_frame_src *c, int level,
+                         index_entry *e) {
+        int r = st_buf_grow(&v->built, &v->built_cap, ZSTD_compressBound(c->len));
+        if (r < 0)
+                return r;
+        size_t z = ZSTD_compressCCtx(v->cctx, v->built, v->built_cap, c->data, c->len, level);
+        bool zstd = !ZSTD_isError(z) && z < c->len;
+        pack_record one = { .flags = zstd ? PACK_FLAG_ZSTD : 0, .raw_len = c->len,
+                            .stored_len = zstd ? (uint32_t)z : c->len, .hash = c->hash };
+        uint32_t pack_id, at;
+        r = append_record(s, &one, zstd ? v->built : c->data, &pack_id, &at);
+        if (r < 0)
+                return r;
+        e->pack = pack_id;
+        e->off = at;
+        e->stored_len = one.stored_len;
+        e->slot = 0;
         return 0;
 }
 
@@ -147,7 +171,7 @@ static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v)
                 }
                 return r;
         }
-        int level = recompress ? cold : s->cfg.zstd_level;
+        int level = recompress || s->cfg.zstd_level == ST_ZSTD_DEFER ? cold : s->cfg.zstd_level;
         v->recompressed += recompress;
         if (n >= 2) {
                 r = st_buf_grow(&v->gather, &v->gather_cap, rec.raw_len);
@@ -189,23 +213,80 @@ static int copy_frame(st_store *s, const live_ref *live, size_t m, gc_verify *v)
         /* One chunk left, or chunks that no longer compress together: each
          * a record of its own. */
         for (size_t q = 0; q < m; q++) {
+                r = append_single(s, v, &keep[q], level, index_get(s->idx, live[q].id));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A run of records whose compression was deferred (live[0..m), in pack
+ * order, at most a frame's worth): each read and verified, then one frame
+ * of them at the cold level, or records of their own if that gains nothing. */
+static int copy_deferred(st_store *s, const live_ref *live, size_t m, gc_verify *v) {
+        store_pack *src = store_pack_find(s, live[0].pack);
+        size_t raw = 0;
+        for (size_t q = 0; q < m; q++)
+                raw += index_get(s->idx, live[q].id)->raw_len;
+        int r = st_buf_grow(&v->gather, &v->gather_cap, raw ? raw : 1);
+        if (r < 0)
+                return r;
+        pack_frame_src keep[PACK_FRAME_MAX_CHUNKS];
+        size_t at = 0;
+        for (size_t q = 0; q < m; q++) {
                 index_entry *e = index_get(s->idx, live[q].id);
-                r = st_buf_grow(&v->built, &v->built_cap, ZSTD_compressBound(keep[q].len));
+                uint8_t hdr[PACK_RECORD_HEADER_LEN];
+                pack_record rec;
+                uint64_t end = (uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->raw_len;
+                r = !src || end > src->len ? -EIO : st_pread_full(src->fd, hdr, sizeof hdr, e->off);
+                if (r == 0 && (pack_record_decode(hdr, sizeof hdr, &rec, NULL) < 0 ||
+                               rec.flags != PACK_FLAG_DEFERRED || rec.raw_len != e->raw_len ||
+                               memcmp(rec.hash.b, e->prefix, INDEX_PREFIX_LEN) != 0))
+                        r = -EBADMSG;
+                if (r == 0)
+                        r = st_pread_full(src->fd, v->gather + at, e->raw_len,
+                                          (uint64_t)e->off + PACK_RECORD_HEADER_LEN);
+                st_digest got;
+                if (r == 0) {
+                        st_hash(v->gather + at, e->raw_len, &got);
+                        if (memcmp(got.b, rec.hash.b, ST_DIGEST_LEN) != 0)
+                                r = -EBADMSG;
+                }
+                if (r == -EIO || r == -EBADMSG)
+                        return damaged(v, live[q].pack, e->off);
                 if (r < 0)
                         return r;
-                size_t z = ZSTD_compressCCtx(v->cctx, v->built, v->built_cap, keep[q].data,
-                                             keep[q].len, level);
-                bool zstd = !ZSTD_isError(z) && z < keep[q].len;
-                pack_record one = { .flags = zstd ? PACK_FLAG_ZSTD : 0, .raw_len = keep[q].len,
-                                    .stored_len = zstd ? (uint32_t)z : keep[q].len,
-                                    .hash = keep[q].hash };
-                r = append_record(s, &one, zstd ? v->built : keep[q].data, &pack_id, &at);
+                keep[q] = (pack_frame_src){ .hash = rec.hash, .data = v->gather + at, .len = e->raw_len };
+                at += e->raw_len;
+        }
+        int level = s->cfg.zstd_cold_level;
+        v->recompressed++;
+        if (m >= 2) {
+                r = st_buf_grow(&v->built, &v->built_cap, pack_frame_bound((uint32_t)m, raw));
                 if (r < 0)
                         return r;
-                e->pack = pack_id;
-                e->off = at;
-                e->stored_len = one.stored_len;
-                e->slot = 0;
+                pack_record nr;
+                int64_t len = pack_frame_build(v->cctx, level, keep, (uint32_t)m, v->gather,
+                                               v->built, &nr);
+                if (len < 0)
+                        return (int)len;
+                if (len > 0) {
+                        uint32_t pack_id, off;
+                        r = append_record(s, &nr, v->built, &pack_id, &off);
+                        for (size_t q = 0; r == 0 && q < m; q++) {
+                                index_entry *e = index_get(s->idx, live[q].id);
+                                e->pack = pack_id;
+                                e->off = off;
+                                e->stored_len = nr.stored_len;
+                                e->slot = (uint32_t)q + 1;
+                        }
+                        return r;
+                }
+        }
+        for (size_t q = 0; q < m; q++) {
+                r = append_single(s, v, &keep[q], level, index_get(s->idx, live[q].id));
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -241,13 +322,27 @@ static int copy_records(st_store *s, const live_ref *live, size_t n, uint8_t *bu
                         i = k;
                         continue;
                 }
+                if (v->deferred && v->deferred[live[i].id]) {
+                        size_t k = i;
+                        uint64_t raw = 0;
+                        while (k < n && v->deferred[live[k].id] && k - i < PACK_FRAME_MAX_CHUNKS &&
+                               raw + index_get(s->idx, live[k].id)->raw_len <= GC_FRAME_RAW)
+                                raw += index_get(s->idx, live[k++].id)->raw_len;
+                        if (k == i)
+                                k++; /* one larger than a frame: alone */
+                        int r = copy_deferred(s, live + i, k - i, v);
+                        if (r < 0)
+                                return r;
+                        i = k;
+                        continue;
+                }
                 store_pack *src = store_pack_find(s, live[i].pack);
                 size_t k = i;
                 uint64_t len = 0;
                 while (k < n) {
                         const index_entry *e = index_get(s->idx, live[k].id);
-                        if (e->slot > 0)
-                                break; /* a frame: copied on its own */
+                        if (e->slot > 0 || (v->deferred && v->deferred[live[k].id]))
+                                break; /* a frame, or records to compress: on their own */
                         uint64_t rl = PACK_RECORD_HEADER_LEN + (uint64_t)e->stored_len;
                         if (k > i && len + rl > GC_COPY_BUF)
                                 break;
@@ -343,7 +438,8 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         /* (a frame with a dead chunk, or made below the cold level, makes
          * its pack a victim: the frame is rebuilt) */
         _cleanup_free_ bool *dead_frame = calloc(np ? np : 1, sizeof *dead_frame);
-        if (!dead_frame)
+        _cleanup_free_ uint8_t *deferred = calloc(n ? n : 1, 1);
+        if (!dead_frame || !deferred)
                 return -ENOMEM;
         size_t n_live = 0;
         for (uint32_t id = 0; id < n; id++) {
@@ -358,6 +454,17 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 if (!p)
                         return -EBADMSG;
                 live_bytes[p - s->packs] += index_entry_stored(e);
+                if (e->slot == 0 && e->stored_len == e->raw_len && s->cfg.zstd_cold_level > 0) {
+                        /* raw: deferred? (the record says) */
+                        uint8_t hdr[PACK_RECORD_HEADER_LEN];
+                        pack_record rec;
+                        if (st_pread_full(p->fd, hdr, sizeof hdr, e->off) == 0 &&
+                            pack_record_decode(hdr, sizeof hdr, &rec, NULL) == 0 &&
+                            rec.flags == PACK_FLAG_DEFERRED) {
+                                deferred[id] = 1;
+                                dead_frame[p - s->packs] = true;
+                        }
+                }
                 if (e->slot == 1 && s->cfg.zstd_cold_level > 0 && !dead_frame[p - s->packs]) {
                         uint8_t head[PACK_FRAME_HEAD_LEN];
                         if (st_pread_full(p->fd, head, sizeof head, (uint64_t)e->off + PACK_RECORD_HEADER_LEN) < 0 ||
@@ -394,7 +501,8 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 return r;
         uint64_t new_bytes = 0;
         uint32_t first_new = s->next_pack_id - 1;
-        gc_verify ver = { .dctx = ZSTD_createDCtx(), .cctx = ZSTD_createCCtx(), .reterr = reterr };
+        gc_verify ver = { .dctx = ZSTD_createDCtx(), .cctx = ZSTD_createCCtx(), .reterr = reterr,
+                          .deferred = deferred };
         if (!ver.dctx || !ver.cctx) {
                 ZSTD_freeDCtx(ver.dctx);
                 ZSTD_freeCCtx(ver.cctx);

@@ -46,6 +46,7 @@ typedef struct piece {
         uint64_t rec_off;    /* new pieces: where the record goes in the pack */
         bool hole;           /* zeros: a hole extent (layers only), nothing stored */
         bool incompressible; /* by its byte histogram: stored raw, never in a frame */
+        bool deferred;       /* stored raw for gc to compress (ST_ZSTD_DEFER) */
         uint32_t slot;       /* new pieces: k + 1 in a frame, 0 a record of its own */
         st_digest hash;
 } piece;
@@ -187,7 +188,8 @@ static void compress_rec(void *ctx, size_t i, unsigned worker) {
         if (o->n == 1) {
                 piece *p = &j->pieces[j->members[o->first]];
                 p->out_at = o->out_at;
-                if (p->incompressible) {
+                p->deferred = level == ST_ZSTD_DEFER && !p->incompressible;
+                if (p->incompressible || p->deferred) {
                         p->stored_len = p->len;
                         return;
                 }
@@ -230,7 +232,8 @@ static int64_t plan_records(ingest *j) {
                 if (!p->is_new)
                         continue;
                 p->slot = 0;
-                bool frameable = !p->incompressible && p->len <= FRAME_PIECE_MAX;
+                bool frameable = !p->incompressible && p->len <= FRAME_PIECE_MAX &&
+                                 j->s->cfg.zstd_level != ST_ZSTD_DEFER;
                 if (open && (!frameable || open->raw + p->len > FRAME_RAW ||
                              open->n == PACK_FRAME_MAX_CHUNKS))
                         open = NULL;
@@ -275,7 +278,9 @@ static int write_batch(const batch *b, int fd, uint64_t off) {
                                 iov[2 * n + 1] = (struct iovec){ b->out + o->out_at, o->frame_len };
                         } else {
                                 bool z = p->stored_len < p->len;
-                                pack_record rec = { .flags = z ? PACK_FLAG_ZSTD : 0,
+                                pack_record rec = { .flags = z ? PACK_FLAG_ZSTD
+                                                             : p->deferred ? PACK_FLAG_DEFERRED
+                                                                           : 0,
                                                     .raw_len = p->len,
                                                     .stored_len = p->stored_len, .hash = p->hash };
                                 pack_record_encode(hdrs[n], &rec);

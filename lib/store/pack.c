@@ -80,8 +80,9 @@ int pack_record_decode(const uint8_t *p, size_t len, pack_record *ret, st_diag *
                 .stored_len = st_le32_get(p + 12),
         };
         memcpy(r.hash.b, p + 16, 32);
-        if ((r.flags & ~(PACK_FLAG_ZSTD | PACK_FLAG_FRAME)) ||
-            r.flags == PACK_FLAG_FRAME) {
+        if ((r.flags & ~(PACK_FLAG_ZSTD | PACK_FLAG_FRAME | PACK_FLAG_DEFERRED)) ||
+            r.flags == PACK_FLAG_FRAME ||
+            ((r.flags & PACK_FLAG_DEFERRED) && r.flags != PACK_FLAG_DEFERRED)) {
                 diag_set(reterr, 4, "unknown record flags");
                 return -EBADMSG;
         }

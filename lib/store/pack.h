@@ -22,6 +22,9 @@
  * their hashes and lengths, then one zstd frame of their bytes end to end);
  * the header's raw length is their sum, its hash the BLAKE3 of the table. */
 #define PACK_FLAG_FRAME 2u
+/* Alone: raw bytes that looked compressible, stored so by an import that
+ * defers compression; gc compresses them (in frames) at the cold level. */
+#define PACK_FLAG_DEFERRED 4u
 #define PACK_FRAME_HEAD_LEN 8u       /* chunk count (4), zstd level it was made at (4) */
 #define PACK_FRAME_SLOT_LEN 36u      /* hash (32), raw length (4) */
 #define PACK_FRAME_MAX_CHUNKS 256u

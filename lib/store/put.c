@@ -140,6 +140,7 @@ int store_chunk_payload(st_store *s, const st_digest *id, store_chunk_buf *b, st
         }
         *ret = (store_payload){ .data = b->scratch + PACK_RECORD_HEADER_LEN,
                                 .stored_len = rec.stored_len, .raw_len = rec.raw_len,
-                                .zstd = (rec.flags & PACK_FLAG_ZSTD) != 0 };
+                                .zstd = (rec.flags & PACK_FLAG_ZSTD) != 0,
+                                .compressible = (rec.flags & PACK_FLAG_DEFERRED) != 0 };
         return 0;
 }

@@ -95,7 +95,9 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                              st_le32_get(p + 28) },
                 .zstd_level = (int32_t)st_le32_get(p + 32),
         };
-        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22) {
+        bool defer = c.zstd_level == ST_ZSTD_DEFER && version >= 3;
+        if (st_chunker_params_check(&c.chunker) < 0 ||
+            ((c.zstd_level < -7 || c.zstd_level > 22) && !defer)) {
                 diag(reterr, "format", 16, "bad chunker parameters or zstd level");
                 return -EBADMSG;
         }
@@ -106,7 +108,8 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                 return -EBADMSG;
         }
         c.zstd_cold_level = (int32_t)st_le32_get(p + 52);
-        if (c.zstd_cold_level < 0 || c.zstd_cold_level > 22 || (version < 3 && c.zstd_cold_level)) {
+        if (c.zstd_cold_level < 0 || c.zstd_cold_level > 22 || (version < 3 && c.zstd_cold_level) ||
+            (defer && c.zstd_cold_level == 0)) {
                 diag(reterr, "format", 52, version < 3 ? "reserved format bytes are not zero"
                                                        : "bad cold zstd level");
                 return -EBADMSG;
@@ -119,9 +122,11 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
 
 int st_store_init(const char *dir, const st_store_config *cfg) {
         st_store_config c = cfg ? *cfg : ST_STORE_CONFIG_DEFAULT;
-        if (st_chunker_params_check(&c.chunker) < 0 || c.zstd_level < -7 || c.zstd_level > 22 ||
+        bool defer = c.zstd_level == ST_ZSTD_DEFER;
+        if (st_chunker_params_check(&c.chunker) < 0 ||
+            ((c.zstd_level < -7 || c.zstd_level > 22) && !defer) ||
             st_chunker_params_check(&c.commit_chunker) < 0 || c.zstd_cold_level < 0 ||
-            c.zstd_cold_level > 22)
+            c.zstd_cold_level > 22 || (defer && c.zstd_cold_level == 0))
                 return -EINVAL;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;

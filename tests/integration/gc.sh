@@ -92,4 +92,23 @@ out=$(st gc --json)
 [ "$(json_field "$out" packs_rewritten)" = 0 ] || fail "gc tried the same frames again: $out"
 fsck_clean
 st export w "$TMP/out" && cmp "$TMP/out" "$TMP/w.img" || fail "w changed by gc"
+
+echo "== --zstd-level defer: imports store raw, gc compresses in frames, once; random data stays raw"
+rm -rf "$STELLAR_STORE"
+st init --zstd-level defer >/dev/null
+head -c $((2 << 20)) /dev/urandom >"$TMP/r.img"
+cat "$TMP/t.img" "$TMP/r.img" >"$TMP/tr.img"
+st import --quiet "$TMP/tr.img" tr
+before=$(json_field "$(st stats --json)" pack_bytes)
+[ "$before" -gt $((8 << 20)) ] || fail "a deferring import compressed ($before bytes)"
+out=$(st gc --json)
+after=$(json_field "$(st stats --json)" pack_bytes)
+[ "$(json_field "$out" frames_recompressed)" -gt 10 ] || fail "gc compressed nothing: $out"
+[ "$after" -lt $((before - (3 << 20))) ] || fail "deferred chunks not compressed ($before -> $after)"
+fsck_clean
+st export tr "$TMP/out" && cmp "$TMP/out" "$TMP/tr.img" || fail "tr changed by gc"
+out=$(st gc --json)
+[ "$(json_field "$out" packs_rewritten)" = 0 ] || fail "a second gc compressed again: $out"
+st --store "$TMP/s2" init --zstd-level defer --zstd-cold 0 >/dev/null 2>&1 && fail "defer without a cold level accepted"
+[ ! -e "$TMP/s2/format" ] || fail "a refused init left a store"
 echo ok
