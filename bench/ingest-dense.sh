@@ -10,18 +10,24 @@
 #      /usr/share/locale (an update of A).
 # Tools, each into a fresh repository on tmpfs ($STELLAR_BENCH_SHM, default
 # /dev/shm), import A, then B into the same repository:
-#   stellar   `stellar init` (defaults), `stellar import`
+#   stellar   `stellar init` (defaults: frames at zstd 1), `stellar import`,
+#             then `stellar gc`, which remakes the frames at the cold level (6)
+#   stellar_defer  `stellar init --zstd-level defer`: imports store chunks
+#             raw, `stellar gc` compresses them (the deferred work, timed
+#             apart: total CPU = import + gc)
 #   borg      borg 1.2, `borg init -e none`, `borg create` (defaults: lz4, buzhash)
 #   borg4k    the same with `--chunker-params fixed,4096 --sparse`
 #   restic    restic 0.14 (repository v2, compression auto; it always encrypts)
 #   casync    `casync make` (defaults: 16K:64K:256K, zstd)
 # Measured per import: wall seconds, CPU seconds (user+sys), peak RSS
-# (/usr/bin/time %M); repository bytes (du -sb) after A and after B; then
+# (/usr/bin/time %M); repository bytes (du -sb) after A and after B (for
+# stellar both right after the import and after its gc); then
 # export of A (stellar export, borg extract --stdout, restic dump, casync
 # extract) into a file on tmpfs. Inputs are warm in the page cache. Runs
 # interleave the tools, rotating who goes first; medians.
-# Then, with the store on disk ($STELLAR_BENCH_WORK): stellar's import of A
-# beside `dd oflag=direct` writing as many bytes as stellar stored.
+# Then, with the store on disk ($STELLAR_BENCH_WORK): stellar's deferring
+# import of A (what it writes is what the disk must take) beside
+# `dd oflag=direct` writing as many bytes as stellar stored.
 # Ideal growth: bench/ideal-growth.py A B (distinct non-zero 4 KiB blocks of
 # B absent from A).
 #
@@ -43,7 +49,7 @@ work_dir ingest-dense
 trap 'work_dir_cleanup; rm -rf "$SHM"' EXIT
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$SHM/borg-home RESTIC_PASSWORD=bench
-tools=(stellar borg borg4k restic casync)
+tools=(stellar stellar_defer borg borg4k restic casync)
 
 declare -A v=() # key -> "x x x"
 add() { v[$1]+="$2 "; }
@@ -68,11 +74,18 @@ one() { # TOOL: a fresh repository, A, B, export of A
     mkdir -p "$SHM"
     sync
     case $t in
-    stellar)
-        "$STELLAR" --store "$R" init >/dev/null
+    stellar|stellar_defer)
+        local opt=()
+        [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
+        "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
         run "${t}_a" "$STELLAR" --store "$R" import -q "$A" a
+        add "${t}_import_a" "$(size "$R")"
+        run "${t}_gca" "$STELLAR" --store "$R" gc -q
         add "${t}_after_a" "$(size "$R")"
-        run "${t}_b" "$STELLAR" --store "$R" import -q "$B" b
+        run "${t}_b" "$STELLAR" --store "$R" import --json "$B" b
+        add "${t}_new_b" "$(json_get "$(cat "$SHM/out.log")" new_bytes)"
+        add "${t}_import_b" "$(size "$R")"
+        run "${t}_gcb" "$STELLAR" --store "$R" gc -q
         add "${t}_after_b" "$(size "$R")"
         run "${t}_export" "$STELLAR" --store "$R" export a "$SHM/x.out" ;;
     borg|borg4k)
@@ -142,7 +155,7 @@ done
 D=$W/disk
 for r in $(seq "$n_runs"); do
     rm -rf "$D"
-    "$STELLAR" --store "$D" init >/dev/null
+    "$STELLAR" --store "$D" init --zstd-level defer >/dev/null
     sync
     run disk_stellar "$STELLAR" --store "$D" import -q "$A" a
     stored=$(size "$D")
@@ -160,15 +173,24 @@ for t in "${tools[@]}"; do
     for m in a_s a_cpu a_rss_mb b_s b_cpu b_rss_mb after_a after_b export_s export_cpu; do
         out+=" ${t}_$m=$(med "${t}_$m")"
     done
+    case $t in stellar*)
+        for m in import_a import_b gca_s gca_cpu gca_rss_mb gcb_s gcb_cpu new_b; do
+            out+=" ${t}_$m=$(med "${t}_$m")"
+        done
+        out+=" ${t}_total_cpu_a=$(calc "$(med "${t}_a_cpu") + $(med "${t}_gca_cpu")")"
+        out+=" ${t}_raw_growth_vs_ideal=$(CALC_FMT=%.3f calc "$(med "${t}_new_b") / $ideal")" ;;
+    esac
     g=$(( $(med "${t}_after_b" | cut -d. -f1) - $(med "${t}_after_a" | cut -d. -f1) ))
     out+=" ${t}_growth=$g ${t}_a_mb_s=$(calc "$chunk_data / $(med "${t}_a_s") / 1e6")"
 done
-st_s=$(med stellar_a_s)
-for t in borg borg4k restic casync; do
-    out+=" speed_vs_$t=$(calc "$(med "${t}_a_s") / $st_s") size_vs_$t=$(CALC_FMT=%.3f calc "$(med stellar_after_a) / $(med "${t}_after_a")")"
-    out+=" growth_vs_$t=$(CALC_FMT=%.3f calc "($(med stellar_after_b) - $(med stellar_after_a)) / ($(med "${t}_after_b") - $(med "${t}_after_a"))")"
+for s in stellar stellar_defer; do
+    st_s=$(med "${s}_a_s")
+    for t in borg borg4k restic casync; do
+        out+=" ${s}_speed_vs_$t=$(calc "$(med "${t}_a_s") / $st_s")"
+        out+=" ${s}_size_vs_$t=$(CALC_FMT=%.3f calc "$(med "${s}_after_a") / $(med "${t}_after_a")")"
+        out+=" ${s}_growth_vs_$t=$(CALC_FMT=%.3f calc "($(med "${s}_after_b") - $(med "${s}_after_a")) / ($(med "${t}_after_b") - $(med "${t}_after_a"))")"
+    done
 done
-out+=" stellar_growth_vs_ideal=$(CALC_FMT=%.3f calc "($(med stellar_after_b) - $(med stellar_after_a)) / $ideal")"
 dd_mb_s=$(calc "$(med disk_stored) / $(med disk_dd_s) / 1e6")
 out+=" disk_stellar_s=$(med disk_stellar_s) disk_stored=$(med disk_stored) disk_dd_s=$(med disk_dd_s) disk_dd_mb_s=$dd_mb_s"
 out+=" disk_stellar_data_mb_s=$(calc "$chunk_data / $(med disk_stellar_s) / 1e6") disk_stellar_write_mb_s=$(calc "$(med disk_stored) / $(med disk_stellar_s) / 1e6")"

@@ -11,6 +11,10 @@ static const char usage[] =
         "What is referenced is recounted from every manifest the refs reach; while\n"
         "any ref or manifest cannot be read, or a chunk in use is damaged, gc frees\n"
         "nothing and says which file to look at (see 'stellar fsck').\n"
+        "It also compresses what imports left for it: frames made below the\n"
+        "store's cold zstd level are remade at it, once, and chunks an import\n"
+        "stored raw ('init --zstd-level defer') are compressed into frames.\n"
+        "Every chunk it keeps is read and verified first.\n"
         "Safe to interrupt at any point.\n";
 
 int cmd_gc(cli *c, int argc, char **argv) {

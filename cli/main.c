@@ -29,7 +29,7 @@ static const struct {
         { "status", cmd_status, "what the daemon serving the store is doing" },
         { "attach", cmd_attach, "NAME --vhost-user-blk PATH: a disk for a VMM, live" },
         { "detach", cmd_detach, "PATH: end a vhost-user-blk socket of the daemon" },
-        { "gc", cmd_gc, "free unreferenced chunks and compact packs" },
+        { "gc", cmd_gc, "free unreferenced chunks, compact packs, compress cold data" },
         { "fsck", cmd_fsck, "re-hash every chunk and check every reference" },
         { "hash", cmd_hash, "FILE...: BLAKE3 of files (b3sum-compatible output)" },
         { "chunk", cmd_chunk, "FILE: chunk a file and print statistics (no store)" },

@@ -234,6 +234,35 @@ void cache_fill(chunk_cache *c, cache_entry *e, uint8_t *data, uint32_t len) {
         pthread_mutex_unlock(&h->lock);
 }
 
+void cache_offer(chunk_cache *c, const st_digest *id, const uint8_t *data, uint32_t len) {
+        unsigned si = shard_of(id);
+        cache_shard *h = &c->sh[si];
+        pthread_mutex_lock(&h->lock);
+        struct cache_entry *e;
+        for (e = h->table[bucket(h, id)]; e; e = e->hnext)
+                if (memcmp(&e->id, id, sizeof *id) == 0)
+                        break;
+        uint8_t *copy = e ? NULL : malloc(len ? len : 1);
+        if (e || !copy || !(e = calloc(1, sizeof *e))) {
+                pthread_mutex_unlock(&h->lock); /* there (or loading) already, or no memory */
+                free(copy);
+                return;
+        }
+        memcpy(copy, data, len);
+        *e = (struct cache_entry){ .id = *id, .data = copy, .len = len, .shard = si };
+        size_t b = bucket(h, id);
+        e->hnext = h->table[b];
+        h->table[b] = e;
+        if (++h->n > h->cap)
+                grow_table(h);
+        ring_add(h, e); /* not referenced: the first to go unless read */
+        h->used += len;
+        h->stats.loads++;
+        h->stats.bytes_loaded += len;
+        evict(h);
+        pthread_mutex_unlock(&h->lock);
+}
+
 void cache_abandon(chunk_cache *c, cache_entry *e) {
         cache_shard *h = &c->sh[e->shard];
         pthread_mutex_lock(&h->lock);

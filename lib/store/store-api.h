@@ -79,6 +79,7 @@ typedef struct store_chunk_buf {
         uint8_t *frame;
         size_t frame_cap;
         uint32_t frame_pack, frame_off, frame_len;
+        bool frame_new; /* the last read decompressed it */
 } store_chunk_buf;
 store_chunk_buf *store_chunk_buf_get(st_store *s);
 void store_chunk_buf_put(st_store *s, store_chunk_buf *b);

@@ -186,6 +186,9 @@ chunk_cache *cache_free(chunk_cache *c);
  * buffer) or cache_abandon. Thread-safe. */
 int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret);
 void cache_fill(chunk_cache *c, cache_entry *e, uint8_t *data, uint32_t len);
+/* A verified chunk at hand (a frame's neighbour), copied in unless the cache
+ * has it or is loading it. Never waits. */
+void cache_offer(chunk_cache *c, const st_digest *id, const uint8_t *data, uint32_t len);
 void cache_abandon(chunk_cache *c, cache_entry *e);
 const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len);
 void cache_put(chunk_cache *c, cache_entry *e);
@@ -198,6 +201,9 @@ int store_remove_delta(st_store *s, const char *name);
 /* Read the chunk an entry points to into b->out (raw_len bytes), the record
  * as stored left in b->scratch. Verifies the full hash. */
 int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, store_chunk_buf *b);
+/* After a read that decompressed a frame (b->frame_new): offer its other
+ * chunks, each verified, to the memory tier. */
+void store_offer_frame(st_store *s, store_chunk_buf *b, const st_digest *except);
 
 /* The same, from this store only (no fetch from a lazy pull's source);
  * the record as stored stays in b->scratch, its payload length in

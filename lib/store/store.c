@@ -852,10 +852,37 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, s
         b->frame_pack = e->pack;
         b->frame_off = e->off;
         b->frame_len = rec.raw_len;
+        b->frame_new = true;
         r = frame_take(e, hash, b);
         if (r < 0)
                 b->frame_len = 0;
         return r;
+}
+
+void store_offer_frame(st_store *s, store_chunk_buf *b, const st_digest *except) {
+        if (!b->frame_new)
+                return;
+        b->frame_new = false;
+        pack_record rec;
+        pack_frame f;
+        if (!s->hot || !b->frame_len ||
+            pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
+            pack_frame_parse(&rec, b->scratch + PACK_RECORD_HEADER_LEN, &f) < 0 ||
+            rec.raw_len != b->frame_len)
+                return;
+        uint32_t off = 0;
+        for (uint32_t k = 0; k < f.n; k++) {
+                const uint8_t *slot = f.table + (size_t)k * PACK_FRAME_SLOT_LEN;
+                uint32_t len = st_le32_get(slot + 32);
+                st_digest want, got;
+                memcpy(want.b, slot, ST_DIGEST_LEN);
+                if (memcmp(want.b, except->b, ST_DIGEST_LEN) != 0) {
+                        st_hash(b->frame + off, len, &got);
+                        if (memcmp(got.b, want.b, ST_DIGEST_LEN) == 0)
+                                cache_offer(s->hot, &want, b->frame + off, len);
+                }
+                off += len;
+        }
 }
 
 int64_t st_store_read_chunk(st_store *s, const st_digest *id, void *buf, size_t buf_len) {
