@@ -42,7 +42,7 @@
 #   --out F   where to write the report (default bench/RESULTS.md)
 #   --only L  run only these benchmarks (comma-separated: index, hash, chunk,
 #             import, growth, volume, nbd, pull, lazyboot, ops, nbd-dense,
-#             import-live, vhost); the others'
+#             import-live, vhost, ingest-dense); the others'
 #             numbers and the machine
 #             header are kept from the report already at the --out path (its
 #             raw summary lines), and the header says what was rerun when;
@@ -69,7 +69,7 @@ if [ -z "$out" ]; then
     if [ "$QUICK" = 1 ]; then out=$DATA/RESULTS-quick.md; else out=$BENCH_DIR/RESULTS.md; fi
 fi
 start=$EPOCHREALTIME
-all_benches="index hash chunk import growth volume nbd pull lazyboot ops nbd-dense import-live vhost"
+all_benches="index hash chunk import growth volume nbd pull lazyboot ops nbd-dense import-live vhost ingest-dense"
 # want NAME: whether this run measures NAME (all, unless --only)
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 for b in ${only//,/ }; do
@@ -165,6 +165,10 @@ if want vhost; then
     log "== vhost.sh ${args[*]}"
     "$BENCH_DIR/vhost.sh" "${args[@]}" | tail -n 1 | tee "$raw/vhost"
 fi
+if want ingest-dense; then
+    log "== ingest-dense.sh ${args[*]}"
+    "$BENCH_DIR/ingest-dense.sh" "${args[@]}" | tail -n 1 | tee "$raw/ingest-dense"
+fi
 
 secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 mem_kib=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
@@ -187,13 +191,13 @@ raw, out = sys.argv[1], sys.argv[2]
 E = os.environ
 R, lines = {}, {}
 NAMES = ("index", "hash", "chunk", "import", "growth", "volume", "nbd", "nbd-scale", "pull",
-         "lazyboot", "ops", "nbd-dense", "import-live", "vhost")
+         "lazyboot", "ops", "nbd-dense", "import-live", "vhost", "ingest-dense")
 for name in NAMES:
     path = os.path.join(raw, name)
     line = open(path).read().strip() if os.path.exists(path) else ""
     if not line:
         if name in ("volume", "nbd", "nbd-scale", "pull", "lazyboot", "ops", "nbd-dense",
-                    "import-live", "vhost"):
+                    "import-live", "vhost", "ingest-dense"):
             continue
         sys.exit(f"no summary line for {name}")
     lines[name] = line
@@ -1026,6 +1030,62 @@ if "vhost" in lines:
       "straight into guest memory. 1 MiB sequential reads are served one after another by the "
       "queue's thread, about 170 chunk lookups and copies each, where qemu's thread pool preads "
       "the page cache on both cores.\n")
+
+if "ingest-dense" in lines:
+    D = R["ingest-dense"]
+    w("## 14. Ingest of dense real data against backup tools (`bench/ingest-dense.sh`)\n")
+    w(f"Run {D['date']} at `{D['rev']}` ({D['build']}). A: the dense image of §11, "
+      f"{int(D['a_bytes']) / 2**30:.0f} GiB of which {mb(D['a_data'])} MB are non-zero data "
+      f"(this machine's shared libraries, static ones included: binaries, the hard case); B: "
+      f"the same tree without the static libraries, plus /usr/share/locale. Each tool imports A "
+      f"into a fresh repository on tmpfs, then B into the same one; inputs in the page cache; "
+      f"{D['runs']} interleaved runs, rotating who goes first, medians. stellar: defaults "
+      f"(frames of up to 128 KiB at zstd 1, then `stellar gc` remakes them at the cold level 6) "
+      f"and `init --zstd-level defer` (chunks stored raw, `stellar gc` compresses them, in "
+      f"frames of up to 256 KiB, at level 6); for both, gc is the deferred work, timed on its "
+      f"own, and the sizes are after it (right after the import in brackets). borg 1.2 "
+      f"(`-e none`, lz4, its default chunker; and fixed 4 KiB with `--sparse`), restic 0.14 "
+      f"(repository v2, compression auto; it always encrypts), casync (defaults). Throughput: "
+      f"A's non-zero data over the import's wall time. Repository bytes: `du -sb`.\n")
+    w("| | import A s | MB/s | CPU s (+ deferred) | peak RSS MiB | repo after A MB | growth B MB | export A s |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for t, label in (("stellar", "stellar (defaults)"), ("stellar_defer", "stellar (defer)"),
+                     ("borg", "borg"), ("borg4k", "borg fixed 4K"), ("restic", "restic"),
+                     ("casync", "casync")):
+        cpu = f(D[f"{t}_a_cpu"], 2)
+        after = mb(float(D[f"{t}_after_a"]))
+        rss = f(D[f"{t}_a_rss_mb"])
+        if t.startswith("stellar"):
+            cpu += f" (+{f(D[f'{t}_gca_cpu'], 2)})"
+            after += f" ({mb(float(D[f'{t}_import_a']))})"
+            rss += f" (gc {f(D[f'{t}_gca_rss_mb'])})"
+        w(f"| {label} | {f(D[f'{t}_a_s'], 2)} | {f(D[f'{t}_a_mb_s'], 0)} | {cpu} | {rss} | {after} | "
+          f"{mb(D[f'{t}_growth'])} | {f(D[f'{t}_export_s'], 2)} |")
+    w("")
+    sd = "stellar_defer"
+    w(f"Ratios (the peer's import time over stellar's; stellar's repository over the peer's): "
+      + "; ".join(f"{t}: defaults {D[f'stellar_speed_vs_{t}']}x / {D[f'stellar_size_vs_{t}']}x, "
+                  f"defer {D[f'{sd}_speed_vs_{t}']}x / {D[f'{sd}_size_vs_{t}']}x"
+                  for t in ("borg", "borg4k", "restic", "casync")) + ". "
+      f"Raw growth of B over the ideal ({mb(D['ideal_growth'])} MB of distinct new 4 KiB blocks): "
+      f"{D['stellar_raw_growth_vs_ideal']}x. On disk: the deferring import of A takes "
+      f"{D['disk_stellar_s']} s (fsync included), writing {mb(D['disk_stored'])} MB at "
+      f"{D['disk_stellar_write_mb_s']} MB/s, where `dd oflag=direct` writes as much at "
+      f"{D['disk_dd_mb_s']} MB/s ({D['disk_write_vs_dd']}x).\n")
+    for t in ("stellar", sd):
+        name = "defaults" if t == "stellar" else "defer"
+        x = float(D[f"{t}_speed_vs_borg"])
+        goals.append((f"dense import >= 4x borg ({name})", f"{x:.2f}x", x >= 4))
+        x = float(D[f"{t}_speed_vs_casync"])
+        goals.append((f"dense import >= 10x casync ({name})", f"{x:.2f}x", x >= 10))
+        x = float(D[f"{t}_size_vs_restic"])
+        goals.append((f"dense store after A <= 1.0x restic, after gc ({name})", f"{x:.3f}x", x <= 1.0))
+        x = float(D[f"{t}_a_rss_mb"])
+        goals.append((f"dense import peak RSS <= 64 MiB ({name})", f"{x:.1f} MiB", x <= 64))
+    x = float(D["stellar_raw_growth_vs_ideal"])
+    goals.append(("dense growth B after A, raw / ideal <= 1.15", f"{x:.3f}x", x <= 1.15))
+    x = float(D["disk_write_vs_dd"])
+    goals.append(("dense import on disk within 0.9x of dd oflag=direct", f"{x:.2f}x", x >= 0.9))
 
 # ---- goals table
 gt = ["## Goals\n", "| goal | result | met |", "|---|---|---|"]

@@ -131,11 +131,12 @@ static void segs_trim(chunk_index *x) {
                 free(x->segs[--x->n_segs]);
 }
 
-int index_filter(chunk_index *x, bool (*keep)(void *ctx, const index_entry *e), void *ctx) {
+int index_filter(chunk_index *x, bool (*keep)(void *ctx, uint32_t id, const index_entry *e),
+                 void *ctx) {
         uint32_t w = 0;
         for (uint32_t id = 0; id < x->n; id++) {
                 index_entry *e = index_get(x, id);
-                if (!keep(ctx, e))
+                if (!keep(ctx, id, e))
                         continue;
                 if (w != id)
                         *index_get(x, w) = *e;

@@ -57,7 +57,8 @@ uint32_t index_add_prefix(chunk_index *x, const index_entry *e);
 index_entry *index_get(const chunk_index *x, uint32_t id);
 /* Drop every entry for which keep() says false, renumbering the rest;
  * rebuilds the slot table. Returns 0 or -ENOMEM. */
-int index_filter(chunk_index *x, bool (*keep)(void *ctx, const index_entry *e), void *ctx);
+int index_filter(chunk_index *x, bool (*keep)(void *ctx, uint32_t id, const index_entry *e),
+                 void *ctx);
 /* Drop the newest entries so that n remain (undoing a failed import).
  * Returns 0 or -ENOMEM (then the index is unchanged). */
 int index_truncate(chunk_index *x, uint32_t n);

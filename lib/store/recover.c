@@ -119,7 +119,8 @@ static int scan_pack_tail(st_store *s, store_pack *p, uint64_t from, uint64_t *r
         return 0;
 }
 
-static bool keep_below(void *ctx, const index_entry *e) {
+static bool keep_below(void *ctx, uint32_t id, const index_entry *e) {
+        (void)id;
         const store_pack *p = ctx;
         return e->pack != p->id || (uint64_t)e->off + PACK_RECORD_HEADER_LEN + e->stored_len <= p->len;
 }

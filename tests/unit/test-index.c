@@ -13,7 +13,8 @@ static int cmp_digest(const void *a, const void *b) {
         return memcmp(a, b, sizeof(st_digest));
 }
 
-static bool keep_even_refs(void *ctx, const index_entry *e) {
+static bool keep_even_refs(void *ctx, uint32_t id, const index_entry *e) {
+        (void)id;
         (void)ctx;
         return e->refs % 2 == 0;
 }
