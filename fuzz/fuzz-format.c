@@ -24,7 +24,12 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         }
         FUZZ_ASSERT(len == STORE_FORMAT_LEN);
         FUZZ_ASSERT(st_chunker_params_check(&c.chunker) == 0);
-        FUZZ_ASSERT(c.zstd_level >= -7 && c.zstd_level <= 22);
+        FUZZ_ASSERT((c.zstd_level >= -7 && c.zstd_level <= 22) ||
+                    (c.zstd_level == ST_ZSTD_DEFER && st_le32_get(data + 8) == 3));
+        FUZZ_ASSERT(c.zstd_cold_level >= 0 && c.zstd_cold_level <= 22);
+        FUZZ_ASSERT((uint32_t)c.zstd_cold_level == st_le32_get(data + 52));
+        FUZZ_ASSERT(c.zstd_level != ST_ZSTD_DEFER || c.zstd_cold_level > 0);
+        FUZZ_ASSERT(st_le32_get(data + 8) == 3 || c.zstd_cold_level == 0);
         FUZZ_ASSERT(c.chunker.align == st_le32_get(data + 16));
         FUZZ_ASSERT(c.chunker.min_size == st_le32_get(data + 20));
         FUZZ_ASSERT(c.chunker.avg_size == st_le32_get(data + 24));

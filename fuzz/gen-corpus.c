@@ -466,9 +466,11 @@ static void gen_format(void) {
                 st_store_config cfg;
         } cfgs[] = {
                 { "default", ST_STORE_CONFIG_DEFAULT },
-                { "stream-zstd-max", { { 1, 16384, 65536, 262144 }, 22, ST_CHUNKER_COMMIT_DEFAULT } },
+                { "stream-zstd-max", { { 1, 16384, 65536, 262144 }, 22, ST_CHUNKER_COMMIT_DEFAULT, 0 } },
+                { "defer-cold9",
+                  { ST_CHUNKER_IMAGE_DEFAULT, ST_ZSTD_DEFER, ST_CHUNKER_COMMIT_DEFAULT, 9 } },
                 { "image-zstd-neg7",
-                  { { 4096, 4096, 4096, 16u << 20 }, -7, { 4096, 4096, 32768, 131072 } } },
+                  { { 4096, 4096, 4096, 16u << 20 }, -7, { 4096, 4096, 32768, 131072 }, 6 } },
         };
         uint8_t fmt[STORE_FORMAT_LEN];
 
@@ -502,7 +504,8 @@ static void gen_format(void) {
                 { "bad-version", 8, 1 },  { "bad-align", 16, 8192 },  { "bad-min", 20, 63 },
                 { "bad-avg", 24, 5000 },  { "bad-max", 28, (16u << 20) + 4096 },
                 { "zstd-23", 32, 23 },    { "zstd-neg8", 32, (uint32_t)-8 },
-                { "reserved", 40, 1 },
+                { "reserved", 40, 1 },    { "cold-23", 52, 23 },  { "cold-neg1", 52, (uint32_t)-1 },
+                { "defer-cold0", 32, (uint32_t)ST_ZSTD_DEFER }, { "v2-cold", 8, 2 },
         };
         for (size_t i = 0; i < sizeof dmg / sizeof dmg[0]; i++) {
                 uint8_t c[STORE_FORMAT_LEN];
