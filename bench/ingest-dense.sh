@@ -12,9 +12,9 @@
 # /dev/shm), import A, then B into the same repository:
 #   stellar   `stellar init` (defaults: frames at zstd 1), `stellar import`,
 #             then `stellar gc`, which remakes the frames at the cold level (6)
-#   stellar_defer  `stellar init --zstd-level defer`: imports store chunks
-#             raw, `stellar gc` compresses them (the deferred work, timed
-#             apart: total CPU = import + gc)
+#   stellar_defer  `stellar init --zstd-level defer --zstd-cold 15`: imports
+#             store chunks raw, `stellar gc` compresses them at level 15 (the
+#             deferred work, timed apart: total CPU = import + gc)
 #   borg      borg 1.2, `borg init -e none`, `borg create` (defaults: lz4, buzhash)
 #   borg4k    the same with `--chunker-params fixed,4096 --sparse`
 #   restic    restic 0.14 (repository v2, compression auto; it always encrypts)
@@ -76,7 +76,7 @@ one() { # TOOL: a fresh repository, A, B, export of A
     case $t in
     stellar|stellar_defer)
         local opt=()
-        [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
+        [ "$t" = stellar_defer ] && opt=(--zstd-level defer --zstd-cold 15)
         "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
         run "${t}_a" "$STELLAR" --store "$R" import -q "$A" a
         add "${t}_import_a" "$(size "$R")"
