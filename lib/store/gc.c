@@ -286,15 +286,16 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
                 e->stored_len = p.live[i].e.stored_len;
                 e->slot = p.live[i].e.slot;
         }
-        r = index_filter(s->idx, keep_entry, &p);
         /* A victim that a lazy pull's fetch appended to stays (its live
-         * records were copied: what is left is dead bytes for the next gc). */
-        for (uint32_t id = p.n0; r == 0 && id < index_count(s->idx); id++) {
+         * records were copied: what is left is dead bytes for the next gc).
+         * (Before the filter, which renumbers the entries.) */
+        for (uint32_t id = p.n0; id < index_count(s->idx); id++) {
                 uint32_t pack = index_get(s->idx, id)->pack;
                 for (size_t v = 0; v < n_victims; v++)
                         if (victims[v] == pack)
                                 victims[v] = 0; /* (pack ids start at 1) */
         }
+        r = index_filter(s->idx, keep_entry, &p);
         /* Drop the victims from the pack table, keeping their fds to close. */
         _cleanup_free_ int *old_fds = malloc((n_victims ? n_victims : 1) * sizeof(int));
         if (r == 0 && !old_fds)

@@ -14,6 +14,7 @@
  * the next open recovers, as after a crash.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -260,6 +261,16 @@ static int64_t plan_records(ingest *j) {
  * encoded into a stack array, payloads straight from the batch's buffers.
  * One thread writes: concurrent writers to one file only queue on its
  * inode lock in the kernel. */
+/* One pwritev of n records, and the disk asked to start on them now: the
+ * fsync at the end of the ingest then waits for the last ones only, and the
+ * disk writes while the next batches are hashed and compressed. */
+static int write_run(int fd, struct iovec *iov, size_t n, uint64_t off, uint64_t len) {
+        int r = st_pwritev_full(fd, iov, (int)(2 * n), off);
+        if (r == 0)
+                (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+        return r;
+}
+
 static int write_batch(const batch *b, int fd, uint64_t off) {
         enum { BATCH = 256 };
         uint8_t hdrs[BATCH][PACK_RECORD_HEADER_LEN];
@@ -291,7 +302,7 @@ static int write_batch(const batch *b, int fd, uint64_t off) {
                         }
                         len += PACK_RECORD_HEADER_LEN + iov[2 * n + 1].iov_len;
                         if (++n == BATCH) {
-                                int e = st_pwritev_full(fd, iov, (int)(2 * n), off);
+                                int e = write_run(fd, iov, n, off, len);
                                 if (e < 0)
                                         return e;
                                 off += len;
@@ -300,7 +311,7 @@ static int write_batch(const batch *b, int fd, uint64_t off) {
                         }
                 }
         }
-        return n ? st_pwritev_full(fd, iov, (int)(2 * n), off) : 0;
+        return n ? write_run(fd, iov, n, off, len) : 0;
 }
 
 static void *writer_main(void *arg) {

@@ -1,0 +1,71 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# gc while the daemon fetches a lazily pulled image: `serve --prefetch`
+# fetches its chunks in the background through a slow link (a 100 ms delay
+# proxy: its fetches take seconds) while gc compresses a deferring import's chunks. The fetches that
+# land during gc's copy are kept (they are not in gc's plan); afterwards
+# both images read right, a second daemon on the reopened store reads them
+# too, fsck is clean, and a full pull finds nothing left to fetch.
+. "$(dirname "$0")/../lib/functions.sh"
+requires nginx
+S=$STELLAR_STORE
+
+# the lazily pulled image: published from another store
+gen() { # FILE MIB SEED: text that compresses
+        /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import random, sys
+r = random.Random(int(sys.argv[3]))
+words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(3, 9))) for _ in range(3000)]
+out = bytearray()
+n = int(sys.argv[2]) << 20
+while len(out) < n:
+    out += b" ".join(r.choice(words) for _ in range(r.randrange(8, 20))) + b"\n"
+open(sys.argv[1], "wb").write(out[:n])
+PY
+}
+gen "$TMP/lazy.img" 24 1
+gen "$TMP/local.img" 32 2
+P=$TMP/publisher
+st --store "$P" init >/dev/null
+st --store "$P" import -q "$TMP/lazy.img" lazy
+mkdir -p "$TMP/www"
+st --store "$P" publish -q lazy "$TMP/www/tree"
+start_nginx "$TMP/www"
+start_delay_proxy "$NGINX_PORT" 100
+URL=http://127.0.0.1:$PROXY_PORT/tree
+
+st init --zstd-level defer >/dev/null
+st import -q "$TMP/local.img" local
+st pull --quiet --lazy "$URL" lazy
+start_serve --prefetch
+# gc while the prefetch runs (it takes seconds through the proxy)
+fetched() { st status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["remote_fetches"])'; }
+for _ in $(seq 200); do
+        [ "$(fetched)" -gt 0 ] && break
+        sleep 0.05
+done
+f0=$(fetched)
+out=$(st gc --json) || fail "gc while fetching"
+f1=$(fetched)
+echo "chunks fetched: $f0 when gc began, $f1 when it ended"
+[ "$f1" -gt "$f0" ] || fail "no fetch landed during gc: the test did not test it"
+[ "$(json_field "$out" frames_recompressed)" -gt 0 ] || fail "gc compressed nothing: $out"
+nbdcopy "$(U lazy)" "$TMP/lazy.nbd" && cmp -s "$TMP/lazy.nbd" "$TMP/lazy.img" || fail "the lazy image over NBD after gc"
+nbdcopy "$(U local)" "$TMP/local.nbd" && cmp -s "$TMP/local.nbd" "$TMP/local.img" || fail "the local image over NBD after gc"
+kill "$SERVE"
+wait "$SERVE" || fail "the daemon did not exit cleanly"
+
+# the store as gc and the fetches left it, reopened
+for n in lazy local; do
+        st export "$n" "$TMP/$n.out" >/dev/null || fail "export $n"
+        cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after gc and a restart"
+done
+out=$(st pull --json "$URL" lazy)
+[ "$(json_field "$out" fetched)" = 0 ] || fail "chunks fetched during gc were lost: a pull fetched again: $out"
+fsck_clean
+out=$(st gc --json)
+fsck_clean
+for n in lazy local; do
+        st export "$n" "$TMP/$n.out" >/dev/null && cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after a second gc"
+done
+echo PASS
