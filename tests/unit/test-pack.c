@@ -36,6 +36,16 @@ static void frame_text(uint8_t *p, size_t len, unsigned seed) {
 static const uint32_t frame_lens[N_FRAME] = { 3000, 5000, 1234, 8000 };
 #define FRAME_RAW (3000u + 5000u + 1234u + 8000u)
 
+/* The N_FRAME chunks' text end to end at p (FRAME_RAW bytes), chunk k made
+ * with seed + k. */
+static void frame_texts(uint8_t *p, unsigned seed) {
+        size_t at = 0;
+        for (uint32_t k = 0; k < N_FRAME; k++) {
+                frame_text(p + at, frame_lens[k], seed + k);
+                at += frame_lens[k];
+        }
+}
+
 /* A frame of the N_FRAME chunks of text at base (end to end), built into out
  * (pack_frame_bound bytes) from chunks each in a buffer of its own. Returns
  * the payload length. */
@@ -71,18 +81,14 @@ static void test_frame_build(void) {
         uint8_t *text = malloc(FRAME_RAW), *out = malloc(FRAME_RAW);
         size_t bound = pack_frame_bound(N_FRAME, FRAME_RAW);
         uint8_t *payload = malloc(bound), *payload2 = malloc(bound);
-        size_t at = 0;
-        for (uint32_t k = 0; k < N_FRAME; k++) {
-                frame_text(text + at, frame_lens[k], k);
-                at += frame_lens[k];
-        }
+        frame_texts(text, 0);
 
         /* Chunks apart in memory (gathered) and end to end (no gather
          * buffer needed) make the same frame. */
         pack_record r, r2;
         size_t n = frame_make(cctx, text, payload, &r);
         pack_frame_src src[N_FRAME];
-        at = 0;
+        size_t at = 0;
         for (uint32_t k = 0; k < N_FRAME; k++) {
                 src[k] = (pack_frame_src){ .data = text + at, .len = frame_lens[k] };
                 st_hash(text + at, frame_lens[k], &src[k].hash);
@@ -161,11 +167,7 @@ static void test_frame_damage(void) {
         uint8_t *text = malloc(FRAME_RAW), *out = malloc(FRAME_RAW);
         size_t bound = pack_frame_bound(N_FRAME, FRAME_RAW);
         uint8_t *good = malloc(bound), *p = malloc(bound);
-        size_t at = 0;
-        for (uint32_t k = 0; k < N_FRAME; k++) {
-                frame_text(text + at, frame_lens[k], 10 + k);
-                at += frame_lens[k];
-        }
+        frame_texts(text, 10);
         pack_record g, r, back;
         pack_frame f;
         st_diag d = { 0 };
@@ -193,7 +195,7 @@ static void test_frame_damage(void) {
         /* A frame that inflates cleanly, but one chunk's bytes are not the
          * ones its slot names: only the per-chunk check sees it. */
         pack_frame_src src[N_FRAME];
-        at = 0;
+        size_t at = 0;
         for (uint32_t k = 0; k < N_FRAME; k++) {
                 src[k] = (pack_frame_src){ .data = text + at, .len = frame_lens[k] };
                 st_hash(text + at, frame_lens[k], &src[k].hash);
@@ -332,11 +334,7 @@ static void test_walk_mixed(const char *dir) {
         ZSTD_CCtx *cctx = ZSTD_createCCtx();
         uint8_t *text = malloc(FRAME_RAW), *frame = malloc(pack_frame_bound(N_FRAME, FRAME_RAW));
         uint8_t single[600], comp[ZSTD_COMPRESSBOUND(4096)], textc[4096];
-        size_t at = 0;
-        for (uint32_t k = 0; k < N_FRAME; k++) {
-                frame_text(text + at, frame_lens[k], 20 + k);
-                at += frame_lens[k];
-        }
+        frame_texts(text, 20);
         st_test_fill(single, sizeof single, 3);
         frame_text(textc, sizeof textc, 99);
         size_t cl = ZSTD_compress(comp, sizeof comp, textc, sizeof textc, 3);
