@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # A store written by the format before frames (store format 2, index and
-# index.log format 1: tests/data/store-v2.tar.xz, made by the binary of
+# index.log format 1: tests/data/store-v2.tar.zst, made by the binary of
 # 9bcce84: an image, a committed volume, its snapshot, and a volume with
 # writes still in its delta) opens and reads the same with today's binary.
 # Reading leaves its files as they are; the first write upgrades the format
@@ -12,7 +12,7 @@
 S=$STELLAR_STORE
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 
-tar -xJf "$DATA/store-v2.tar.xz" -C "$TMP"
+zstd -dcq "$DATA/store-v2.tar.zst" | tar -x -C "$TMP"
 [ -d "$S" ] || fail "the fixture holds no store"
 format_version() { od -An -t u4 -j 8 -N 4 "$S/format" | tr -d ' '; }
 index_version() { od -An -t u4 -j 8 -N 4 "$S/index" | tr -d ' '; }
