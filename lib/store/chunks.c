@@ -60,9 +60,8 @@ int store_get(st_store *s, const st_digest *id, store_chunk *ret) {
                 store_chunk_buf_put(s, b);
                 return (int)n;
         }
-        if (e) /* the chunks that came with it in a frame, for the reads to come */
-                store_offer_frame(s, b, id);
         if (e) { /* the cache keeps the decompressed buffer itself: no copy */
+                store_offer_frame(s, b, id); /* (the chunks that came with it in a frame) */
                 cache_fill(s->hot, e, b->out, (uint32_t)n);
                 b->out = NULL;
                 b->out_cap = 0;

@@ -74,11 +74,13 @@ typedef struct store_chunk_buf {
         uint8_t *scratch, *out;
         size_t scratch_cap, out_cap;
         void *dctx; /* ZSTD_DCtx */
-        /* The frame last decompressed (pack, record offset, raw length), so
-         * that reading its neighbours does not decompress it again. */
+        /* The frame last decompressed (pack, record offset, raw length, and
+         * its number of chunks, whose table, checked, stays in scratch after
+         * the record header), so that reading its neighbours does not
+         * decompress it, or check its table, again. */
         uint8_t *frame;
         size_t frame_cap;
-        uint32_t frame_pack, frame_off, frame_len;
+        uint32_t frame_pack, frame_off, frame_len, frame_chunks;
         bool frame_new; /* the last read decompressed it */
 } store_chunk_buf;
 store_chunk_buf *store_chunk_buf_get(st_store *s);

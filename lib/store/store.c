@@ -787,14 +787,17 @@ int store_entry_matches(st_store *s, const index_entry *e, const st_digest *hash
         return memcmp(slot, hash->b, ST_DIGEST_LEN) == 0;
 }
 
+/* The table of the frame in b->frame (checked when it was decompressed). */
+static pack_frame frame_kept(const store_chunk_buf *b) {
+        return (pack_frame){ .n = b->frame_chunks,
+                             .table = b->scratch + PACK_RECORD_HEADER_LEN + PACK_FRAME_HEAD_LEN };
+}
+
 /* Slot e->slot - 1 of the frame in b->frame, if it is the chunk. */
 static int frame_take(const index_entry *e, const st_digest *hash, store_chunk_buf *b) {
         uint32_t k = e->slot - 1, off = 0;
-        pack_record rec;
-        if (pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0)
-                return -EBADMSG;
-        pack_frame f;
-        if (pack_frame_parse(&rec, b->scratch + PACK_RECORD_HEADER_LEN, &f) < 0 || k >= f.n)
+        pack_frame f = frame_kept(b);
+        if (k >= f.n)
                 return -EBADMSG;
         st_digest want;
         uint32_t len;
@@ -852,6 +855,7 @@ int store_read_entry(st_store *s, const index_entry *e, const st_digest *hash, s
         b->frame_pack = e->pack;
         b->frame_off = e->off;
         b->frame_len = rec.raw_len;
+        b->frame_chunks = f.n;
         b->frame_new = true;
         r = frame_take(e, hash, b);
         if (r < 0)
@@ -863,13 +867,9 @@ void store_offer_frame(st_store *s, store_chunk_buf *b, const st_digest *except)
         if (!b->frame_new)
                 return;
         b->frame_new = false;
-        pack_record rec;
-        pack_frame f;
-        if (!s->hot || !b->frame_len ||
-            pack_record_decode(b->scratch, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
-            pack_frame_parse(&rec, b->scratch + PACK_RECORD_HEADER_LEN, &f) < 0 ||
-            rec.raw_len != b->frame_len)
+        if (!s->hot || !b->frame_len)
                 return;
+        pack_frame f = frame_kept(b);
         uint32_t off = 0;
         for (uint32_t k = 0; k < f.n; k++) {
                 const uint8_t *slot = f.table + (size_t)k * PACK_FRAME_SLOT_LEN;
