@@ -68,6 +68,19 @@ static void format_encode(uint8_t out[STORE_FORMAT_LEN], const st_store_config *
         memcpy(out + 56, d.b, 8);
 }
 
+/* The zstd levels a store of format version may have: -7..22, or defer
+ * (from format 3); a cold level of 1..22, or 0 for none, only from format 3,
+ * and not none with defer. */
+static bool zstd_level_valid(int level, uint32_t version) {
+        return (level >= -7 && level <= 22) || (level == ST_ZSTD_DEFER && version >= 3);
+}
+
+static bool cold_level_valid(const st_store_config *c, uint32_t version) {
+        if (c->zstd_cold_level < 0 || c->zstd_cold_level > 22 || (version < 3 && c->zstd_cold_level))
+                return false;
+        return c->zstd_level != ST_ZSTD_DEFER || c->zstd_cold_level > 0;
+}
+
 int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint32_t *ret_version,
                         st_diag *reterr) {
         if (len != STORE_FORMAT_LEN || memcmp(p, STORE_FORMAT_MAGIC, 8) != 0) {
@@ -95,9 +108,7 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                              st_le32_get(p + 28) },
                 .zstd_level = (int32_t)st_le32_get(p + 32),
         };
-        bool defer = c.zstd_level == ST_ZSTD_DEFER && version >= 3;
-        if (st_chunker_params_check(&c.chunker) < 0 ||
-            ((c.zstd_level < -7 || c.zstd_level > 22) && !defer)) {
+        if (st_chunker_params_check(&c.chunker) < 0 || !zstd_level_valid(c.zstd_level, version)) {
                 diag(reterr, "format", 16, "bad chunker parameters or zstd level");
                 return -EBADMSG;
         }
@@ -108,8 +119,7 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
                 return -EBADMSG;
         }
         c.zstd_cold_level = (int32_t)st_le32_get(p + 52);
-        if (c.zstd_cold_level < 0 || c.zstd_cold_level > 22 || (version < 3 && c.zstd_cold_level) ||
-            (defer && c.zstd_cold_level == 0)) {
+        if (!cold_level_valid(&c, version)) {
                 diag(reterr, "format", 52, version < 3 ? "reserved format bytes are not zero"
                                                        : "bad cold zstd level");
                 return -EBADMSG;
@@ -122,11 +132,10 @@ int store_format_decode(const uint8_t *p, size_t len, st_store_config *ret, uint
 
 int st_store_init(const char *dir, const st_store_config *cfg) {
         st_store_config c = cfg ? *cfg : ST_STORE_CONFIG_DEFAULT;
-        bool defer = c.zstd_level == ST_ZSTD_DEFER;
         if (st_chunker_params_check(&c.chunker) < 0 ||
-            ((c.zstd_level < -7 || c.zstd_level > 22) && !defer) ||
-            st_chunker_params_check(&c.commit_chunker) < 0 || c.zstd_cold_level < 0 ||
-            c.zstd_cold_level > 22 || (defer && c.zstd_cold_level == 0))
+            !zstd_level_valid(c.zstd_level, STORE_FORMAT_VERSION) ||
+            st_chunker_params_check(&c.commit_chunker) < 0 ||
+            !cold_level_valid(&c, STORE_FORMAT_VERSION))
                 return -EINVAL;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return -errno;
