@@ -128,7 +128,6 @@ static void diag(st_diag *d, const char *file, uint64_t off, const char *what) {
         (void)st_diag_fail(d, file, off, what, 0);
 }
 
-
 /* Whether zstd is worth trying: a byte histogram of 512 bytes sampled in
  * 32 runs of 16 across the chunk. For uniformly random bytes (already
  * compressed or encrypted data) the sum of squared counts is about
@@ -257,10 +256,6 @@ static int64_t plan_records(ingest *j) {
         return (int64_t)need;
 }
 
-/* Write the new records of a batch, in order, from job_off on: headers
- * encoded into a stack array, payloads straight from the batch's buffers.
- * One thread writes: concurrent writers to one file only queue on its
- * inode lock in the kernel. */
 /* One pwritev of n records, and the disk asked to start on them now: the
  * fsync at the end of the ingest then waits for the last ones only, and the
  * disk writes while the next batches are hashed and compressed. */
@@ -271,6 +266,10 @@ static int write_run(int fd, struct iovec *iov, size_t n, uint64_t off, uint64_t
         return r;
 }
 
+/* Write the new records of a batch, in order, from job_off on: headers
+ * encoded into a stack array, payloads straight from the batch's buffers.
+ * One thread writes: concurrent writers to one file only queue on its
+ * inode lock in the kernel. */
 static int write_batch(const batch *b, int fd, uint64_t off) {
         enum { BATCH = 256 };
         uint8_t hdrs[BATCH][PACK_RECORD_HEADER_LEN];
@@ -352,6 +351,27 @@ static int writer_wait(ingest *j, st_diag *reterr) {
         return r;
 }
 
+/* The batch being filled, as one (its buffers are the ingest's fields). */
+static batch batch_current(const ingest *j) {
+        return (batch){ j->buf, j->pieces, j->n_pieces, j->cap_pieces, j->out, j->out_cap,
+                        j->recs, j->n_recs, j->cap_recs, j->members, j->cap_members };
+}
+
+/* Continue in b's buffers. */
+static void batch_use(ingest *j, const batch *b) {
+        j->buf = b->buf;
+        j->pieces = b->pieces;
+        j->n_pieces = b->n_pieces;
+        j->cap_pieces = b->cap_pieces;
+        j->out = b->out;
+        j->out_cap = b->out_cap;
+        j->recs = b->recs;
+        j->n_recs = b->n_recs;
+        j->cap_recs = b->cap_recs;
+        j->members = b->members;
+        j->cap_members = b->cap_members;
+}
+
 /* Hand the current batch to the writer and take the spare one (which the
  * writer is done with: writer_wait ran before the layout). */
 static int writer_submit(ingest *j, int fd, uint32_t pack_id, uint64_t off) {
@@ -360,8 +380,7 @@ static int writer_submit(ingest *j, int fd, uint32_t pack_id, uint64_t off) {
                         return -EAGAIN;
                 j->writer_started = true;
         }
-        batch cur = { j->buf, j->pieces, j->n_pieces, j->cap_pieces, j->out, j->out_cap,
-                      j->recs, j->n_recs, j->cap_recs, j->members, j->cap_members };
+        batch cur = batch_current(j);
         pthread_mutex_lock(&j->wlock);
         j->job = cur;
         j->job_fd = fd;
@@ -545,17 +564,8 @@ static int ingest_flush(ingest *j, st_diag *reterr) {
         size_t tail = j->have - j->split_end;
         if (j->submitted) {
                 /* The writer owns this batch now: continue in the spare one. */
-                batch old = { j->buf, j->pieces, 0, j->cap_pieces, j->out, j->out_cap,
-                              j->recs, 0, j->cap_recs, j->members, j->cap_members };
-                j->buf = j->spare.buf;
-                j->pieces = j->spare.pieces;
-                j->cap_pieces = j->spare.cap_pieces;
-                j->out = j->spare.out;
-                j->out_cap = j->spare.out_cap;
-                j->recs = j->spare.recs;
-                j->cap_recs = j->spare.cap_recs;
-                j->members = j->spare.members;
-                j->cap_members = j->spare.cap_members;
+                batch old = batch_current(j);
+                batch_use(j, &j->spare);
                 j->spare = old;
                 memcpy(j->buf, old.buf + j->split_end, tail);
         } else
