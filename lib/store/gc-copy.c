@@ -104,6 +104,18 @@ static int append_single(gc_copy *c, const pack_frame_src *ch, int level, index_
         return append_record(c, &one, zstd ? c->built : ch->data, e);
 }
 
+/* The frame record rec as it is (payload), every live[0..m) moved there. */
+static int append_frame_as_is(gc_copy *c, const pack_record *rec, const uint8_t *payload,
+                              gc_live *live, size_t m) {
+        index_entry at = { 0 };
+        int r = append_record(c, rec, payload, &at);
+        for (size_t q = 0; r == 0 && q < m; q++) {
+                live[q].e.pack = at.pack;
+                live[q].e.off = at.off;
+        }
+        return r;
+}
+
 /* The chunks in keep[0..n) (of live[0..n)) as one frame at level; 0 when
  * zstd gains nothing over stored_before (0: any gain), 1 when written. */
 static int append_frame(gc_copy *c, const pack_frame_src *keep, gc_live *live, uint32_t n,
@@ -173,15 +185,8 @@ static int copy_frame(gc_copy *c, const gc_src *src, gc_live *live, size_t m) {
         }
         int cold = s->cfg.zstd_cold_level;
         bool recompress = cold > 0 && f.level < cold;
-        if (n == f.n && !recompress) { /* all of it lives: byte for byte */
-                index_entry at = { 0 };
-                r = append_record(c, &rec, c->rec + PACK_RECORD_HEADER_LEN, &at);
-                for (size_t q = 0; r == 0 && q < m; q++) {
-                        live[q].e.pack = at.pack;
-                        live[q].e.off = at.off;
-                }
-                return r;
-        }
+        if (n == f.n && !recompress) /* all of it lives: byte for byte */
+                return append_frame_as_is(c, &rec, c->rec + PACK_RECORD_HEADER_LEN, live, m);
         int level = recompress || s->cfg.zstd_level == ST_ZSTD_DEFER ? cold : s->cfg.zstd_level;
         c->recompressed += recompress;
         if (n >= 2) {
@@ -194,13 +199,7 @@ static int copy_frame(gc_copy *c, const gc_src *src, gc_live *live, size_t m) {
                         uint8_t *payload = c->rec + PACK_RECORD_HEADER_LEN;
                         st_le32_put(payload + 4, (uint32_t)cold);
                         st_hash(payload, pack_frame_table_len(f.n), &rec.hash);
-                        index_entry at = { 0 };
-                        r = append_record(c, &rec, payload, &at);
-                        for (size_t q = 0; r == 0 && q < m; q++) {
-                                live[q].e.pack = at.pack;
-                                live[q].e.off = at.off;
-                        }
-                        return r;
+                        return append_frame_as_is(c, &rec, payload, live, m);
                 }
         }
         /* One chunk left, or chunks that no longer compress together: each

@@ -264,19 +264,17 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         if (r < 0)
                 return r;
         /* The new packs durable before the lock: readers wait for nothing. */
-        for (uint32_t id = first_new; r == 0 && id < UINT32_MAX; id++) {
+        for (uint32_t id = first_new;; id++) {
                 pthread_rwlock_rdlock(&s->lock);
                 store_pack *pk = store_pack_find(s, id);
                 int fd = pk ? pk->fd : -1;
-                bool more = id + 1 < s->next_pack_id;
+                bool last = id + 1 >= s->next_pack_id;
                 pthread_rwlock_unlock(&s->lock);
                 if (fd >= 0 && fsync(fd) < 0)
-                        r = -errno;
-                if (!more)
+                        return -errno;
+                if (last)
                         break;
         }
-        if (r < 0)
-                return r;
 
         pthread_rwlock_wrlock(&s->lock);
         for (size_t i = 0; i < p.n_live; i++) {
