@@ -45,7 +45,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
         chmod 644 "$TMP/b.img"
 fi
 
-pack=$(ls "$STELLAR_STORE"/packs/*.pack | head -1)
+packs=("$STELLAR_STORE"/packs/*.pack)
+pack=${packs[0]}
 
 # a chunk whose bytes do not match its hash: fsck names pack and offset, export refuses
 restore

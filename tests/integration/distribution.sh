@@ -83,7 +83,9 @@ for _ in 1 2 3 4 5; do
 done
 [ $caught = 1 ] || fail "could not kill a publish while it wrote a blob"
 [ -e "$K/refs/B" ] && fail "the killed publish wrote its name"
-old_style=$K/blobs/$(ls "$K/blobs" | grep -m1 -E '^[0-9a-f]{64}$').tmp.4242.7
+# (any hex base will do: the killed publish may not have finished a blob yet,
+# and a pipe into grep -m1 could end in SIGPIPE, which pipefail makes fatal)
+old_style=$K/blobs/$(printf '%064x' 48879).tmp.4242.7
 : >"$old_style"
 mkdir -p "$K/refs"
 printf '%064d\n' 0 >"$K/refs/X.tmp.1.2"

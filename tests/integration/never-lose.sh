@@ -161,7 +161,8 @@ fsck_clean
 mkdir "$TMP/s4"
 st --store "$TMP/s4" init >/dev/null
 st --store "$TMP/s4" import -q "$TMP/a.raw" a
-p1=$(ls "$TMP/s4/packs" | head -1)
+p1=("$TMP"/s4/packs/*)
+p1=${p1[0]##*/}
 cp "$TMP/s4/packs/$p1" "$TMP/s4/packs/0000ffff.pack"
 printf '\xff\xff\x00\x00' | dd of="$TMP/s4/packs/0000ffff.pack" bs=1 seek=16 conv=notrunc status=none
 printf '\x00\x00\x00\x00' | dd of="$TMP/s4/packs/$p1" bs=1 seek=200000 conv=notrunc status=none

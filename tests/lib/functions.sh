@@ -29,6 +29,9 @@ _cleanup() {
         rm -rf "$TMP"
 }
 trap _cleanup EXIT
+# A command that ends the test under set -e says which one it was (not
+# inherited by functions and subshells, where a failure may be expected).
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/}:$LINENO: \`$BASH_COMMAND\` exited $?" >&2' ERR
 
 fail() {
         echo "FAIL: $*" >&2
