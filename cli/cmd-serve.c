@@ -12,7 +12,8 @@ static const char usage[] =
         "                     [--vhost-user-blk PATH=NAME[:ro] ...] [--vhost-queues N]\n"
         "                     [--pidfile FILE]\n"
         "                     [--stats FILE] [--cache SIZE] [--max-connections N]\n"
-        "                     [--prefetch] [--metrics tcp:HOST:PORT|unix:PATH]\n"
+        "                     [--prefetch] [--compress-cpu PERCENT]\n"
+        "                     [--metrics tcp:HOST:PORT|unix:PATH]\n"
         "                     [--tls-psk FILE] [--tls-certificates DIR] [--tls=off]\n\n"
         "Serve every image, snapshot and volume of the store over NBD, each as an\n"
         "export named after it: images and snapshots read-only, volumes writable\n"
@@ -44,6 +45,11 @@ static const char usage[] =
         "                        chunks when read, fetch all the others in the\n"
         "                        background, in disk order (without it: only what\n"
         "                        is read is fetched)\n"
+        "  --compress-cpu PERCENT  the idle compression's share of one core (default\n"
+        "                        50; 0: none). What imports left to the store's cold\n"
+        "                        level (init --zstd-level defer, --zstd-cold) is\n"
+        "                        compressed in the background, at idle CPU priority,\n"
+        "                        a pack at a time; 'stellar gc' does it all at once\n"
         "  --tls-psk FILE        TLS with pre-shared keys: FILE holds USERNAME:HEXKEY\n"
         "                        lines (psktool's format)\n"
         "  --tls-certificates DIR  TLS with x509: DIR holds server-cert.pem and\n"
@@ -81,7 +87,8 @@ static int run_for_client(void *ctx, st_store *s, int argc, char **argv, FILE *o
 
 int cmd_serve(cli *c, int argc, char **argv) {
         serve_opts o = { .store_dir = c->store_dir, .cache_bytes = 256u << 20,
-                         .max_connections = 1024, .run = run_for_client, .run_ctx = c };
+                         .max_connections = 1024, .run = run_for_client, .run_ctx = c,
+                         .compress_cpu = 50 };
         for (int i = 1; i < argc; i++) {
                 const char *v = i + 1 < argc ? argv[i + 1] : NULL;
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -133,6 +140,15 @@ int cmd_serve(cli *c, int argc, char **argv) {
                         i++;
                 } else if (strcmp(argv[i], "--metrics") == 0 && v) {
                         o.metrics = v;
+                        i++;
+                } else if (strcmp(argv[i], "--compress-cpu") == 0 && v) {
+                        char *end;
+                        long n = strtol(v, &end, 10);
+                        if (*end || end == v || n < 0 || n > 100) {
+                                cli_error("--compress-cpu wants a percentage, 0 to 100, not '%s'", v);
+                                return 2;
+                        }
+                        o.compress_cpu = (unsigned)n;
                         i++;
                 } else if (strcmp(argv[i], "--prefetch") == 0) {
                         o.prefetch = true;

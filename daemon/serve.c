@@ -468,6 +468,8 @@ static void write_stats(st_store *s, const char *path) {
         pthread_mutex_lock(&conns_lock);
         unsigned nc = n_conns;
         pthread_mutex_unlock(&conns_lock);
+        uint64_t c_in, c_out, c_records, c_dropped;
+        compress_counters(&c_in, &c_out, &c_records, &c_dropped);
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         f = fopen(tmp, "w");
@@ -477,14 +479,18 @@ static void write_stats(st_store *s, const char *path) {
                 "{\"connections\":%u,\"connections_total\":%lu,\"connections_rejected\":%lu,"
                 "\"exports_open\":%u,\"rss_kb\":%ld,\"cache\":{\"hits\":%llu,\"misses\":%llu,"
                 "\"waits\":%llu,\"loads\":%llu,\"bytes_loaded\":%llu,\"evictions\":%llu,"
-                "\"entries\":%llu,\"bytes\":%llu,\"budget\":%llu}}\n",
+                "\"entries\":%llu,\"bytes\":%llu,\"budget\":%llu},"
+                "\"compress\":{\"records\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                "\"packs_dropped\":%llu}}\n",
                 nc, (unsigned long)atomic_load(&total_conns),
                 (unsigned long)atomic_load(&rejected_conns), exports_open(), rss_kb,
                 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                 (unsigned long long)cs.waits, (unsigned long long)cs.loads,
                 (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.evictions,
                 (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
-                (unsigned long long)cs.budget);
+                (unsigned long long)cs.budget, (unsigned long long)c_records,
+                (unsigned long long)c_in, (unsigned long long)c_out,
+                (unsigned long long)c_dropped);
         fclose(f);
         (void)rename(tmp, path);
 }
@@ -572,6 +578,12 @@ int serve_run(const serve_opts *o) {
         r = st_store_set_cache(s, o->cache_bytes);
         if (r < 0) {
                 logf_("cannot allocate the cache: %s", strerror(-r));
+                st_store_close(s);
+                return 1;
+        }
+        r = compress_start(s, o->compress_cpu);
+        if (r < 0) {
+                logf_("cannot start the idle compression: %s", strerror(-r));
                 st_store_close(s);
                 return 1;
         }
@@ -828,6 +840,7 @@ int serve_run(const serve_opts *o) {
         pthread_attr_destroy(&attr);
         r = 0;
 out:
+        compress_stop(); /* (a step in progress ends first) */
         if (ctl_fd >= 0) {
                 /* No new commands; the ones running finish first. */
                 close(ctl_fd);

@@ -34,7 +34,20 @@ typedef struct serve_opts {
         int (*run)(void *ctx, st_store *s, int argc, char **argv, FILE *out, FILE *err,
                    int cwd_fd);
         void *run_ctx;
+        unsigned compress_cpu; /* percent of one core for the idle compression; 0: none */
 } serve_opts;
+
+/* A line on the daemon's log (stderr), with the time. */
+void serve_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* compress.c: the idle compression of what imports left to the cold level,
+ * on a thread of its own at SCHED_IDLE, within cpu_percent of one core (0:
+ * not started). compress_stop ends it (waiting for a step in progress). */
+int compress_start(st_store *s, unsigned cpu_percent);
+void compress_stop(void);
+/* What it did since the start. */
+void compress_counters(uint64_t *bytes_in, uint64_t *bytes_out, uint64_t *records,
+                       uint64_t *packs_dropped);
 
 /* control.c: the control socket DIR/control.sock. */
 int control_listen(const char *store_dir, int *ret_fd, char ret_path[108]);

@@ -182,6 +182,28 @@ typedef struct st_gc_result {
 ST_API int st_store_gc(st_store *s, const st_import_opts *opts, st_gc_result *ret,
                        st_diag *reterr);
 
+typedef struct st_compress_result {
+        uint64_t records;       /* records read (a frame counts once) and written again */
+        uint64_t recompressed;  /* of them, frames made at the cold level */
+        uint64_t bytes_in;      /* their stored bytes before */
+        uint64_t bytes_out;     /* and after */
+        uint64_t packs_dropped; /* packs whose every record moved, deleted */
+} st_compress_result;
+
+/* One step of the compression that imports left to the cold level (records
+ * stored raw by `--zstd-level defer`, frames made below the cold level):
+ * the daemon's idle work, which st_store_gc also completes all at once.
+ * Takes about budget_ns of the calling thread's CPU time, holding the write
+ * mutex (-EBUSY at once, doing nothing, while another change holds it);
+ * readers are held up only while the entries it moved are written back.
+ * Nothing is freed: every indexed record of a pack is copied before that
+ * pack is deleted. Returns 1 while there may be more to do, 0 when every
+ * pack is as the cold level asks (or the store has none), <0 on an error
+ * (-EBADMSG naming a damaged record in *reterr, which stays where it is).
+ * Adds to *ret. */
+ST_API int st_store_compress_step(st_store *s, uint64_t budget_ns, st_compress_result *ret,
+                                  st_diag *reterr);
+
 typedef struct st_fsck_result {
         uint64_t n_errors;
         uint64_t n_warnings;

@@ -52,6 +52,25 @@ static int damaged(gc_copy *c, uint32_t pack_id, uint64_t off) {
                             -EBADMSG);
 }
 
+bool gc_copy_needs_work(st_store *s, int fd, gc_live *l) {
+        int cold = s->cfg.zstd_cold_level;
+        if (cold == 0)
+                return false;
+        if (l->e.slot == 0) {
+                if (l->e.stored_len != l->e.raw_len)
+                        return false; /* compressed on its own */
+                uint8_t hdr[PACK_RECORD_HEADER_LEN];
+                pack_record rec;
+                l->deferred = st_pread_full(fd, hdr, sizeof hdr, l->e.off) == 0 &&
+                              pack_record_decode(hdr, sizeof hdr, &rec, NULL) == 0 &&
+                              rec.flags == PACK_FLAG_DEFERRED;
+                return l->deferred;
+        }
+        uint8_t head[PACK_FRAME_HEAD_LEN];
+        return st_pread_full(fd, head, sizeof head, (uint64_t)l->e.off + PACK_RECORD_HEADER_LEN) < 0 ||
+               (int32_t)st_le32_get(head + 4) < cold; /* (unreadable: the copy says why) */
+}
+
 /* Room for len bytes at the end of the current output pack, reserved under
  * the store's lock (a lazy fetch may append to the same pack meanwhile). */
 static int reserve(gc_copy *c, uint64_t len, int *ret_fd, uint32_t *ret_pack, uint64_t *ret_off) {

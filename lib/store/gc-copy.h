@@ -38,6 +38,10 @@ typedef struct gc_copy {
         uint64_t recompressed; /* frames made at the cold level */
 } gc_copy;
 
+/* Does the record of l need compressing (a deferred record, which sets
+ * l->deferred; a frame made below the cold level; one whose head cannot be
+ * read, for the copy to name)? Reads its header from fd. */
+bool gc_copy_needs_work(st_store *s, int fd, gc_live *l);
 int gc_copy_init(gc_copy *c, st_store *s, st_diag *reterr);
 void gc_copy_done(gc_copy *c);
 /* Copy the live chunks of one dropped pack (live[0..n), in offset order) to

@@ -142,27 +142,17 @@ static int plan(st_store *s, gc_plan *p, st_gc_result *res, st_diag *reterr) {
 /* No lock: records whose compression waits, frames made below the cold
  * level (the packs are only appended to meanwhile). */
 static void look(st_store *s, gc_plan *p) {
-        int cold = s->cfg.zstd_cold_level;
-        if (cold == 0)
+        if (s->cfg.zstd_cold_level == 0)
                 return;
         for (size_t i = 0; i < p->n_live; i++) {
                 gc_live *l = &p->live[i];
                 size_t pi = plan_pack(p, l->e.pack);
-                const gc_src *src = &p->packs[pi];
-                if (l->e.slot == 0 && l->e.stored_len == l->e.raw_len) {
-                        uint8_t hdr[PACK_RECORD_HEADER_LEN];
-                        pack_record rec;
-                        if (st_pread_full(src->fd, hdr, sizeof hdr, l->e.off) == 0 &&
-                            pack_record_decode(hdr, sizeof hdr, &rec, NULL) == 0 &&
-                            rec.flags == PACK_FLAG_DEFERRED)
-                                l->deferred = p->rebuild[pi] = true;
-                } else if (l->e.slot == 1 && !p->rebuild[pi]) {
-                        uint8_t head[PACK_FRAME_HEAD_LEN];
-                        if (st_pread_full(src->fd, head, sizeof head,
-                                          (uint64_t)l->e.off + PACK_RECORD_HEADER_LEN) < 0 ||
-                            (int32_t)st_le32_get(head + 4) < cold)
-                                p->rebuild[pi] = true; /* (unreadable: the copy says why) */
-                }
+                bool same = i > 0 && p->live[i - 1].e.pack == l->e.pack &&
+                            p->live[i - 1].e.off == l->e.off;
+                if (same || (l->e.slot > 0 && p->rebuild[pi]))
+                        continue; /* (a frame is looked at once) */
+                if (gc_copy_needs_work(s, p->packs[pi].fd, l))
+                        p->rebuild[pi] = true;
         }
 }
 
@@ -277,6 +267,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         }
 
         pthread_rwlock_wrlock(&s->lock);
+        s->gc_runs++; /* (the step-wise compression's plan is stale now) */
         for (size_t i = 0; i < p.n_live; i++) {
                 index_entry *e = index_get(s->idx, p.live[i].id);
                 e->pack = p.live[i].e.pack;

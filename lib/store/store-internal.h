@@ -39,6 +39,7 @@ typedef struct store_pack {
         bool unsynced;    /* appended to since the last fsync */
         uint64_t lost;    /* bytes the index listed that the file had lost at open (fsck) */
         uint64_t logged_len; /* len as the index and its log say it (index-log.c) */
+        uint64_t cold_clean; /* records below this offset need no compressing (compress.c) */
 } store_pack;
 
 struct st_store {
@@ -96,6 +97,10 @@ struct st_store {
         pthread_mutex_t volumes_lock;
         pthread_cond_t volumes_cv;
         struct open_volume *volumes;
+        /* The step-wise compression (compress.c), under write_lock; gc_runs
+         * counts gc's moves of entries, which make its plan stale. */
+        struct cold_work *cold;
+        uint64_t gc_runs;
 };
 
 #define STORE_FORMAT_MAGIC "STSTORE\0"
@@ -138,6 +143,9 @@ int index_log_load(st_store *s, st_diag *reterr);
  * for a log of another index). The parser of index_log_load (fuzz-index-log). */
 int index_log_apply(st_store *s, const uint8_t *buf, size_t len, size_t *ret_end,
                     st_diag *reterr);
+
+/* compress.c */
+void store_cold_free(st_store *s);
 
 /* store.c */
 int store_mark_dirty(st_store *s);

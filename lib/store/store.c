@@ -717,6 +717,7 @@ st_store *st_store_close(st_store *s) {
                 if (s->packs[i].fd >= 0)
                         close(s->packs[i].fd);
         free(s->packs);
+        store_cold_free(s);
         free(s->lost_packs);
         free(s->changed);
         free(s->changed_bits);
