@@ -57,6 +57,7 @@ static void *compress_main(void *arg) {
         struct sched_param idle = { .sched_priority = 0 };
         (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle); /* (best effort) */
         bool busy = false; /* a run of steps with work: logged at its start and end */
+        bool said_clean = false; /* (once: before any work) */
         st_compress_result sum = { 0 };
         uint64_t run_start = 0;
         for (;;) {
@@ -80,8 +81,13 @@ static void *compress_main(void *arg) {
                               "(at most %u%% of a core)",
                               j->cpu_percent);
                 }
+                if (r == 0 && !busy && !said_clean) {
+                        said_clean = true;
+                        serve_logf("idle compression: nothing left to compress");
+                }
                 if (r == 0 && busy) {
                         busy = false;
+                        said_clean = true;
                         serve_logf("idle compression: done, %llu records, %llu -> %llu bytes in %.1f s",
                               (unsigned long long)sum.records, (unsigned long long)sum.bytes_in,
                               (unsigned long long)sum.bytes_out,

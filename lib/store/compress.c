@@ -223,13 +223,22 @@ static int drop(st_store *s, cold_work *w) {
         return r < 0 ? r : 1;
 }
 
-/* The copy, from w->next on, piece by piece until the budget; then the drop. */
-static int copy(st_store *s, cold_work *w, const gc_src *src, uint64_t deadline,
+/* The copy, from w->next on, piece by piece until the budget; then the drop.
+ * 'dirty' is held meanwhile: until the index lists what the step appended,
+ * a crash must send the next open to recovery. */
+static int copy(st_store *s, cold_work *w, const gc_src *src, bool last, uint64_t deadline,
                 st_compress_result *res, st_diag *reterr) {
-        gc_copy c;
-        int r = gc_copy_init(&c, s, reterr);
+        pthread_rwlock_wrlock(&s->lock);
+        int r = store_dirty_hold(s);
+        if (r == 0 && last) {
+                store_pack *out; /* the copies must go elsewhere: a pack to append to */
+                r = store_pack_create(s, &out);
+        }
+        pthread_rwlock_unlock(&s->lock);
         if (r < 0)
                 return r;
+        gc_copy c;
+        r = gc_copy_init(&c, s, reterr);
         size_t cap = 0;
         gc_live *moved = NULL;
         while (r == 0 && w->next < w->n && thread_cpu_ns() < deadline) {
@@ -267,15 +276,22 @@ static int copy(st_store *s, cold_work *w, const gc_src *src, uint64_t deadline,
                 res->bytes_out += out;
         }
         free(moved);
-        gc_copy_done(&c);
-        if (r < 0)
-                return r;
-        if (w->next < w->n)
-                return 1;
-        r = drop(s, w);
-        if (r > 0)
-                res->packs_dropped++;
-        return r < 0 ? r : 1;
+        gc_copy_done(&c); /* (after a failed init too: it left nothing to free) */
+        int dropped = 0;
+        if (r == 0 && w->next == w->n)
+                r = dropped = drop(s, w);
+        /* What was appended, listed (the pack lengths; the moves are in
+         * memory until the pack is dropped); then 'dirty' let go. After a
+         * failure it stays: the next open recovers. */
+        pthread_rwlock_wrlock(&s->lock);
+        int k = r >= 0 ? store_write_index(s) : r;
+        if (k == 0)
+                k = store_dirty_release(s);
+        pthread_rwlock_unlock(&s->lock);
+        if (r < 0 || k < 0)
+                return r < 0 ? r : k;
+        res->packs_dropped += (uint64_t)dropped;
+        return 1;
 }
 
 static int step(st_store *s, uint64_t deadline, st_compress_result *res, st_diag *reterr) {
@@ -306,16 +322,7 @@ static int step(st_store *s, uint64_t deadline, st_compress_result *res, st_diag
                         if (r == 0 || !w->copying)
                                 return 1;
                 }
-                if (last) {
-                        /* The copies must go elsewhere: a new pack to append to. */
-                        store_pack *out;
-                        pthread_rwlock_wrlock(&s->lock);
-                        r = store_pack_create(s, &out);
-                        pthread_rwlock_unlock(&s->lock);
-                        if (r < 0)
-                                return r;
-                }
-                return copy(s, w, &src, deadline, res, reterr);
+                return copy(s, w, &src, last, deadline, res, reterr);
         }
 }
 

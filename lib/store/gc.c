@@ -234,7 +234,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
          * a lazy pull's) never land in a pack that is about to be deleted. */
         pthread_rwlock_wrlock(&s->lock);
         s->idx_full = true; /* entries move and go: the next index is whole */
-        r = store_mark_dirty(s);
+        r = store_dirty_hold(s);
         store_pack *out;
         if (r == 0 && n_victims > 0)
                 r = store_pack_create(s, &out);
@@ -328,7 +328,7 @@ static int gc_run(st_store *s, const st_import_opts *o, st_gc_result *res, bool 
         res->frames_recompressed = recompressed;
         res->bytes_freed = old_bytes > new_bytes ? old_bytes - new_bytes : 0;
         pthread_rwlock_wrlock(&s->lock);
-        r = store_clear_dirty(s);
+        r = store_dirty_release(s);
         pthread_rwlock_unlock(&s->lock);
         return r;
 }

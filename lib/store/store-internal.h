@@ -74,6 +74,7 @@ struct st_store {
         size_t logged_packs;
         uint32_t logged_next_pack;
         bool dirty_marked; /* the 'dirty' file exists because of us */
+        unsigned dirty_holds; /* store_dirty_hold: under the lock */
         bool broken;       /* a write failed midway: refuse further writes */
         uint64_t unique_bytes, stored_bytes;
         st_pool *pool;
@@ -153,6 +154,12 @@ int store_mark_dirty(st_store *s);
 int store_write_index(st_store *s);
 int store_clear_dirty(st_store *s);
 int store_commit(st_store *s);
+/* For an operation whose appends the index lists only at its end (gc's
+ * copy, a compression step), though others commit meanwhile (a lazy pull's
+ * checkpoint): 'dirty' made, and kept until the last holder releases it.
+ * Under the store lock. */
+int store_dirty_hold(st_store *s);
+int store_dirty_release(st_store *s);
 /* May this handle change the store's files beyond its own (truncate torn
  * tails, delete leftovers, write the index)? Only with the store to itself. */
 bool store_files_writable(const st_store *s);

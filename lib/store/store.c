@@ -289,7 +289,22 @@ int store_write_index(st_store *s) {
         return 0;
 }
 
+int store_dirty_hold(st_store *s) {
+        int r = store_mark_dirty(s);
+        if (r == 0)
+                s->dirty_holds++;
+        return r;
+}
+
+int store_dirty_release(st_store *s) {
+        if (s->dirty_holds > 0)
+                s->dirty_holds--;
+        return store_clear_dirty(s);
+}
+
 int store_clear_dirty(st_store *s) {
+        if (s->dirty_holds > 0)
+                return 0; /* (what a holder appended is not listed yet) */
         if (unlinkat(s->dirfd, "dirty", 0) < 0 && errno != ENOENT)
                 return -errno;
         int r = st_fsync_dir(s->dirfd);

@@ -37,7 +37,7 @@ URL=http://127.0.0.1:$PROXY_PORT/tree
 st init --zstd-level defer >/dev/null
 st import -q "$TMP/local.img" local
 st pull --quiet --lazy "$URL" lazy
-start_serve --prefetch
+start_serve --prefetch --compress-cpu 0 # (gc, not the idle compression, compresses here)
 # gc while the prefetch runs (it takes seconds through the proxy)
 fetched() { st status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["remote_fetches"])'; }
 for _ in $(seq 200); do

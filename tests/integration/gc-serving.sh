@@ -21,7 +21,7 @@ open(sys.argv[1], "wb").write(out[:48 << 20])
 PY
 st import -q "$TMP/img.raw" img
 before=$(json_field "$(st stats --json)" pack_bytes)
-start_serve
+start_serve --compress-cpu 0 # (gc, not the idle compression, compresses here)
 
 # the reader: random 4 KiB reads, each checked, a timestamp per answer
 /usr/bin/python3 - "$(U img)" "$TMP/img.raw" "$TMP/reads" "$TMP/stop" 2>"$TMP/reader.err" <<'PY' &
