@@ -45,6 +45,7 @@ typedef struct cold_work {
         size_t n, next;      /* live[0..next) looked at (looking) or copied */
         bool copying;        /* a record needs compressing: the pack is being copied */
         uint64_t seen;       /* the packs' total length when all were last done */
+        uint64_t seen_gc_runs; /* and s->gc_runs then */
 } cold_work;
 
 void store_cold_free(st_store *s) {
@@ -67,8 +68,7 @@ static int cmp_off(const void *a, const void *b) {
 
 static void work_reset(cold_work *w) {
         free(w->live);
-        uint64_t seen = w->seen;
-        *w = (cold_work){ .seen = seen };
+        *w = (cold_work){ .seen = w->seen, .seen_gc_runs = w->seen_gc_runs };
 }
 
 /* Under the read lock: the first pack not known to be done, and its entries
@@ -77,14 +77,15 @@ static int work_pick(st_store *s, cold_work *w) {
         uint64_t total = 0;
         for (size_t i = 0; i < s->n_packs; i++)
                 total += s->packs[i].len;
-        if (total == w->seen)
-                return 0; /* nothing appended since all was done */
+        if (total == w->seen && s->gc_runs == w->seen_gc_runs)
+                return 0; /* nothing appended (or moved by gc) since all was done */
         const store_pack *p = NULL;
         for (size_t i = 0; i < s->n_packs && !p; i++)
                 if (s->packs[i].cold_clean < s->packs[i].len)
                         p = &s->packs[i];
         if (!p) {
                 w->seen = total;
+                w->seen_gc_runs = s->gc_runs;
                 return 0;
         }
         size_t n = 0, cap = 0;
@@ -108,7 +109,7 @@ static int work_pick(st_store *s, cold_work *w) {
         }
         qsort(live, n, sizeof *live, cmp_off);
         *w = (cold_work){ .pack = p->id, .pack_len = p->len, .gc_runs = s->gc_runs, .live = live,
-                          .n = n, .seen = w->seen };
+                          .n = n, .seen = w->seen, .seen_gc_runs = w->seen_gc_runs };
         return 0;
 }
 
@@ -281,10 +282,11 @@ static int copy(st_store *s, cold_work *w, const gc_src *src, bool last, uint64_
         if (r == 0 && w->next == w->n)
                 r = dropped = drop(s, w);
         /* What was appended, listed (the pack lengths; the moves are in
-         * memory until the pack is dropped); then 'dirty' let go. After a
-         * failure it stays: the next open recovers. */
+         * memory until the pack is dropped), after a failure too; then
+         * 'dirty' let go. If the index cannot be written it stays: the next
+         * open recovers. */
         pthread_rwlock_wrlock(&s->lock);
-        int k = r >= 0 ? store_write_index(s) : r;
+        int k = store_write_index(s);
         if (k == 0)
                 k = store_dirty_release(s);
         pthread_rwlock_unlock(&s->lock);

@@ -61,7 +61,7 @@ text "$TMP/b.raw" 16 2
 st init --zstd-level defer --zstd-cold 3 >/dev/null
 st import -q "$TMP/a.raw" a
 before=$(pack_bytes)
-start_serve --compress-cpu 100
+start_serve --compress-cpu 25 # (slow enough for the commands below to run beside it)
 /usr/bin/python3 - "$(U a)" "$TMP/a.raw" "$TMP/reads" "$TMP/stop" 2>"$TMP/reader.err" <<'PY' &
 import nbd, os, random, sys
 h = nbd.NBD()
@@ -86,6 +86,7 @@ _cleanup_pids+=("$RP")
 st import -q "$TMP/b.raw" b || fail "import while the daemon compresses"
 st clone a c || fail "clone while the daemon compresses"
 st snapshot c c-snap || fail "snapshot while the daemon compresses"
+st fsck --quiet || fail "fsck while the daemon compresses"
 wait_done "deferred records"
 touch "$TMP/stop"
 wait "$RP" || { cat "$TMP/reader.err" >&2; fail "the reader saw wrong bytes or an error"; }
