@@ -21,10 +21,11 @@ static const char usage[] =
         "  --commit-avg SIZE  average chunk size for volume commits (default 16K)\n"
         "  --zstd-level N zstd level for new chunks, which go in frames of up to\n"
         "                 128 KiB of neighbouring chunks (default 1: the fast one);\n"
-        "                 'defer': store them raw, the fastest import, for 'stellar gc'\n"
-        "                 to compress at the cold level\n"
-        "  --zstd-cold N  the level 'stellar gc' recompresses frames made below it\n"
-        "                 at (default 6: on shared libraries 12% smaller than level 1;\n"
+        "                 'defer': store them raw, the fastest import, for the daemon's\n"
+        "                 idle compression or 'stellar gc' to compress at the cold level\n"
+        "  --zstd-cold N  the level at which the daemon at idle and 'stellar gc' remake\n"
+        "                 frames made below it, neighbours merged up to 256 KiB\n"
+        "                 (default 9: on shared libraries 15% smaller than level 1;\n"
         "                 0: never)\n";
 
 int cmd_init(cli *c, int argc, char **argv) {

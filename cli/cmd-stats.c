@@ -35,12 +35,14 @@ int cmd_stats(cli *c, int argc, char **argv) {
         double ram = st.n_chunks ? (double)st.index_ram_bytes / (double)st.n_chunks : 0.0;
         if (c->json) {
                 fprintf(cli_out(), "{\"images\":%llu,\"chunks\":%llu,\"unreferenced_chunks\":%llu,"
+                       "\"framed_chunks\":%llu,\"frames\":%llu,"
                        "\"logical_bytes\":%llu,\"referenced_bytes\":%llu,\"unique_bytes\":%llu,"
                        "\"stored_bytes\":%llu,\"pack_bytes\":%llu,\"packs\":%llu,"
                        "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,"
                        "\"index_ram_bytes\":%llu}\n",
                        (unsigned long long)st.n_images, (unsigned long long)st.n_chunks,
-                       (unsigned long long)st.n_unreferenced, (unsigned long long)st.logical_bytes,
+                       (unsigned long long)st.n_unreferenced, (unsigned long long)st.n_framed,
+                       (unsigned long long)st.n_frames, (unsigned long long)st.logical_bytes,
                        (unsigned long long)st.referenced_bytes, (unsigned long long)st.unique_bytes,
                        (unsigned long long)st.stored_bytes, (unsigned long long)st.pack_bytes,
                        (unsigned long long)st.n_packs, dedup, comp,
@@ -49,7 +51,7 @@ int cmd_stats(cli *c, int argc, char **argv) {
         }
         char a[32], b[32], u[32], d[32], p[32], x[32];
         fprintf(cli_out(), "images:            %llu\n"
-               "chunks:            %llu (%llu unreferenced)\n"
+               "chunks:            %llu (%llu unreferenced; %llu in %llu frames)\n"
                "logical bytes:     %s\n"
                "referenced bytes:  %s\n"
                "unique bytes:      %s\n"
@@ -59,7 +61,8 @@ int cmd_stats(cli *c, int argc, char **argv) {
                "compression ratio: %.2fx\n"
                "index RAM:         %s (%.1f bytes per chunk)\n",
                (unsigned long long)st.n_images, (unsigned long long)st.n_chunks,
-               (unsigned long long)st.n_unreferenced, cli_size(st.logical_bytes, a),
+               (unsigned long long)st.n_unreferenced, (unsigned long long)st.n_framed,
+               (unsigned long long)st.n_frames, cli_size(st.logical_bytes, a),
                cli_size(st.referenced_bytes, b), cli_size(st.unique_bytes, u),
                cli_size(st.stored_bytes, d), (unsigned long long)st.n_packs,
                cli_size(st.pack_bytes, p), dedup, comp, cli_size(st.index_ram_bytes, x), ram);

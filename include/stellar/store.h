@@ -41,9 +41,10 @@ typedef struct st_store_config {
          * its data (bench/RESULTS.md, density). Identical writes in many
          * clones still dedup: they are cut the same way. */
         st_chunker_params commit_chunker;
-        /* Imports compress frames at zstd_level, fast; gc recompresses the
-         * frames made below this level at it (the store's cold data, smaller
-         * for good). 0: never. */
+        /* Imports compress frames at zstd_level, fast; gc and the daemon's
+         * idle compression remake the frames made below this level at it,
+         * neighbours merged (the store's cold data, smaller for good).
+         * 0: never. */
         int zstd_cold_level;
 } st_store_config;
 
@@ -53,7 +54,7 @@ typedef struct st_store_config {
 
 #define ST_CHUNKER_COMMIT_DEFAULT ((st_chunker_params){ 4096, 4096, 16384, 65536 })
 #define ST_STORE_CONFIG_DEFAULT                                                                    \
-        ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT, 6 })
+        ((st_store_config){ ST_CHUNKER_IMAGE_DEFAULT, 1, ST_CHUNKER_COMMIT_DEFAULT, 9 })
 
 /* Create a store in dir (made if missing). -EEXIST if one is there already. */
 ST_API int st_store_init(const char *dir, const st_store_config *cfg);
@@ -154,6 +155,8 @@ typedef struct st_store_stats {
         uint64_t n_images; /* names of every kind */
         uint64_t n_chunks;       /* chunks in the index */
         uint64_t n_unreferenced; /* chunks no manifest uses (gc frees them) */
+        uint64_t n_framed;       /* of them, chunks in frames of several */
+        uint64_t n_frames;       /* frame records their entries name */
         uint64_t logical_bytes;  /* sum of image sizes */
         uint64_t referenced_bytes; /* sum of extent lengths over all images */
         uint64_t unique_bytes;   /* raw bytes of distinct chunks */

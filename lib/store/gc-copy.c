@@ -37,8 +37,9 @@ void gc_copy_done(gc_copy *c) {
         free(c->rec);
         free(c->gather);
         free(c->built);
+        free(c->merge);
         c->dctx = c->cctx = NULL;
-        c->buf = c->out = c->rec = c->gather = c->built = NULL;
+        c->buf = c->out = c->rec = c->gather = c->built = c->merge = NULL;
 }
 
 static int damaged(gc_copy *c, uint32_t pack_id, uint64_t off) {
@@ -231,6 +232,90 @@ static int copy_frame(gc_copy *c, const gc_src *src, gc_live *live, size_t m) {
         return 0;
 }
 
+/* Frames made below the cold level, one after another from live[0] (of n),
+ * every chunk of each live: as many as fit a deferred run's frame
+ * (GC_FRAME_RAW, PACK_FRAME_MAX_CHUNKS) remade as one frame at the cold
+ * level, since the larger frame compresses better. Returns the entries it
+ * moved; 0 when fewer than two such frames are there or zstd gains nothing,
+ * *ret_tried then saying how many records (at least 1) to copy one by one.
+ * Each chunk is verified first. */
+static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, size_t n,
+                                  size_t *ret_tried) {
+        int cold = c->s->cfg.zstd_cold_level;
+        pack_frame_src keep[PACK_FRAME_MAX_CHUNKS];
+        uint32_t at[PACK_FRAME_MAX_CHUNKS];
+        size_t raw = 0, used = 0, records = 0;
+        uint32_t count = 0;
+        uint64_t stored = 0;
+        *ret_tried = 1;
+        while (used < n && live[used].e.slot > 0) {
+                const index_entry *e0 = &live[used].e;
+                size_t m = 1;
+                while (used + m < n && live[used + m].e.off == e0->off)
+                        m++;
+                size_t rl = PACK_RECORD_HEADER_LEN + (size_t)e0->stored_len;
+                int r = st_buf_grow(&c->rec, &c->rec_cap, rl);
+                if (r < 0)
+                        return r;
+                r = (uint64_t)e0->off + rl > src->len ? -EIO : st_pread_full(src->fd, c->rec, rl, e0->off);
+                pack_record rec;
+                pack_frame f;
+                if (r == 0 && (pack_record_decode(c->rec, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
+                               rec.stored_len != e0->stored_len ||
+                               pack_frame_parse(&rec, c->rec + PACK_RECORD_HEADER_LEN, &f) < 0))
+                        r = -EBADMSG;
+                if ((r == -EIO || r == -EBADMSG) && records) {
+                        *ret_tried = records; /* (those first; then this one says what) */
+                        return 0;
+                }
+                if (r == -EIO || r == -EBADMSG)
+                        return damaged(c, src->id, e0->off);
+                if (r < 0)
+                        return r;
+                if (f.level >= cold || m != f.n || raw + rec.raw_len > GC_FRAME_RAW ||
+                    count + f.n > PACK_FRAME_MAX_CHUNKS)
+                        break;
+                r = st_buf_grow(&c->merge, &c->merge_cap, raw + rec.raw_len);
+                if (r < 0)
+                        return r;
+                if (pack_frame_inflate(&rec, &f, c->merge + raw, c->dctx) < 0) {
+                        if (!records)
+                                return damaged(c, src->id, e0->off);
+                        *ret_tried = records;
+                        return 0;
+                }
+                for (size_t q = 0; q < m; q++) {
+                        const index_entry *e = &live[used + q].e;
+                        uint32_t off, len;
+                        if (e->slot == 0 || e->slot > f.n)
+                                return damaged(c, src->id, e0->off);
+                        pack_frame_slot(&f, e->slot - 1, &keep[count].hash, &off, &len);
+                        st_digest got;
+                        st_hash(c->merge + raw + off, len, &got);
+                        if (len != e->raw_len || memcmp(got.b, keep[count].hash.b, ST_DIGEST_LEN) != 0 ||
+                            memcmp(got.b, e->prefix, INDEX_PREFIX_LEN) != 0)
+                                return damaged(c, src->id, e0->off);
+                        at[count] = (uint32_t)(raw + off);
+                        keep[count].len = len;
+                        count++;
+                }
+                raw += rec.raw_len;
+                stored += rl;
+                used += m;
+                records++;
+        }
+        *ret_tried = records ? records : 1;
+        if (records < 2)
+                return 0;
+        for (uint32_t q = 0; q < count; q++)
+                keep[q].data = c->merge + at[q];
+        int r = append_frame(c, keep, live, count, raw, cold, stored - PACK_RECORD_HEADER_LEN);
+        if (r <= 0)
+                return r;
+        c->recompressed += records;
+        return (int64_t)used;
+}
+
 /* A run of records whose compression was deferred (live[0..m), in pack
  * order, at most a frame's worth): each read and verified, then one frame
  * of them at the cold level, or records of their own if that gains nothing. */
@@ -338,9 +423,25 @@ int gc_copy_pack(gc_copy *c, const gc_src *src, gc_live *live, size_t n) {
                 int r;
                 size_t k = i + 1;
                 if (live[i].e.slot > 0) {
-                        while (k < n && live[k].e.off == live[i].e.off)
-                                k++;
-                        r = copy_frame(c, src, live + i, k - i);
+                        size_t tried;
+                        int64_t moved = copy_frames_merged(c, src, live + i, n - i, &tried);
+                        if (moved < 0)
+                                return (int)moved;
+                        if (moved > 0) {
+                                i += (size_t)moved;
+                                continue;
+                        }
+                        /* (the records it looked at, one by one) */
+                        for (size_t t = 0; t < tried && i < n && live[i].e.slot > 0; t++) {
+                                k = i + 1;
+                                while (k < n && live[k].e.off == live[i].e.off)
+                                        k++;
+                                r = copy_frame(c, src, live + i, k - i);
+                                if (r < 0)
+                                        return r;
+                                i = k;
+                        }
+                        continue;
                 } else if (live[i].deferred && c->s->cfg.zstd_cold_level > 0) {
                         uint64_t raw = live[i].e.raw_len;
                         while (k < n && live[k].deferred && k - i < PACK_FRAME_MAX_CHUNKS &&

@@ -33,8 +33,8 @@ typedef struct gc_copy {
         st_store *s;
         st_diag *reterr;
         void *dctx, *cctx;
-        uint8_t *buf, *out, *rec, *gather, *built;
-        size_t out_cap, rec_cap, gather_cap, built_cap;
+        uint8_t *buf, *out, *rec, *gather, *built, *merge;
+        size_t out_cap, rec_cap, gather_cap, built_cap, merge_cap;
         uint64_t recompressed; /* frames made at the cold level */
 } gc_copy;
 

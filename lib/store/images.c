@@ -240,9 +240,12 @@ int st_store_stats_get(st_store *s, st_store_stats *ret) {
         pthread_rwlock_rdlock(&s->lock);
         uint32_t nc = index_count(s->idx);
         st.n_chunks = nc;
-        for (uint32_t id = 0; id < nc; id++)
-                if (index_get(s->idx, id)->refs == 0)
-                        st.n_unreferenced++;
+        for (uint32_t id = 0; id < nc; id++) {
+                const index_entry *e = index_get(s->idx, id);
+                st.n_unreferenced += e->refs == 0;
+                st.n_framed += e->slot > 0;
+                st.n_frames += e->slot == 1; /* (one whose first chunk recovery found indexed elsewhere is missed) */
+        }
         st.unique_bytes = s->unique_bytes;
         st.stored_bytes = s->stored_bytes;
         for (size_t i = 0; i < s->n_packs; i++)

@@ -46,15 +46,22 @@ for cold in 0 6; do
         st init --zstd-cold "$cold" >/dev/null
         st import --quiet "$TMP/t.img" t
         st import --quiet "$TMP/t1.img" t1 # all of it dedups against t
-        before=$(json_field "$(st stats --json)" pack_bytes)
+        s0=$(st stats --json)
+        before=$(json_field "$s0" pack_bytes)
         out=$(st gc --json)
-        after=$(json_field "$(st stats --json)" pack_bytes)
+        s1=$(st stats --json)
+        after=$(json_field "$s1" pack_bytes)
         n=$(json_field "$out" frames_recompressed)
         if [ "$cold" = 0 ]; then
                 [ "$n" = 0 ] && [ "$after" = "$before" ] || fail "cold 0: gc recompressed ($out)"
         else
                 [ "$n" -gt 10 ] || fail "gc recompressed no frame: $out"
                 [ "$after" -lt "$before" ] || fail "recompressed frames are not smaller ($before -> $after)"
+                # neighbouring frames of up to 128 KiB are remade as one of up to 256 KiB
+                f0=$(json_field "$s0" frames) f1=$(json_field "$s1" frames)
+                [ "$f1" -le $((f0 * 6 / 10)) ] || fail "gc did not merge neighbouring frames ($f0 -> $f1 frames)"
+                [ "$(json_field "$s1" framed_chunks)" = "$(json_field "$s0" framed_chunks)" ] ||
+                        fail "chunks left the frames or joined them: $s0 -> $s1"
                 out=$(st gc --json)
                 [ "$(json_field "$out" frames_recompressed)" = 0 ] && [ "$(json_field "$out" packs_rewritten)" = 0 ] ||
                         fail "a second gc recompressed again: $out"

@@ -88,6 +88,9 @@ st clone a c || fail "clone while the daemon compresses"
 st snapshot c c-snap || fail "snapshot while the daemon compresses"
 st fsck --quiet || fail "fsck while the daemon compresses"
 wait_done "deferred records"
+# the commands ran while it compressed: the log has them between its start and end
+awk '/idle compression: compressing/ { on = 1 } /control: .*fsck/ && on { f = 1 } /idle compression: done/ { exit !f }' "$TMP/serve.log" ||
+        { cat "$TMP/serve.log" >&2; fail "fsck did not run while the daemon compressed"; }
 touch "$TMP/stop"
 wait "$RP" || { cat "$TMP/reader.err" >&2; fail "the reader saw wrong bytes or an error"; }
 echo "reads answered meanwhile: $(cat "$TMP/reads" 2>/dev/null || echo 0)"
