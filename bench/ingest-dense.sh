@@ -11,10 +11,10 @@
 # Tools, each into a fresh repository on tmpfs ($STELLAR_BENCH_SHM, default
 # /dev/shm), import A, then B into the same repository:
 #   stellar   `stellar init` (defaults: frames at zstd 1), `stellar import`,
-#             then `stellar gc`, which remakes the frames at the cold level (6)
-#   stellar_defer  `stellar init --zstd-level defer --zstd-cold 15`: imports
-#             store chunks raw, `stellar gc` compresses them at level 15 (the
-#             deferred work, timed apart: total CPU = import + gc)
+#             then `stellar gc`, which remakes the frames at the cold level
+#             (9), neighbours merged (the deferred work, timed apart)
+#   stellar_defer  `stellar init --zstd-level defer`: imports store chunks
+#             raw, `stellar gc` compresses them at the cold level (9)
 #   borg      borg 1.2, `borg init -e none`, `borg create` (defaults: lz4, buzhash)
 #   borg4k    the same with `--chunker-params fixed,4096 --sparse`
 #   restic    restic 0.14 (repository v2, compression auto; it always encrypts)
@@ -25,6 +25,10 @@
 # export of A (stellar export, borg extract --stdout, restic dump, casync
 # extract) into a file on tmpfs. Inputs are warm in the page cache. Runs
 # interleave the tools, rotating who goes first; medians.
+# The same deferred work done by the daemon instead of gc, as on a host: A
+# imported, then `stellar serve` (defaults: --compress-cpu 50) until it logs
+# that its idle compression is done: wall seconds, the daemon's CPU seconds,
+# the store's bytes after (idle_stellar*, for both configurations).
 # Then, with the store on disk ($STELLAR_BENCH_WORK): stellar's deferring
 # import of A (what it writes is what the disk must take) beside
 # `dd oflag=direct` writing as many bytes as stellar stored.
@@ -76,7 +80,7 @@ one() { # TOOL: a fresh repository, A, B, export of A
     case $t in
     stellar|stellar_defer)
         local opt=()
-        [ "$t" = stellar_defer ] && opt=(--zstd-level defer --zstd-cold 15)
+        [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
         "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
         run "${t}_a" "$STELLAR" --store "$R" import -q "$A" a
         add "${t}_import_a" "$(size "$R")"
@@ -151,6 +155,33 @@ for r in $(seq "$n_runs"); do
     done
 done
 
+# the deferred work done by the daemon at idle
+idle() { # TOOL
+    local t=$1 R=$SHM/repo-idle opt=()
+    [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
+    rm -rf "$R"
+    "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
+    "$STELLAR" --store "$R" import -q "$A" a
+    sync
+    local t0=$EPOCHREALTIME pid
+    "$STELLAR" --store "$R" serve --nbd "unix:$SHM/idle.sock" 2>"$SHM/idle.log" &
+    pid=$!
+    wait_idle_compressed "$SHM/idle.log" "$pid"
+    local t1=$EPOCHREALTIME
+    add "idle_${t}_cpu" "$(cpu_s "$pid")"
+    kill "$pid"
+    wait "$pid" || die "the daemon did not stop cleanly"
+    add "idle_${t}_s" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    add "idle_${t}_after_a" "$(size "$R")"
+    rm -rf "$R"
+}
+for r in $(seq "$n_runs"); do
+    for t in stellar stellar_defer; do
+        log "run $r: $t, its deferred work done by the daemon at idle"
+        idle "$t"
+    done
+done
+
 # the store on disk, beside what the disk can write
 D=$W/disk
 for r in $(seq "$n_runs"); do
@@ -190,6 +221,10 @@ for s in stellar stellar_defer; do
         out+=" ${s}_size_vs_$t=$(CALC_FMT=%.3f calc "$(med "${s}_after_a") / $(med "${t}_after_a")")"
         out+=" ${s}_growth_vs_$t=$(CALC_FMT=%.3f calc "($(med "${s}_after_b") - $(med "${s}_after_a")) / ($(med "${t}_after_b") - $(med "${t}_after_a"))")"
     done
+done
+for t in stellar stellar_defer; do
+    out+=" idle_${t}_s=$(med "idle_${t}_s") idle_${t}_cpu=$(med "idle_${t}_cpu") idle_${t}_after_a=$(med "idle_${t}_after_a")"
+    out+=" idle_${t}_size_vs_restic=$(CALC_FMT=%.3f calc "$(med "idle_${t}_after_a") / $(med restic_after_a)")"
 done
 dd_mb_s=$(calc "$(med disk_stored) / $(med disk_dd_s) / 1e6")
 out+=" disk_stellar_s=$(med disk_stellar_s) disk_stored=$(med disk_stored) disk_dd_s=$(med disk_dd_s) disk_dd_mb_s=$dd_mb_s"

@@ -171,6 +171,21 @@ work_dir_cleanup() {
 
 warm() { cat "$@" >/dev/null; }
 
+# wait_idle_compressed LOG PID [TIMEOUT_S]: wait until the stellar daemon PID
+# (stderr in LOG) says its idle compression is done or found nothing to do.
+wait_idle_compressed() {
+    local n=$(( ${3:-900} * 10 ))
+    for _ in $(seq "$n"); do
+        grep -q "idle compression: done\|idle compression: nothing left" "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "the daemon logging to $1 died"
+        sleep 0.1
+    done
+    die "the daemon logging to $1 did not finish its idle compression"
+}
+
+# cpu_s PID: user+system CPU seconds of a live process so far
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
 # apparent size in bytes
 fsize() { stat -c %s "$1"; }
 

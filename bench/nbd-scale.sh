@@ -53,6 +53,7 @@ warm "$IMG_A"
 pid=$!
 for _ in $(seq 100); do [ -S "$W/sock" ] && [ -f "$W/stats.json" ] && break; sleep 0.1; done
 [ -S "$W/sock" ] || die "stellar serve did not start: $(cat "$W/serve.log")"
+wait_idle_compressed "$W/serve.log" "$pid" # (the store as a host has it, before timing)
 
 res=$(python3 "$BENCH_DIR/nbd-client.py" --sock "$W/sock" --pid "$pid" --stats "$W/stats.json" \
       --image "$IMG_A" --prefix v --n "$n" --n-mid 100 --n-check 100) ||

@@ -92,6 +92,7 @@ q_pid=$!; pids+=("$q_pid")
 nbdkit -f -U "$W/k.sock" -r file "$IMG_A" 2>"$W/nbdkit.log" &
 k_pid=$!; pids+=("$k_pid")
 wait_sock "$W/st.sock" "$st_pid"
+wait_idle_compressed "$W/serve.log" "$st_pid" # (the store as a host has it, before timing)
 wait_sock "$W/q.sock" "$q_pid"
 wait_sock "$W/k.sock" "$k_pid"
 

@@ -48,6 +48,7 @@ log "vhost: importing $(fsize "$img") bytes (data share of the first GiB: $share
     --nbd "unix:$W/nbd.sock" --tls=off --vhost-queues 4 --cache 1G 2>"$W/st.log" &
 pids+=($!)
 wait_sock "$W/stw.sock" $!
+wait_idle_compressed "$W/st.log" $! # (the store as a host has it, before timing)
 
 # qsd NAME FILE FORMAT WRITABLE: qemu-storage-daemon exporting FILE on $W/NAME.sock
 qsd() {
