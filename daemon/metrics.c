@@ -55,6 +55,8 @@ void serve_metrics(FILE *f, st_store *s) {
         serve_get_counts(&c);
         st_cache_stats cs;
         st_store_cache_stats(s, &cs);
+        uint64_t z_in, z_out, z_records, z_dropped;
+        compress_counters(&z_in, &z_out, &z_records, &z_dropped);
         fprintf(f,
                 "# HELP stellar_uptime_seconds Seconds since the daemon started.\n"
                 "# TYPE stellar_uptime_seconds gauge\n"
@@ -90,12 +92,20 @@ void serve_metrics(FILE *f, st_store *s) {
                 "# HELP stellar_remote_fetches_total Chunks the remote tier (lazily pulled images) "
                 "supplied.\n"
                 "# TYPE stellar_remote_fetches_total counter\n"
-                "stellar_remote_fetches_total %llu\n",
+                "stellar_remote_fetches_total %llu\n"
+                "# HELP stellar_compress_records_total Records the idle compression read and wrote "
+                "again.\n"
+                "# TYPE stellar_compress_records_total counter\n"
+                "stellar_compress_records_total %" PRIu64 "\n"
+                "# HELP stellar_compress_bytes_total Their stored bytes before (in) and after (out).\n"
+                "# TYPE stellar_compress_bytes_total counter\n"
+                "stellar_compress_bytes_total{dir=\"in\"} %" PRIu64 "\n"
+                "stellar_compress_bytes_total{dir=\"out\"} %" PRIu64 "\n",
                 c.uptime_s, c.connections, c.connections_total, c.connections_rejected,
                 exports_open(), (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                 (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.evictions,
                 (unsigned long long)cs.bytes, (unsigned long long)cs.budget,
-                (unsigned long long)cs.remote_fetches);
+                (unsigned long long)cs.remote_fetches, z_records, z_in, z_out);
         fprintf(f, "# HELP stellar_export_requests_total Requests served, per open export and kind.\n"
                    "# TYPE stellar_export_requests_total counter\n"
                    "# HELP stellar_export_bytes_total Bytes read and written, per open export.\n"
@@ -140,16 +150,21 @@ void serve_status(FILE *f, st_store *s, bool json) {
         st_store_cache_stats(s, &cs);
         double hit = cs.hits + cs.misses ? (double)cs.hits / (double)(cs.hits + cs.misses) : 0.0;
         status_ctx x = { .f = f, .json = json };
+        uint64_t z_in, z_out, z_records, z_dropped;
+        compress_counters(&z_in, &z_out, &z_records, &z_dropped);
         if (json) {
                 fprintf(f,
                         "{\"pid\":%ld,\"uptime_s\":%.3f,\"connections\":%u,\"connections_total\":%" PRIu64
                         ",\"connections_rejected\":%" PRIu64 ",\"exports_open\":%u,\"cache\":{\"hits\":%llu,"
                         "\"misses\":%llu,\"hit_rate\":%.4f,\"bytes\":%llu,\"budget\":%llu,"
-                        "\"bytes_loaded\":%llu},\"remote_fetches\":%llu,\"exports\":[",
+                                "\"bytes_loaded\":%llu},\"remote_fetches\":%llu,\"compress\":{\"records\":%" PRIu64
+                        ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"packs_dropped\":%" PRIu64
+                        "},\"exports\":[",
                         c.pid, c.uptime_s, c.connections, c.connections_total, c.connections_rejected,
                         exports_open(), (unsigned long long)cs.hits, (unsigned long long)cs.misses, hit,
                         (unsigned long long)cs.bytes, (unsigned long long)cs.budget,
-                        (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.remote_fetches);
+                        (unsigned long long)cs.bytes_loaded, (unsigned long long)cs.remote_fetches,
+                        z_records, z_in, z_out, z_dropped);
                 exports_visit(status_export, &x);
                 fprintf(f, "]}\n");
                 return;
@@ -164,6 +179,10 @@ void serve_status(FILE *f, st_store *s, bool json) {
         if (cs.remote_fetches)
                 fprintf(f, "remote: %llu chunks fetched from the sources of lazily pulled images\n",
                         (unsigned long long)cs.remote_fetches);
+        if (z_records)
+                fprintf(f, "idle compression: %" PRIu64 " records, %.1f MiB -> %.1f MiB, %" PRIu64
+                           " packs dropped\n",
+                        z_records, (double)z_in / 1048576.0, (double)z_out / 1048576.0, z_dropped);
         fprintf(f, "exports open: %u\n", exports_open());
         if (exports_open())
                 fprintf(f, "  %-24s %3s  %10s %12s %10s %12s %8s %6s\n", "NAME", "CLI", "READS",

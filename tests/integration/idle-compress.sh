@@ -96,6 +96,7 @@ wait "$RP" || { cat "$TMP/reader.err" >&2; fail "the reader saw wrong bytes or a
 echo "reads answered meanwhile: $(cat "$TMP/reads" 2>/dev/null || echo 0)"
 counted records || fail "the stats count no compressed record"
 counted packs_dropped || fail "no pack was dropped"
+st status | grep -q "^idle compression: [1-9][0-9]* records" || { st status >&2; fail "stellar status does not show the idle compression"; }
 after=$(pack_bytes)
 echo "pack bytes: $before raw (a), $after compressed (a and b)"
 # (b, 16 MiB, came in raw too: half of a and b is 0.7 of a)
