@@ -15,6 +15,8 @@
 #             (9), neighbours merged (the deferred work, timed apart)
 #   stellar_defer  `stellar init --zstd-level defer`: imports store chunks
 #             raw, `stellar gc` compresses them at the cold level (9)
+#   stellar_c15  the same with `--zstd-cold 15`: the densest store, for more
+#             deferred CPU
 #   borg      borg 1.2, `borg init -e none`, `borg create` (defaults: lz4, buzhash)
 #   borg4k    the same with `--chunker-params fixed,4096 --sparse`
 #   restic    restic 0.14 (repository v2, compression auto; it always encrypts)
@@ -28,7 +30,8 @@
 # The same deferred work done by the daemon instead of gc, as on a host: A
 # imported, then `stellar serve` (defaults: --compress-cpu 50) until it logs
 # that its idle compression is done: wall seconds, the daemon's CPU seconds,
-# the store's bytes after (idle_stellar*, for both configurations).
+# the store's bytes after (idle_stellar*, for each configuration; cold 15
+# once).
 # Then, with the store on disk ($STELLAR_BENCH_WORK): stellar's deferring
 # import of A (what it writes is what the disk must take) beside
 # `dd oflag=direct` writing as many bytes as stellar stored.
@@ -53,7 +56,7 @@ work_dir ingest-dense
 trap 'work_dir_cleanup; rm -rf "$SHM"' EXIT
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$SHM/borg-home RESTIC_PASSWORD=bench
-tools=(stellar stellar_defer borg borg4k restic casync)
+tools=(stellar stellar_defer stellar_c15 borg borg4k restic casync)
 
 declare -A v=() # key -> "x x x"
 add() { v[$1]+="$2 "; }
@@ -78,9 +81,10 @@ one() { # TOOL: a fresh repository, A, B, export of A
     mkdir -p "$SHM"
     sync
     case $t in
-    stellar|stellar_defer)
+    stellar|stellar_defer|stellar_c15)
         local opt=()
         [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
+        [ "$t" = stellar_c15 ] && opt=(--zstd-level defer --zstd-cold 15)
         "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
         run "${t}_a" "$STELLAR" --store "$R" import -q "$A" a
         add "${t}_import_a" "$(size "$R")"
@@ -159,6 +163,7 @@ done
 idle() { # TOOL
     local t=$1 R=$SHM/repo-idle opt=()
     [ "$t" = stellar_defer ] && opt=(--zstd-level defer)
+    [ "$t" = stellar_c15 ] && opt=(--zstd-level defer --zstd-cold 15)
     rm -rf "$R"
     "$STELLAR" --store "$R" init "${opt[@]}" >/dev/null
     "$STELLAR" --store "$R" import -q "$A" a
@@ -181,6 +186,8 @@ for r in $(seq "$n_runs"); do
         idle "$t"
     done
 done
+log "stellar_c15, its deferred work done by the daemon at idle (once: minutes at half a core)"
+idle stellar_c15
 
 # the store on disk, beside what the disk can write
 D=$W/disk
@@ -214,7 +221,7 @@ for t in "${tools[@]}"; do
     g=$(( $(med "${t}_after_b" | cut -d. -f1) - $(med "${t}_after_a" | cut -d. -f1) ))
     out+=" ${t}_growth=$g ${t}_a_mb_s=$(calc "$chunk_data / $(med "${t}_a_s") / 1e6")"
 done
-for s in stellar stellar_defer; do
+for s in stellar stellar_defer stellar_c15; do
     st_s=$(med "${s}_a_s")
     for t in borg borg4k restic casync; do
         out+=" ${s}_speed_vs_$t=$(calc "$(med "${t}_a_s") / $st_s")"
@@ -222,7 +229,7 @@ for s in stellar stellar_defer; do
         out+=" ${s}_growth_vs_$t=$(CALC_FMT=%.3f calc "($(med "${s}_after_b") - $(med "${s}_after_a")) / ($(med "${t}_after_b") - $(med "${t}_after_a"))")"
     done
 done
-for t in stellar stellar_defer; do
+for t in stellar stellar_defer stellar_c15; do
     out+=" idle_${t}_s=$(med "idle_${t}_s") idle_${t}_cpu=$(med "idle_${t}_cpu") idle_${t}_after_a=$(med "idle_${t}_after_a")"
     out+=" idle_${t}_size_vs_restic=$(CALC_FMT=%.3f calc "$(med "idle_${t}_after_a") / $(med restic_after_a)")"
 done

@@ -57,7 +57,9 @@ serve_store() {
     wait_sock "$3" $!
     # a store as a host has it: what the import left to the cold level done
     # (older binaries have no idle compression)
-    if "$1" serve --help | grep -q -- --compress-cpu; then wait_idle_compressed "$2.log" "${pids[-1]}"; fi
+    local help
+    help=$("$1" serve --help)
+    if [[ $help == *--compress-cpu* ]]; then wait_idle_compressed "$2.log" "${pids[-1]}"; fi
 }
 log "nbd-dense: importing $(fsize "$img") bytes (data share of the first GiB: $share)..."
 serve_store "$STELLAR" "$W/new" "$W/new.sock"

@@ -1042,7 +1042,8 @@ if "ingest-dense" in lines:
       f"{D['runs']} interleaved runs, rotating who goes first, medians. stellar: defaults "
       f"(frames of up to 128 KiB at zstd 1, then remade at the cold level 9, neighbours merged "
       f"up to 256 KiB) and `init --zstd-level defer` (chunks stored raw, then compressed in "
-      f"frames of up to 256 KiB at the cold level 9); for both, `stellar gc` does the deferred "
+      f"frames of up to 256 KiB at the cold level 9; and with `--zstd-cold 15`, the densest); "
+      f"for each, `stellar gc` does the deferred "
       f"work here, timed on its own, and the sizes are after it (right after the import in "
       f"brackets). borg 1.2 "
       f"(`-e none`, lz4, its default chunker; and fixed 4 KiB with `--sparse`), restic 0.14 "
@@ -1051,8 +1052,11 @@ if "ingest-dense" in lines:
     w("| | import A s | MB/s | CPU s (+ deferred) | peak RSS MiB | repo after A MB | growth B MB | export A s |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
     for t, label in (("stellar", "stellar (defaults)"), ("stellar_defer", "stellar (defer)"),
+                     ("stellar_c15", "stellar (defer, cold 15)"),
                      ("borg", "borg"), ("borg4k", "borg fixed 4K"), ("restic", "restic"),
                      ("casync", "casync")):
+        if f"{t}_a_cpu" not in D:
+            continue # (a report from before that configuration was measured)
         cpu = f(D[f"{t}_a_cpu"], 2)
         after = mb(float(D[f"{t}_after_a"]))
         rss = f(D[f"{t}_a_rss_mb"])
@@ -1067,6 +1071,8 @@ if "ingest-dense" in lines:
     w(f"Ratios (the peer's import time over stellar's; stellar's repository over the peer's): "
       + "; ".join(f"{t}: defaults {D[f'stellar_speed_vs_{t}']}x / {D[f'stellar_size_vs_{t}']}x, "
                   f"defer {D[f'{sd}_speed_vs_{t}']}x / {D[f'{sd}_size_vs_{t}']}x"
+                  + (f", defer cold 15 {D[f'stellar_c15_speed_vs_{t}']}x / {D[f'stellar_c15_size_vs_{t}']}x"
+                     if f"stellar_c15_speed_vs_{t}" in D else "")
                   for t in ("borg", "borg4k", "restic", "casync")) + ". "
       f"Raw growth of B over the ideal ({mb(D['ideal_growth'])} MB of distinct new 4 KiB blocks): "
       f"{D['stellar_raw_growth_vs_ideal']}x. On disk: the deferring import of A takes "
@@ -1079,7 +1085,9 @@ if "ingest-dense" in lines:
           "a core) until it logs that its idle compression is done.\n")
         w("| | wall s | daemon CPU s | CPU / wall | store after MB | vs restic |")
         w("|---|---:|---:|---:|---:|---:|")
-        for t, label in (("stellar", "defaults"), (sd, "defer")):
+        for t, label in (("stellar", "defaults"), (sd, "defer"), ("stellar_c15", "defer, cold 15 (1 run)")):
+            if f"idle_{t}_s" not in D:
+                continue
             ws, cs = float(D[f"idle_{t}_s"]), float(D[f"idle_{t}_cpu"])
             w(f"| {label} | {ws:.1f} | {cs:.1f} | {cs / ws:.2f} | {mb(float(D[f'idle_{t}_after_a']))} | "
               f"{D[f'idle_{t}_size_vs_restic']}x |")
@@ -1088,8 +1096,10 @@ if "ingest-dense" in lines:
       "compressed up to 256 KiB at a time instead of one by one. Deferring all compression "
       "makes the import a hash-and-append; the price is paid later, once, at idle priority, "
       "on one core (the CPU in brackets).\n")
-    for t in ("stellar", sd):
-        name = "defaults" if t == "stellar" else "defer"
+    for t in ("stellar", sd, "stellar_c15"):
+        if f"{t}_speed_vs_borg" not in D:
+            continue
+        name = {"stellar": "defaults", sd: "defer"}.get(t, "defer, cold 15")
         x = float(D[f"{t}_speed_vs_borg"])
         goals.append((f"dense import >= 4x borg ({name})", f"{x:.2f}x", x >= 4))
         x = float(D[f"{t}_speed_vs_casync"])
