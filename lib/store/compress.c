@@ -46,6 +46,7 @@ typedef struct cold_work {
         bool copying;        /* a record needs compressing: the pack is being copied */
         uint64_t seen;       /* the packs' total length when all were last done */
         uint64_t seen_gc_runs; /* and s->gc_runs then */
+        uint32_t out_pack;   /* the pack its copies went to last */
 } cold_work;
 
 void store_cold_free(st_store *s) {
@@ -68,7 +69,7 @@ static int cmp_off(const void *a, const void *b) {
 
 static void work_reset(cold_work *w) {
         free(w->live);
-        *w = (cold_work){ .seen = w->seen, .seen_gc_runs = w->seen_gc_runs };
+        *w = (cold_work){ .seen = w->seen, .seen_gc_runs = w->seen_gc_runs, .out_pack = w->out_pack };
 }
 
 /* Under the read lock: the first pack not known to be done, and its entries
@@ -109,7 +110,8 @@ static int work_pick(st_store *s, cold_work *w) {
         }
         qsort(live, n, sizeof *live, cmp_off);
         *w = (cold_work){ .pack = p->id, .pack_len = p->len, .gc_runs = s->gc_runs, .live = live,
-                          .n = n, .seen = w->seen, .seen_gc_runs = w->seen_gc_runs };
+                          .n = n, .seen = w->seen, .seen_gc_runs = w->seen_gc_runs,
+                          .out_pack = w->out_pack };
         return 0;
 }
 
@@ -227,13 +229,19 @@ static int drop(st_store *s, cold_work *w) {
 /* The copy, from w->next on, piece by piece until the budget; then the drop.
  * 'dirty' is held meanwhile: until the index lists what the step appended,
  * a crash must send the next open to recovery. */
-static int copy(st_store *s, cold_work *w, const gc_src *src, bool last, uint64_t deadline,
+static int copy(st_store *s, cold_work *w, const gc_src *src, uint64_t deadline,
                 st_compress_result *res, st_diag *reterr) {
         pthread_rwlock_wrlock(&s->lock);
         int r = store_dirty_hold(s);
-        if (r == 0 && last) {
-                store_pack *out; /* the copies must go elsewhere: a pack to append to */
+        /* The copies go to a pack of their own: never the one being copied,
+         * nor one an import left (which has work of its own: copies put
+         * there would be copied again with it). */
+        uint32_t last = s->n_packs ? s->packs[s->n_packs - 1].id : 0;
+        if (r == 0 && (last == w->pack || last != w->out_pack)) {
+                store_pack *out;
                 r = store_pack_create(s, &out);
+                if (r == 0)
+                        w->out_pack = out->id;
         }
         pthread_rwlock_unlock(&s->lock);
         if (r < 0)
@@ -271,6 +279,7 @@ static int copy(st_store *s, cold_work *w, const gc_src *src, bool last, uint64_
                                 out += PACK_RECORD_HEADER_LEN + (uint64_t)moved[q].e.stored_len;
                 write_back(s, w, moved, i, k);
                 w->next = k;
+                w->out_pack = moved[k - i - 1].e.pack; /* (a full pack goes on in a new one) */
                 res->records += records;
                 res->recompressed += c.recompressed - before;
                 res->bytes_in += in;
@@ -311,7 +320,6 @@ static int step(st_store *s, uint64_t deadline, st_compress_result *res, st_diag
                         r = work_pick(s, w);
                 if (r == 0 && w->pack)
                         r = pack_src(s, w->pack, &src);
-                bool last = w->pack && s->n_packs && s->packs[s->n_packs - 1].id == w->pack;
                 pthread_rwlock_unlock(&s->lock);
                 if (r < 0)
                         return r;
@@ -324,7 +332,7 @@ static int step(st_store *s, uint64_t deadline, st_compress_result *res, st_diag
                         if (r == 0 || !w->copying)
                                 return 1;
                 }
-                return copy(s, w, &src, last, deadline, res, reterr);
+                return copy(s, w, &src, deadline, res, reterr);
         }
 }
 
