@@ -250,7 +250,10 @@ static int copy(st_store *s, cold_work *w, const gc_src *src, uint64_t deadline,
         r = gc_copy_init(&c, s, reterr);
         size_t cap = 0;
         gc_live *moved = NULL;
-        while (r == 0 && w->next < w->n && thread_cpu_ns() < deadline) {
+        /* (until the budget, or a change waits: an import is not held up by
+         * a step that idle priority may slow down) */
+        while (r == 0 && w->next < w->n && thread_cpu_ns() < deadline &&
+               atomic_load(&s->change_waiters) == 0) {
                 size_t i = w->next, k = piece_end(w, i);
                 if (k - i > cap) {
                         gc_live *v = realloc(moved, (k - i) * sizeof *v);

@@ -333,7 +333,7 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
                         close(sfd);
         }
         /* Nothing changes the store while fsck reads it. */
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         st_pool *pool = store_pool(s);
         if (!pool)
                 return -ENOMEM;
@@ -397,7 +397,7 @@ int st_store_fsck(st_store *s, st_fsck_report_fn report, void *userdata, const s
         }
         free(c.seen);
         free(c.recs);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         if (r < 0)
                 return r;
         if (ret)

@@ -338,10 +338,10 @@ int st_store_gc(st_store *s, const st_import_opts *o, st_gc_result *ret, st_diag
         if (r < 0)
                 return r;
         st_gc_result res = { 0 };
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         bool changed = false;
         r = gc_run(s, o, &res, &changed, reterr);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         if (r < 0) {
                 /* Refused before changing anything (an unreadable ref or
                  * manifest): the store stays usable. */

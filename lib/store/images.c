@@ -180,16 +180,16 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
                  * them is what this rm asks for. */
                 if (!store_delta_orphan_writes(s, name))
                         return -ENOENT;
-                pthread_mutex_lock(&s->write_lock);
+                store_change_begin(s);
                 r = store_volume_is_open(s, name) ? -EBUSY : store_remove_delta(s, name);
-                pthread_mutex_unlock(&s->write_lock);
+                store_change_end(s);
                 return r;
         }
         /* The write mutex keeps out this process's other commands (clone,
          * import, gc, commit); other processes, the store lock. */
-        pthread_mutex_lock(&s->write_lock);
+        store_change_begin(s);
         if (store_volume_is_open(s, name)) {
-                pthread_mutex_unlock(&s->write_lock);
+                store_change_end(s);
                 return -EBUSY;
         }
         pthread_rwlock_wrlock(&s->lock);
@@ -220,7 +220,7 @@ int st_store_remove(st_store *s, const char *name, st_diag *retheld) {
         if (r < 0)
                 s->broken = true;
         pthread_rwlock_unlock(&s->lock);
-        pthread_mutex_unlock(&s->write_lock);
+        store_change_end(s);
         return r;
 }
 

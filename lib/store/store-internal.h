@@ -81,8 +81,10 @@ struct st_store {
         /* Readers of chunks (volume I/O) take it shared; anything that changes
          * the index or the pack table takes it exclusive. */
         pthread_rwlock_t lock;
-        /* Serialises operations that change the store (import, commit, rm, gc). */
+        /* Serialises operations that change the store (import, commit, rm,
+         * gc): store_change_begin/end, which count who waits for it. */
         pthread_mutex_t write_lock;
+        atomic_uint change_waiters;
         pthread_mutex_t cache_lock;
         struct cached_manifest *cache;
         chunk_cache *hot; /* decompressed chunks, or NULL */

@@ -18,7 +18,10 @@
 #include "store-internal.h"
 
 void store_change_begin(st_store *s) {
+        /* (counted while it waits: a compression step gives way to it) */
+        atomic_fetch_add(&s->change_waiters, 1);
         pthread_mutex_lock(&s->write_lock);
+        atomic_fetch_sub(&s->change_waiters, 1);
 }
 
 void store_change_end(st_store *s) {
