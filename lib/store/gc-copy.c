@@ -160,6 +160,22 @@ static int append_frame(gc_copy *c, const pack_frame_src *keep, gc_live *live, u
         return r < 0 ? r : 1;
 }
 
+/* The frame record of e0 read into c->rec, its header and table checked:
+ * 0, -EIO (beyond the pack's end), -EBADMSG (not such a record) or an errno. */
+static int read_frame(gc_copy *c, const gc_src *src, const index_entry *e0, pack_record *rec,
+                      pack_frame *f) {
+        size_t rl = PACK_RECORD_HEADER_LEN + (size_t)e0->stored_len;
+        int r = st_buf_grow(&c->rec, &c->rec_cap, rl);
+        if (r < 0)
+                return r;
+        r = (uint64_t)e0->off + rl > src->len ? -EIO : st_pread_full(src->fd, c->rec, rl, e0->off);
+        if (r == 0 && (pack_record_decode(c->rec, PACK_RECORD_HEADER_LEN, rec, NULL) < 0 ||
+                       rec->stored_len != e0->stored_len ||
+                       pack_frame_parse(rec, c->rec + PACK_RECORD_HEADER_LEN, f) < 0))
+                r = -EBADMSG;
+        return r;
+}
+
 /* The live chunks of one frame record (live[0..m), all at one offset): the
  * record copied as it is when every chunk in it lives and it was made at
  * the cold level, else a new frame of the live ones (one alone becomes a
@@ -167,17 +183,9 @@ static int append_frame(gc_copy *c, const pack_frame_src *keep, gc_live *live, u
 static int copy_frame(gc_copy *c, const gc_src *src, gc_live *live, size_t m) {
         st_store *s = c->s;
         const index_entry *e0 = &live[0].e;
-        size_t rl = PACK_RECORD_HEADER_LEN + (size_t)e0->stored_len;
-        int r = st_buf_grow(&c->rec, &c->rec_cap, rl);
-        if (r < 0)
-                return r;
-        r = (uint64_t)e0->off + rl > src->len ? -EIO : st_pread_full(src->fd, c->rec, rl, e0->off);
         pack_record rec;
         pack_frame f;
-        if (r == 0 && (pack_record_decode(c->rec, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
-                       rec.stored_len != e0->stored_len ||
-                       pack_frame_parse(&rec, c->rec + PACK_RECORD_HEADER_LEN, &f) < 0))
-                r = -EBADMSG;
+        int r = read_frame(c, src, e0, &rec, &f);
         if (r == 0)
                 r = st_buf_grow(&c->out, &c->out_cap, rec.raw_len);
         if (r == 0 && pack_frame_inflate(&rec, &f, c->out, c->dctx) < 0)
@@ -254,16 +262,9 @@ static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, 
                 while (used + m < n && live[used + m].e.off == e0->off)
                         m++;
                 size_t rl = PACK_RECORD_HEADER_LEN + (size_t)e0->stored_len;
-                int r = st_buf_grow(&c->rec, &c->rec_cap, rl);
-                if (r < 0)
-                        return r;
-                r = (uint64_t)e0->off + rl > src->len ? -EIO : st_pread_full(src->fd, c->rec, rl, e0->off);
                 pack_record rec;
                 pack_frame f;
-                if (r == 0 && (pack_record_decode(c->rec, PACK_RECORD_HEADER_LEN, &rec, NULL) < 0 ||
-                               rec.stored_len != e0->stored_len ||
-                               pack_frame_parse(&rec, c->rec + PACK_RECORD_HEADER_LEN, &f) < 0))
-                        r = -EBADMSG;
+                int r = read_frame(c, src, e0, &rec, &f);
                 if ((r == -EIO || r == -EBADMSG) && records) {
                         *ret_tried = records; /* (those first; then this one says what) */
                         return 0;

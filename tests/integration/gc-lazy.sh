@@ -11,20 +11,8 @@ requires nginx
 S=$STELLAR_STORE
 
 # the lazily pulled image: published from another store
-gen() { # FILE MIB SEED: text that compresses
-        /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
-import random, sys
-r = random.Random(int(sys.argv[3]))
-words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(3, 9))) for _ in range(3000)]
-out = bytearray()
-n = int(sys.argv[2]) << 20
-while len(out) < n:
-    out += b" ".join(r.choice(words) for _ in range(r.randrange(8, 20))) + b"\n"
-open(sys.argv[1], "wb").write(out[:n])
-PY
-}
-gen "$TMP/lazy.img" 24 1
-gen "$TMP/local.img" 32 2
+text_image "$TMP/lazy.img" 24 1
+text_image "$TMP/local.img" 32 2
 P=$TMP/publisher
 st --store "$P" init >/dev/null
 st --store "$P" import -q "$TMP/lazy.img" lazy

@@ -10,42 +10,14 @@
 
 st init --zstd-level defer >/dev/null
 # 48 MiB that compresses (so gc has work: about a second, more under ASan)
-/usr/bin/python3 - "$TMP/img.raw" <<'PY'
-import random, sys
-r = random.Random(5)
-words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(3, 9))) for _ in range(3000)]
-out = bytearray()
-while len(out) < 48 << 20:
-    out += b" ".join(r.choice(words) for _ in range(r.randrange(8, 20))) + b"\n"
-open(sys.argv[1], "wb").write(out[:48 << 20])
-PY
+text_image "$TMP/img.raw" 48 5
 st import -q "$TMP/img.raw" img
 before=$(json_field "$(st stats --json)" pack_bytes)
 start_serve --compress-cpu 0 # (gc, not the idle compression, compresses here)
 
 # the reader: random 4 KiB reads, each checked, a timestamp per answer
-/usr/bin/python3 - "$(U img)" "$TMP/img.raw" "$TMP/reads" "$TMP/stop" 2>"$TMP/reader.err" <<'PY' &
-import nbd, os, random, sys, time
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-want = open(sys.argv[2], "rb")
-size = h.get_size()
-r = random.Random(9)
-with open(sys.argv[3], "w") as log:
-    while not os.path.exists(sys.argv[4]):
-        off = r.randrange(size // 4096) * 4096
-        got = h.pread(4096, off)
-        want.seek(off)
-        if got != want.read(4096):
-            print(f"wrong bytes at {off}", file=sys.stderr)
-            sys.exit(1)
-        log.write(f"{time.time():.6f}\n")
-        log.flush()
-PY
-RP=$!
-_cleanup_pids+=("$RP")
-for _ in $(seq 200); do [ -s "$TMP/reads" ] && break; sleep 0.05; done
-[ -s "$TMP/reads" ] || { cat "$TMP/reader.err" >&2; fail "the reader did not start"; }
+start_checked_reader img "$TMP/img.raw"
+RP=$READER_PID
 
 t0=$(date +%s.%N)
 out=$(st gc --json) || fail "gc while serving"

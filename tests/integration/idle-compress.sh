@@ -15,19 +15,6 @@
 . "$(dirname "$0")/../lib/functions.sh"
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd missing"; exit 77; }
 
-# text that compresses: FILE MiB SEED
-text() {
-        /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
-import random, sys
-r = random.Random(int(sys.argv[3]))
-words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(3, 9))) for _ in range(3000)]
-out = bytearray()
-n = int(sys.argv[2]) << 20
-while len(out) < n:
-    out += b" ".join(r.choice(words) for _ in range(r.randrange(8, 20))) + b"\n"
-open(sys.argv[1], "wb").write(out[:n])
-PY
-}
 pack_bytes() { json_field "$(st stats --json)" pack_bytes; }
 # counted KEY: the daemon's count of KEY under "compress" in its stats file
 # is above 0 (the file is rewritten every second: given 3 s)
@@ -54,35 +41,16 @@ stop_serve() {
         wait "$SERVE" || fail "the daemon did not stop cleanly"
 }
 
-text "$TMP/a.raw" 40 1
-text "$TMP/b.raw" 16 2
+text_image "$TMP/a.raw" 40 1
+text_image "$TMP/b.raw" 16 2
 
 # 1. deferred records, compressed while serving
 st init --zstd-level defer --zstd-cold 3 >/dev/null
 st import -q "$TMP/a.raw" a
 before=$(pack_bytes)
 start_serve --compress-cpu 25 # (slow enough for the commands below to run beside it)
-/usr/bin/python3 - "$(U a)" "$TMP/a.raw" "$TMP/reads" "$TMP/stop" 2>"$TMP/reader.err" <<'PY' &
-import nbd, os, random, sys
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-want = open(sys.argv[2], "rb")
-size = h.get_size()
-r = random.Random(9)
-n = 0
-while not os.path.exists(sys.argv[4]):
-    off = r.randrange(size // 4096) * 4096
-    got = h.pread(4096, off)
-    want.seek(off)
-    if got != want.read(4096):
-        print(f"wrong bytes at {off}", file=sys.stderr)
-        sys.exit(1)
-    n += 1
-    if n % 64 == 0:
-        open(sys.argv[3], "w").write(f"{n}\n")
-PY
-RP=$!
-_cleanup_pids+=("$RP")
+start_checked_reader a "$TMP/a.raw"
+RP=$READER_PID
 st import -q "$TMP/b.raw" b || fail "import while the daemon compresses"
 st clone a c || fail "clone while the daemon compresses"
 st snapshot c c-snap || fail "snapshot while the daemon compresses"
@@ -93,7 +61,7 @@ awk '/idle compression: compressing/ { on = 1 } /control: .*fsck/ && on { f = 1 
         { cat "$TMP/serve.log" >&2; fail "fsck did not run while the daemon compressed"; }
 touch "$TMP/stop"
 wait "$RP" || { cat "$TMP/reader.err" >&2; fail "the reader saw wrong bytes or an error"; }
-echo "reads answered meanwhile: $(cat "$TMP/reads" 2>/dev/null || echo 0)"
+echo "reads answered meanwhile: $(wc -l <"$TMP/reads")"
 counted records || fail "the stats count no compressed record"
 counted packs_dropped || fail "no pack was dropped"
 st status | grep -q "^idle compression: [1-9][0-9]* records" || { st status >&2; fail "stellar status does not show the idle compression"; }

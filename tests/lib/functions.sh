@@ -47,6 +47,32 @@ requires() {
 
 st() { "$STELLAR" "$@"; }
 
+# text_image FILE MIB SEED: MIB MiB of text of random words (it compresses,
+# about 2.5x at zstd 3), the same bytes for the same seed.
+text_image() {
+        /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import random, sys
+r = random.Random(int(sys.argv[3]))
+words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(3, 9))) for _ in range(3000)]
+out = bytearray()
+n = int(sys.argv[2]) << 20
+while len(out) < n:
+    out += b" ".join(r.choice(words) for _ in range(r.randrange(8, 20))) + b"\n"
+open(sys.argv[1], "wb").write(out[:n])
+PY
+}
+
+# start_checked_reader NAME FILE: random 4 KiB reads of export NAME, each
+# checked against FILE, in the background (READER_PID) until $TMP/stop
+# exists; a timestamp per answer in $TMP/reads. Waits for the first answer.
+start_checked_reader() {
+        /usr/bin/python3 "$_TOOLS/nbd-check-reader.py" "$(U "$1")" "$2" "$TMP/reads" "$TMP/stop" 2>"$TMP/reader.err" &
+        READER_PID=$!
+        _cleanup_pids+=("$READER_PID")
+        for _ in $(seq 200); do [ -s "$TMP/reads" ] && break; sleep 0.05; done
+        [ -s "$TMP/reads" ] || { cat "$TMP/reader.err" >&2; fail "the reader did not start"; }
+}
+
 # fsck_clean: the store has no errors.
 fsck_clean() {
         st fsck --quiet >"$TMP/fsck.out" 2>&1 || { cat "$TMP/fsck.out" >&2; fail "fsck found errors"; }
