@@ -109,9 +109,12 @@ static int work_pick(st_store *s, cold_work *w) {
                 live[n++] = (gc_live){ .id = id, .e = *e };
         }
         qsort(live, n, sizeof *live, cmp_off);
-        *w = (cold_work){ .pack = p->id, .pack_len = p->len, .gc_runs = s->gc_runs, .live = live,
-                          .n = n, .seen = w->seen, .seen_gc_runs = w->seen_gc_runs,
-                          .out_pack = w->out_pack };
+        work_reset(w); /* (it held no list: no pack) */
+        w->pack = p->id;
+        w->pack_len = p->len;
+        w->gc_runs = s->gc_runs;
+        w->live = live;
+        w->n = n;
         return 0;
 }
 
@@ -194,13 +197,11 @@ static int drop(st_store *s, cold_work *w) {
         bool named = false;
         for (uint32_t id = 0; id < count && !named; id++)
                 named = index_get(s->idx, id)->pack == w->pack;
-        size_t at = s->n_packs;
-        for (size_t i = 0; i < s->n_packs; i++)
-                if (s->packs[i].id == w->pack)
-                        at = i;
-        if (named || at == s->n_packs || at + 1 == s->n_packs) {
-                if (at < s->n_packs)
-                        s->packs[at].cold_clean = 0;
+        store_pack *p = store_pack_find(s, w->pack);
+        size_t at = p ? (size_t)(p - s->packs) : s->n_packs;
+        if (named || !p || at + 1 == s->n_packs) {
+                if (p)
+                        p->cold_clean = 0;
                 pthread_rwlock_unlock(&s->lock);
                 work_reset(w);
                 return 0;

@@ -176,6 +176,22 @@ static int read_frame(gc_copy *c, const gc_src *src, const index_entry *e0, pack
         return r;
 }
 
+/* Slot e->slot of frame f, whose bytes are at bytes: the chunk e names, its
+ * length and hash checked? Fills *ret (hash, data, length). */
+static bool slot_verified(const pack_frame *f, const uint8_t *bytes, const index_entry *e,
+                          pack_frame_src *ret) {
+        uint32_t off, len;
+        if (e->slot == 0 || e->slot > f->n)
+                return false;
+        pack_frame_slot(f, e->slot - 1, &ret->hash, &off, &len);
+        st_digest got;
+        st_hash(bytes + off, len, &got);
+        ret->data = bytes + off;
+        ret->len = len;
+        return len == e->raw_len && memcmp(got.b, ret->hash.b, ST_DIGEST_LEN) == 0 &&
+               memcmp(got.b, e->prefix, INDEX_PREFIX_LEN) == 0;
+}
+
 /* The live chunks of one frame record (live[0..m), all at one offset): the
  * record copied as it is when every chunk in it lives and it was made at
  * the cold level, else a new frame of the live ones (one alone becomes a
@@ -197,18 +213,8 @@ static int copy_frame(gc_copy *c, const gc_src *src, gc_live *live, size_t m) {
         pack_frame_src keep[PACK_FRAME_MAX_CHUNKS];
         uint32_t n = 0;
         for (size_t q = 0; q < m; q++) {
-                index_entry *e = &live[q].e;
-                uint32_t off, len;
-                if (e->slot == 0 || e->slot > f.n || n == PACK_FRAME_MAX_CHUNKS)
+                if (n == PACK_FRAME_MAX_CHUNKS || !slot_verified(&f, c->out, &live[q].e, &keep[n]))
                         return damaged(c, src->id, e0->off);
-                pack_frame_slot(&f, e->slot - 1, &keep[n].hash, &off, &len);
-                st_digest got;
-                st_hash(c->out + off, len, &got);
-                if (len != e->raw_len || memcmp(got.b, keep[n].hash.b, ST_DIGEST_LEN) != 0 ||
-                    memcmp(got.b, e->prefix, INDEX_PREFIX_LEN) != 0)
-                        return damaged(c, src->id, e0->off);
-                keep[n].data = c->out + off;
-                keep[n].len = len;
                 n++;
         }
         int cold = s->cfg.zstd_cold_level;
@@ -251,11 +257,14 @@ static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, 
                                   size_t *ret_tried) {
         int cold = c->s->cfg.zstd_cold_level;
         pack_frame_src keep[PACK_FRAME_MAX_CHUNKS];
-        uint32_t at[PACK_FRAME_MAX_CHUNKS];
         size_t raw = 0, used = 0, records = 0;
         uint32_t count = 0;
         uint64_t stored = 0;
         *ret_tried = 1;
+        /* (room for the largest merge at once: keep[] points into it) */
+        int k = st_buf_grow(&c->merge, &c->merge_cap, GC_FRAME_RAW);
+        if (k < 0)
+                return k;
         while (used < n && live[used].e.slot > 0) {
                 const index_entry *e0 = &live[used].e;
                 size_t m = 1;
@@ -276,9 +285,6 @@ static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, 
                 if (f.level >= cold || m != f.n || raw + rec.raw_len > GC_FRAME_RAW ||
                     count + f.n > PACK_FRAME_MAX_CHUNKS)
                         break;
-                r = st_buf_grow(&c->merge, &c->merge_cap, raw + rec.raw_len);
-                if (r < 0)
-                        return r;
                 if (pack_frame_inflate(&rec, &f, c->merge + raw, c->dctx) < 0) {
                         if (!records)
                                 return damaged(c, src->id, e0->off);
@@ -286,18 +292,8 @@ static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, 
                         return 0;
                 }
                 for (size_t q = 0; q < m; q++) {
-                        const index_entry *e = &live[used + q].e;
-                        uint32_t off, len;
-                        if (e->slot == 0 || e->slot > f.n)
+                        if (!slot_verified(&f, c->merge + raw, &live[used + q].e, &keep[count]))
                                 return damaged(c, src->id, e0->off);
-                        pack_frame_slot(&f, e->slot - 1, &keep[count].hash, &off, &len);
-                        st_digest got;
-                        st_hash(c->merge + raw + off, len, &got);
-                        if (len != e->raw_len || memcmp(got.b, keep[count].hash.b, ST_DIGEST_LEN) != 0 ||
-                            memcmp(got.b, e->prefix, INDEX_PREFIX_LEN) != 0)
-                                return damaged(c, src->id, e0->off);
-                        at[count] = (uint32_t)(raw + off);
-                        keep[count].len = len;
                         count++;
                 }
                 raw += rec.raw_len;
@@ -308,8 +304,6 @@ static int64_t copy_frames_merged(gc_copy *c, const gc_src *src, gc_live *live, 
         *ret_tried = records ? records : 1;
         if (records < 2)
                 return 0;
-        for (uint32_t q = 0; q < count; q++)
-                keep[q].data = c->merge + at[q];
         int r = append_frame(c, keep, live, count, raw, cold, stored - PACK_RECORD_HEADER_LEN);
         if (r <= 0)
                 return r;
