@@ -108,7 +108,8 @@ static int work_pick(st_store *s, cold_work *w) {
                 }
                 live[n++] = (gc_live){ .id = id, .e = *e };
         }
-        qsort(live, n, sizeof *live, cmp_off);
+        if (n > 1) /* (live is NULL when n is 0) */
+                qsort(live, n, sizeof *live, cmp_off);
         work_reset(w); /* (it held no list: no pack) */
         w->pack = p->id;
         w->pack_len = p->len;

@@ -150,7 +150,8 @@ start_delay_proxy "$NGINX_PORT" 20
 pid=$!
 total=$(ls "$WWW/tree/blobs" | wc -l)
 for _ in $(seq 200); do
-        sz=$(du -sb "$H3/packs" 2>/dev/null | cut -f1)
+        # (no packs yet while the pull starts: du fails, that is 0)
+        sz=$(du -sb "$H3/packs" 2>/dev/null | cut -f1) || sz=0
         [ "${sz:-0}" -gt $((4 << 20)) ] && break
         sleep 0.05
 done
