@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Fuzz target for the vhost-user-blk front end's two parsers of what a VMM
- * and its guest send (daemon/vhost/): vhost_msg_check, the gate of every
- * message, and vring_pop, the walk of a descriptor chain in guest memory.
+ * Fuzz target for the vhost-user-blk front end's parsers of what a VMM and
+ * its guest send (daemon/vhost/): vhost_msg_check, the gate of every
+ * message; vring_pop, the walk of a descriptor chain in guest memory; and
+ * inflight_recover, the reading of an inflight buffer after a restart.
  *
  * Input: byte 0 picks the parser.
  *   even: a message: byte 1 the number of descriptors passed with it, then
@@ -19,10 +20,17 @@
  *         every segment lies inside guest memory, there are at most
  *         VRING_MAX_SEGS, the heads are below the queue size, and no more
  *         chains are taken than the available index allows.
+ *         With bit 7 of byte 0 set, the queue also has an inflight region
+ *         (inflight.h), read from guest memory at INFLIGHT_AT as a restarted
+ *         back-end reads what the front-end kept: the chains it lists are
+ *         walked first. Checks: at most the queue size of them, each head
+ *         below it and listed once, new chains taken after them, and none
+ *         left marked in flight once served.
  */
 #include <errno.h>
 
 #include "fuzz.h"
+#include "vhost/inflight.h"
 #include "vhost/msg.h"
 #include "vhost/vring.h"
 
@@ -96,6 +104,7 @@ static void check_msg(const uint8_t *data, size_t len) {
 #define DESC_AT 0u
 #define AVAIL_AT 8192u
 #define USED_AT 16384u
+#define INFLIGHT_AT 4096u /* after the largest descriptor table */
 
 static void check_ring(const uint8_t *data, size_t len) {
         if (len < 5)
@@ -115,6 +124,37 @@ static void check_ring(const uint8_t *data, size_t len) {
         FUZZ_ASSERT(vring_resolve(&q, &m, true) == 0);
         static vring_seg segs[VRING_MAX_SEGS];
         uint16_t avail = (uint16_t)(data[3] | data[4] << 8), taken = 0;
+        inflight_queue t = { 0 };
+        static uint16_t again[256];
+        unsigned n_again = 0;
+        if (data[0] & 0x80) {
+                t = (inflight_queue){ .region = mem + INFLIGHT_AT, .num = (uint16_t)num };
+                n_again = inflight_recover(&t, q.used_idx, again);
+                FUZZ_ASSERT(n_again <= num);
+                bool seen[256] = { false };
+                for (unsigned k = 0; k < n_again; k++) {
+                        FUZZ_ASSERT(again[k] < num && !seen[again[k]]);
+                        seen[again[k]] = true;
+                }
+                q.last_avail = (uint16_t)(q.used_idx + n_again);
+                avail = (uint16_t)(avail - q.last_avail);
+        }
+        for (unsigned k = 0; k < n_again; k++) {
+                unsigned n = 0;
+                const char *why = NULL;
+                int r = vring_chain(&q, &m, again[k], segs, &n, &why);
+                if (r < 0) {
+                        FUZZ_ASSERT(r == -EBADMSG && why);
+                        return;
+                }
+                for (unsigned i = 0; i < n; i++)
+                        FUZZ_ASSERT(segs[i].p >= mem && segs[i].len <= MEM_LEN &&
+                                    (size_t)(segs[i].p - mem) + segs[i].len <= MEM_LEN);
+                inflight_before_push(&t, again[k]);
+                vring_push(&q, again[k], 1);
+                inflight_after_push(&t, again[k], q.used_idx);
+                FUZZ_ASSERT(mem[INFLIGHT_AT + 16 + 16 * again[k]] == 0);
+        }
         for (;;) {
                 uint16_t head;
                 unsigned n = 0;
@@ -129,7 +169,12 @@ static void check_ring(const uint8_t *data, size_t len) {
                 for (unsigned i = 0; i < n; i++)
                         FUZZ_ASSERT(segs[i].p >= mem && segs[i].len <= MEM_LEN &&
                                     (size_t)(segs[i].p - mem) + segs[i].len <= MEM_LEN);
+                inflight_begin(&t, head);
+                inflight_before_push(&t, head);
                 vring_push(&q, head, 1);
+                inflight_after_push(&t, head, q.used_idx);
+                if (t.region)
+                        FUZZ_ASSERT(mem[INFLIGHT_AT + 16 + 16 * head] == 0);
         }
 }
 

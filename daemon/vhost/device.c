@@ -19,6 +19,7 @@
 
 #include "../serve.h"
 #include "blk.h"
+#include "inflight.h"
 #include "memory.h"
 #include "msg.h"
 #include "vhost.h"
@@ -33,6 +34,9 @@ typedef struct queue {
         int kick_fd, call_fd, err_fd;
         int stop_fd; /* eventfd: ends the thread */
         bool enabled, running, broken;
+        inflight_queue track;    /* its inflight region, if the front-end gave one */
+        uint16_t *again;         /* chains in flight at a restart, served first */
+        unsigned n_again, next_again;
         pthread_t thread;
         vring_seg segs[VRING_MAX_SEGS];
 } queue;
@@ -47,13 +51,15 @@ struct device {
         pthread_rwlock_t lock;
         atomic_bool want_lock; /* the message thread waits for lock: stop polling */
         vhost_memory mem;
+        vhost_inflight inflight;
         queue q[VHOST_MAX_QUEUES];
 };
 
 #define OFFERED_PROTOCOL                                                                      \
         (1ull << VHOST_USER_PROTOCOL_F_MQ | 1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK |       \
          1ull << VHOST_USER_PROTOCOL_F_CONFIG | 1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE | \
-         1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)
+         1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS |                                 \
+         1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)
 
 #define POLL_NS 50000u /* how long a queue looks for more work before it sleeps */
 
@@ -67,6 +73,43 @@ static void signal_fd(int fd) {
         uint64_t one = 1;
         if (fd >= 0)
                 (void)!write(fd, &one, sizeof one);
+}
+
+/* Serve one chain (its segments in q->segs) and publish it; false for a
+ * chain with no room for its status. */
+static bool serve_chain(queue *q, uint16_t head, unsigned n) {
+        device *d = q->dev;
+        uint64_t t0 = now_ns();
+        blk_result res;
+        if (blk_execute(&d->blk, q->segs, n, &res) < 0)
+                return false;
+        inflight_before_push(&q->track, head);
+        vring_push(&q->ring, head, res.written);
+        inflight_after_push(&q->track, head, q->ring.used_idx);
+        if (res.error)
+                export_account_error(d->e);
+        static const unsigned ops[] = { [BLK_OP_READ] = EXPORT_OP_READ,
+                                        [BLK_OP_WRITE] = EXPORT_OP_WRITE,
+                                        [BLK_OP_FLUSH] = EXPORT_OP_FLUSH,
+                                        [BLK_OP_TRIM] = EXPORT_OP_TRIM,
+                                        [BLK_OP_OTHER] = EXPORT_OP_OTHER };
+        export_account(d->e, ops[res.op], res.bytes, now_ns() - t0);
+        return true;
+}
+
+/* The next chain: one in flight at a restart first, then the available
+ * ring's (marked in flight as it is taken). 1, 0 (none) or -EBADMSG. */
+static int next_chain(queue *q, uint16_t *head, unsigned *n, const char **why) {
+        device *d = q->dev;
+        if (q->next_again < q->n_again) {
+                *head = q->again[q->next_again++];
+                int r = vring_chain(&q->ring, &d->mem, *head, q->segs, n, why);
+                return r < 0 ? r : 1;
+        }
+        int k = vring_pop(&q->ring, &d->mem, head, q->segs, n, why);
+        if (k == 1)
+                inflight_begin(&q->track, *head);
+        return k;
 }
 
 /* Serve what the ring holds, at most DRAIN_MAX chains (then *more is set,
@@ -89,25 +132,13 @@ static bool drain(queue *q, bool *more) {
                 unsigned n;
                 const char *why = NULL;
                 int k;
-                while (served < DRAIN_MAX &&
-                       (k = vring_pop(r, &d->mem, &head, q->segs, &n, &why)) == 1) {
+                while (served < DRAIN_MAX && (k = next_chain(q, &head, &n, &why)) == 1) {
                         served++;
-                        uint64_t t0 = now_ns();
-                        blk_result res;
-                        if (blk_execute(&d->blk, q->segs, n, &res) < 0) {
+                        if (!serve_chain(q, head, n)) {
                                 why = "a request with no room for its status";
                                 k = -EBADMSG;
                                 break;
                         }
-                        vring_push(r, head, res.written);
-                        if (res.error)
-                                export_account_error(d->e);
-                        static const unsigned ops[] = { [BLK_OP_READ] = EXPORT_OP_READ,
-                                                        [BLK_OP_WRITE] = EXPORT_OP_WRITE,
-                                                        [BLK_OP_FLUSH] = EXPORT_OP_FLUSH,
-                                                        [BLK_OP_TRIM] = EXPORT_OP_TRIM,
-                                                        [BLK_OP_OTHER] = EXPORT_OP_OTHER };
-                        export_account(d->e, ops[res.op], res.bytes, now_ns() - t0);
                         if ((uint16_t)(r->used_idx - old) >= 32 && vring_should_notify(r, old)) {
                                 signal_fd(q->call_fd); /* a long batch: tell the driver as we go */
                                 old = r->used_idx;
@@ -194,12 +225,39 @@ static void queue_stop(queue *q, pthread_rwlock_t *lock) {
         q->running = false;
 }
 
+/* A queue with an inflight region, starting: what was in flight when the
+ * last back-end went is served again first, and new chains are taken after
+ * every chain it had taken. */
+static int queue_recover(queue *q) {
+        device *d = q->dev;
+        q->track = inflight_queue_of(&d->inflight, q->index, q->ring.num);
+        free(q->again);
+        q->again = NULL;
+        q->n_again = q->next_again = 0;
+        if (!q->track.region)
+                return 0;
+        q->again = malloc(sizeof *q->again * q->ring.num);
+        if (!q->again)
+                return -ENOMEM;
+        q->n_again = inflight_recover(&q->track, q->ring.used_idx, q->again);
+        q->ring.last_avail = (uint16_t)(q->ring.used_idx + q->n_again);
+        if (q->n_again)
+                serve_logf("vhost-user-blk %s (%s): queue %u: serving again %u request%s in flight "
+                           "at the restart",
+                           export_name(d->e), d->peer, q->index, q->n_again,
+                           q->n_again == 1 ? "" : "s");
+        return 0;
+}
+
 static int queue_start(queue *q) {
         if (q->running || q->kick_fd < 0 || q->ring.num == 0 || !q->ring.addr_set)
                 return 0;
         q->ring.event_idx = (q->dev->features >> VIRTIO_F_RING_EVENT_IDX) & 1;
         if (vring_resolve(&q->ring, &q->dev->mem, true) < 0)
                 return -EFAULT;
+        int r = queue_recover(q);
+        if (r < 0)
+                return r;
         q->broken = false;
         if (pthread_create(&q->thread, NULL, queue_main, q) != 0)
                 return -EAGAIN;
@@ -222,6 +280,10 @@ static void queues_reset(device *d) {
                 close_fd(&q->err_fd);
                 q->ring = (vhost_vring){ 0 };
                 q->enabled = true;
+                q->track = (inflight_queue){ 0 };
+                free(q->again);
+                q->again = NULL;
+                q->n_again = q->next_again = 0;
         }
 }
 
@@ -248,6 +310,73 @@ static int reply(device *d, const vhost_msg *m, const void *payload, uint32_t le
         le32_put(buf + 8, len);
         memcpy(buf + VHOST_MSG_HEADER_LEN, payload, len);
         return send_all(d->fd, buf, VHOST_MSG_HEADER_LEN + len);
+}
+
+/* A reply that passes one file descriptor. */
+static int reply_fd(device *d, const vhost_msg *m, const void *payload, uint32_t len, int fd) {
+        uint8_t buf[VHOST_MSG_HEADER_LEN + 32];
+        le32_put(buf, m->request);
+        le32_put(buf + 4, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY);
+        le32_put(buf + 8, len);
+        memcpy(buf + VHOST_MSG_HEADER_LEN, payload, len);
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } cm;
+        memset(&cm, 0, sizeof cm);
+        struct iovec iov = { buf, VHOST_MSG_HEADER_LEN + len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                             .msg_controllen = sizeof cm.buf };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        ssize_t n;
+        do
+                n = sendmsg(d->fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -EPIPE;
+        /* the descriptor went with the first byte; the rest as bytes */
+        return (size_t)n == iov.iov_len ? 0 : send_all(d->fd, buf + n, iov.iov_len - (size_t)n);
+}
+
+static bool any_running(const device *d) {
+        for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++)
+                if (d->q[i].running)
+                        return true;
+        return false;
+}
+
+static int inflight_message(device *d, const vhost_msg *m, int *fds) {
+        vhost_inflight_desc x = vhost_msg_inflight(m);
+        if (any_running(d))
+                return -EBUSY; /* a region in use is not replaced */
+        if (m->request == VHOST_USER_SET_INFLIGHT_FD) {
+                int r = inflight_map(&d->inflight, fds[0], x.mmap_size, x.mmap_offset,
+                                     x.num_queues, x.queue_size);
+                if (r == 0)
+                        serve_logf("vhost-user-blk %s (%s): inflight buffer set (%u queue%s of %u)",
+                                   export_name(d->e), d->peer, x.num_queues,
+                                   x.num_queues == 1 ? "" : "s", x.queue_size);
+                return r;
+        }
+        int fd;
+        uint64_t size;
+        int r = inflight_create(&d->inflight, x.num_queues, x.queue_size, &fd, &size);
+        if (r < 0)
+                return r;
+        uint8_t p[VHOST_INFLIGHT_DESC_LEN] = { 0 };
+        le64_put(p, size);
+        le64_put(p + 8, 0);
+        p[16] = (uint8_t)x.num_queues;
+        p[17] = (uint8_t)(x.num_queues >> 8);
+        p[18] = (uint8_t)x.queue_size;
+        p[19] = (uint8_t)(x.queue_size >> 8);
+        r = reply_fd(d, m, p, sizeof p, fd);
+        close(fd);
+        return r;
 }
 
 static int reply_u64(device *d, const vhost_msg *m, uint64_t v) {
@@ -436,6 +565,9 @@ static int handle(device *d, vhost_msg *m, int *fds, unsigned n_fds) {
         }
         case VHOST_USER_SET_CONFIG:
                 return -ENOTSUP; /* nothing writable (no writeback toggle) */
+        case VHOST_USER_GET_INFLIGHT_FD:
+        case VHOST_USER_SET_INFLIGHT_FD:
+                return inflight_message(d, m, fds);
         default:
                 return -ENOTSUP;
         }
@@ -449,6 +581,7 @@ static bool replies_itself(uint32_t request) {
         case VHOST_USER_GET_MAX_MEM_SLOTS:
         case VHOST_USER_GET_VRING_BASE:
         case VHOST_USER_GET_CONFIG:
+        case VHOST_USER_GET_INFLIGHT_FD:
                 return true;
         default:
                 return false;
@@ -541,6 +674,7 @@ void vhost_blk_run(const vhost_ctx *c, int fd) {
         serve_logf("vhost-user-blk %s: %s detached", c->name, c->peer);
 out:
         vhost_memory_clear(&d->mem);
+        inflight_clear(&d->inflight);
         for (unsigned i = 0; i < VHOST_MAX_QUEUES; i++)
                 close_fd(&d->q[i].stop_fd);
         if (d->e)

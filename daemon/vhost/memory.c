@@ -2,6 +2,7 @@
 /* Guest memory regions; see memory.h. */
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "memory.h"
 
@@ -16,6 +17,15 @@ int vhost_memory_add(vhost_memory *m, const vhost_region *r, int fd) {
                 if (r->gpa < o->gpa + o->size && o->gpa < r->gpa + r->size)
                         return -EINVAL;
         }
+        /* A mapping past the end of its file faults (SIGBUS) when touched:
+         * the file must hold the whole region. (A front-end that shrinks
+         * the file afterwards can still make it fault; QEMU's memfd memory
+         * is sealed against that by default.) */
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < len)
+                return -EINVAL;
         void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED)
                 return -errno;

@@ -24,8 +24,9 @@ typedef struct vhost_memory {
         unsigned n;
 } vhost_memory;
 
-/* Map region r from fd (not closed here). -EINVAL, -ENOSPC (no slot left),
- * or mmap's error. */
+/* Map region r from fd (not closed here). -EINVAL (also for a file that is
+ * not a regular file holding the region), -ENOSPC (no slot left), or
+ * mmap's error. */
 int vhost_memory_add(vhost_memory *m, const vhost_region *r, int fd);
 /* Unmap the region with r's guest address and size: 0 or -ENOENT. */
 int vhost_memory_remove(vhost_memory *m, const vhost_region *r);

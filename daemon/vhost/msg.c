@@ -105,6 +105,12 @@ int vhost_msg_check(const vhost_msg *m, unsigned n_fds, const char **why) {
                         return bad(why, "config range out of range");
                 break;
         }
+        case VHOST_USER_GET_INFLIGHT_FD:
+        case VHOST_USER_SET_INFLIGHT_FD:
+                if (m->size < 20 || m->size > VHOST_INFLIGHT_DESC_LEN)
+                        return bad(why, "payload is not an inflight description");
+                want_fds = m->request == VHOST_USER_SET_INFLIGHT_FD ? 1 : 0;
+                break;
         default:
                 break; /* answered as unsupported */
         }
@@ -144,6 +150,13 @@ vhost_vring_addr vhost_msg_vring_addr(const vhost_msg *m) {
         return (vhost_vring_addr){ .index = le32_get(p), .flags = le32_get(p + 4),
                                    .desc = le64_get(p + 8), .used = le64_get(p + 16),
                                    .avail = le64_get(p + 24), .log = le64_get(p + 32) };
+}
+
+vhost_inflight_desc vhost_msg_inflight(const vhost_msg *m) {
+        const uint8_t *p = m->payload;
+        return (vhost_inflight_desc){ .mmap_size = le64_get(p), .mmap_offset = le64_get(p + 8),
+                                      .num_queues = (uint16_t)(p[16] | p[17] << 8),
+                                      .queue_size = (uint16_t)(p[18] | p[19] << 8) };
 }
 
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags) {

@@ -35,6 +35,8 @@ enum {
         VHOST_USER_SET_VRING_ENABLE = 18,
         VHOST_USER_GET_CONFIG = 24,
         VHOST_USER_SET_CONFIG = 25,
+        VHOST_USER_GET_INFLIGHT_FD = 31,
+        VHOST_USER_SET_INFLIGHT_FD = 32,
         VHOST_USER_RESET_DEVICE = 34,
         VHOST_USER_GET_MAX_MEM_SLOTS = 36,
         VHOST_USER_ADD_MEM_REG = 37,
@@ -46,6 +48,7 @@ enum {
         VHOST_USER_PROTOCOL_F_MQ = 0,
         VHOST_USER_PROTOCOL_F_REPLY_ACK = 3,
         VHOST_USER_PROTOCOL_F_CONFIG = 9,
+        VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD = 12,
         VHOST_USER_PROTOCOL_F_RESET_DEVICE = 13,
         VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS = 15,
 };
@@ -98,5 +101,13 @@ typedef struct vhost_vring_addr {
         uint64_t desc, used, avail, log;
 } vhost_vring_addr;
 vhost_vring_addr vhost_msg_vring_addr(const vhost_msg *m);
+/* GET_INFLIGHT_FD / SET_INFLIGHT_FD: mmap size and offset (SET), queue
+ * count and size. */
+typedef struct vhost_inflight_desc {
+        uint64_t mmap_size, mmap_offset;
+        uint16_t num_queues, queue_size;
+} vhost_inflight_desc;
+#define VHOST_INFLIGHT_DESC_LEN 24u /* as front-ends send it: 20 bytes, padded to 8 */
+vhost_inflight_desc vhost_msg_inflight(const vhost_msg *m);
 /* GET_CONFIG / SET_CONFIG: offset, size, flags. */
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags);

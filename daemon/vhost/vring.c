@@ -66,18 +66,10 @@ static int add_buffer(const vhost_memory *m, uint64_t addr, uint32_t len, bool w
         return 0;
 }
 
-int vring_pop(vhost_vring *q, const vhost_memory *m, uint16_t *ret_head, vring_seg *segs,
-              unsigned *ret_n, const char **why) {
-        uint16_t avail_idx = load_idx(q->avail + 2);
-        if (avail_idx == q->last_avail)
-                return 0;
-        if ((uint16_t)(avail_idx - q->last_avail) > q->num) {
-                *why = "the available index ran more than the queue size ahead";
-                return -EBADMSG;
-        }
-        uint16_t head = le16(q->avail + 4 + 2 * (q->last_avail % q->num));
+int vring_chain(const vhost_vring *q, const vhost_memory *m, uint16_t head, vring_seg *segs,
+                unsigned *ret_n, const char **why) {
         if (head >= q->num) {
-                *why = "an available head past the queue size";
+                *why = "a chain head past the queue size";
                 return -EBADMSG;
         }
         const uint8_t *table = q->desc;
@@ -128,9 +120,29 @@ int vring_pop(vhost_vring *q, const vhost_memory *m, uint16_t *ret_head, vring_s
                 }
                 i = next;
         }
+        *ret_n = n;
+        return 0;
+}
+
+int vring_pop(vhost_vring *q, const vhost_memory *m, uint16_t *ret_head, vring_seg *segs,
+              unsigned *ret_n, const char **why) {
+        uint16_t avail_idx = load_idx(q->avail + 2);
+        if (avail_idx == q->last_avail)
+                return 0;
+        if ((uint16_t)(avail_idx - q->last_avail) > q->num) {
+                *why = "the available index ran more than the queue size ahead";
+                return -EBADMSG;
+        }
+        uint16_t head = le16(q->avail + 4 + 2 * (q->last_avail % q->num));
+        if (head >= q->num) {
+                *why = "an available head past the queue size";
+                return -EBADMSG;
+        }
+        int r = vring_chain(q, m, head, segs, ret_n, why);
+        if (r < 0)
+                return r;
         q->last_avail++;
         *ret_head = head;
-        *ret_n = n;
         return 1;
 }
 

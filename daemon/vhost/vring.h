@@ -43,6 +43,10 @@ bool vring_has_avail(const vhost_vring *q);
  * for a malformed chain (*why says how). */
 int vring_pop(vhost_vring *q, const vhost_memory *m, uint16_t *ret_head, vring_seg *segs,
               unsigned *ret_n, const char **why);
+/* Walk the chain at head (one taken before, served again after a restart)
+ * as vring_pop does, taking nothing from the available ring. */
+int vring_chain(const vhost_vring *q, const vhost_memory *m, uint16_t head, vring_seg *segs,
+                unsigned *ret_n, const char **why);
 /* Return chain head, having written len bytes into its writable buffers. */
 void vring_push(vhost_vring *q, uint16_t head, uint32_t len);
 /* With event_idx: ask for a kick at the next chain (then check again). */

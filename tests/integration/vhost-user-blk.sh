@@ -103,11 +103,12 @@ cat "$TMP/hostile.out"
 kill -0 "$serve_pid" 2>/dev/null || daemon_fail "stellar serve died"
 
 # kill -9 of the daemon under a guest reading its disk: QEMU reconnects to
-# the restarted daemon (reconnect=1), the request that was in flight is
-# served again from the ring (a queue serves its requests in order, so all
-# before the used index are done and none after it), and the guest's hash
-# is right, with no I/O error
+# the restarted daemon (reconnect=1) and hands back the inflight buffer the
+# first daemon made (GET_INFLIGHT_FD at the first start, SET_INFLIGHT_FD at
+# each), the requests it marks in flight are served again, and the guest's
+# hash is right, with no I/O error
 before=$(grep -c "vhost-user-blk big: .* attached" "$TMP/serve.err" || true)
+inflight_before=$(grep -c "vhost-user-blk big .*: inflight buffer set" "$TMP/serve.err" || true)
 boot "$TMP/big.sock" big read VM_RECONNECT=1 VM_TIMEOUT=200 &
 guest=$!
 for _ in $(seq 300); do
@@ -125,6 +126,8 @@ wait "$guest" || { cat "$TMP/big-read.out" >&2; daemon_fail "the guest failed ac
         daemon_fail "the guest's sha256 across the daemon's restart is not the image's"
 [ "$(grep -c "vhost-user-blk big: .* attached" "$TMP/serve.err")" -ge $((before + 2)) ] ||
         daemon_fail "the guest did not reconnect to the restarted daemon"
+[ "$(grep -c "vhost-user-blk big .*: inflight buffer set" "$TMP/serve.err")" -ge $((inflight_before + 2)) ] ||
+        daemon_fail "QEMU did not set the inflight buffer at both starts"
 if grep -aq "I/O error" "$TMP/big-read.console"; then daemon_fail "the guest saw an I/O error"; fi
 fsck_clean_live() { st fsck >"$TMP/fsck.out" || { cat "$TMP/fsck.out"; daemon_fail "fsck after the kill"; }; }
 fsck_clean_live

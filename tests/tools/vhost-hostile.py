@@ -11,7 +11,10 @@ device's GET_ID, which must be NAME); then each hostile case on
 a fresh connection: bad versions and sizes, wrong descriptor counts, messages
 cut short, rings outside guest memory, descriptors outside it, looping and
 overlong chains, huge lengths, heads past the queue, a front-end that
-vanishes mid-request. After each, the back-end must still answer a fresh
+vanishes mid-request, memory and inflight buffers smaller than they claim,
+an inflight buffer of garbage; and the inflight buffer's purpose: a chain
+it marks in flight is served again by a new session, one whose used
+element was published is not. After each, the back-end must still answer a fresh
 connection with a correct read. Prints one line per case; exit 0 when every
 case held.
 """
@@ -27,6 +30,8 @@ GET_FEATURES, SET_FEATURES, SET_OWNER, SET_MEM_TABLE = 1, 2, 3, 5
 SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
 SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR = 12, 13, 14
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_CONFIG = 15, 16, 24
+GET_INFLIGHT_FD, SET_INFLIGHT_FD = 31, 32
+P_INFLIGHT = 1 << 12
 VERSION = 1
 F_VERSION_1 = 1 << 32
 F_PROTOCOL = 1 << 30
@@ -37,6 +42,8 @@ UVA = 0x7F0000000000  # where "our" process has the memory (only a label)
 QSIZE = 64
 DESC, AVAIL, USED = 0x0000, 0x1000, 0x2000
 HDR, DATA, STATUS = 0x10000, 0x11000, 0x12000
+HDR2, DATA2, STATUS2 = 0x13000, 0x14000, 0x15000
+INFLIGHT_REGION = 16 + 16 * QSIZE  # one queue's, 64-byte aligned for QSIZE 64
 
 
 class Frontend:
@@ -110,22 +117,45 @@ class Frontend:
         except (ConnectionResetError, BrokenPipeError):
             return True
 
+    def get_inflight(self, nq, qs):
+        """GET_INFLIGHT_FD: (fd, mmap size, mmap offset) of the back-end's buffer."""
+        self.send(GET_INFLIGHT_FD, struct.pack("<QQHH4x", 0, 0, nq, qs))
+        data, fds, _, _ = socket.recv_fds(self.s, 12 + 24, 1)
+        data += self.recv_exact(12 + 24 - len(data))
+        req, flags, size = struct.unpack_from("<III", data)
+        assert req == GET_INFLIGHT_FD and flags & 4 and size == 24 and len(fds) == 1, (req, size, fds)
+        msize, moff, rnq, rqs = struct.unpack_from("<QQHH", data, 12)
+        assert (rnq, rqs) == (nq, qs), (rnq, rqs)
+        return fds[0], msize, moff
+
     def setup(self, qsize=QSIZE, desc_uva=UVA + DESC, avail_uva=UVA + AVAIL, used_uva=UVA + USED,
-              region_size=MEM):
+              region_size=MEM, base=0, inflight=None):
+        """inflight: (fd, size, offset, queues, queue size) for SET_INFLIGHT_FD."""
         self.get_u64(GET_FEATURES)
         self.get_u64(GET_PROTOCOL_FEATURES)
-        self.send(SET_PROTOCOL_FEATURES, struct.pack("<Q", 0))
+        self.send(SET_PROTOCOL_FEATURES, struct.pack("<Q", P_INFLIGHT if inflight else 0))
         self.send(SET_OWNER)
         self.send(SET_FEATURES, struct.pack("<Q", F_VERSION_1 | F_PROTOCOL))
         self.send(SET_MEM_TABLE, struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0, region_size, UVA, 0),
                   fds=[self.memfd])
         self.send(SET_VRING_NUM, struct.pack("<II", 0, qsize))
-        self.send(SET_VRING_BASE, struct.pack("<II", 0, 0))
+        self.send(SET_VRING_BASE, struct.pack("<II", 0, base))
+        if inflight:
+            fd, size, off, nq, qs = inflight
+            self.send(SET_INFLIGHT_FD, struct.pack("<QQHH4x", size, off, nq, qs), fds=[fd])
         self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, 0, desc_uva, used_uva, avail_uva, 0))
         self.send(SET_VRING_CALL, struct.pack("<Q", 0), fds=[self.call])
         self.send(SET_VRING_ERR, struct.pack("<Q", 0), fds=[self.err])
         self.send(SET_VRING_KICK, struct.pack("<Q", 0), fds=[self.kick])
         self.avail_idx = 0
+
+    def chain(self, first, hdr, data, status, length, rtype=0, sector=0):
+        """A virtio-blk request in descriptors first..first+2."""
+        struct.pack_into("<IIQ", self.mem, hdr, rtype, 0, sector)
+        self.mem[status] = 0xFF
+        self.desc(first, hdr, 16, NEXT, first + 1)
+        self.desc(first + 1, data, length, NEXT | WRITE, first + 2)
+        self.desc(first + 2, status, 1, WRITE)
 
     def desc(self, i, addr, length, flags, nxt=0, table=DESC):
         struct.pack_into("<QIHH", self.mem, table + 16 * i, addr, length, flags, nxt)
@@ -392,6 +422,99 @@ def main():
         finally:
             a.close()
     case("a second front-end while one is attached: refused", second_vmm)
+
+    def region_past_file():
+        f = Frontend(path)
+        try:
+            # a region of 4 MiB whose file holds 1 MiB, and a buffer at 2 MiB:
+            # the table is refused, nothing touches what the file lacks
+            f.setup(region_size=4 * MEM)
+            struct.pack_into("<IIQ", f.mem, HDR, 0, 0, 0)
+            f.desc(0, HDR, 16, NEXT, 1)
+            f.desc(1, 2 * MEM, 4096, NEXT | WRITE, 2)
+            f.desc(2, STATUS, 1, WRITE)
+            f.offer(0)
+            time.sleep(0.3)
+            return f.used_idx() == 0
+        finally:
+            f.close()
+    case("a memory region larger than its file: refused", region_past_file)
+
+    def inflight_short():
+        fd = os.memfd_create("inflight")  # 0 bytes, claiming one queue's region
+        f = Frontend(path)
+        try:
+            f.setup(inflight=(fd, 64 * ((INFLIGHT_REGION + 63) // 64), 0, 1, QSIZE))
+            status, data = f.read_request(0)  # served, untracked
+            return status == 0 and data == image[:4096]
+        finally:
+            f.close()
+            os.close(fd)
+    case("an inflight buffer smaller than it says: refused", inflight_short)
+
+    def inflight_garbage():
+        a = Frontend(path)
+        fd, size, off = a.get_inflight(1, QSIZE)
+        a.close()
+        with mmap.mmap(fd, size) as r:
+            r[:] = os.urandom(size)
+            struct.pack_into("<HH", r, off + 8, 1, QSIZE)  # version 1, our queue size
+        f = Frontend(path)
+        try:
+            f.setup(inflight=(fd, size, off, 1, QSIZE))
+            time.sleep(0.3)  # whatever it marked: served, or the queue stopped
+            return True
+        finally:
+            f.close()
+            os.close(fd)
+    case("an inflight buffer of garbage", inflight_garbage)
+
+    def inflight_resubmit():
+        a = Frontend(path)
+        fd, size, off = a.get_inflight(1, QSIZE)
+        a.close()  # the front-end keeps the buffer across back-end sessions
+        f = Frontend(path)
+        r = mmap.mmap(fd, size)
+        try:
+            # What a new session finds after the last one went: it had taken
+            # chain 0 (a read of the middle block) and then chain 3 (GET_ID)
+            # from the available ring and served them out of order: chain 3's
+            # used element was published but its mark not yet cleared (used
+            # index 1, the buffer's 0), chain 0 was still being served. The
+            # ring alone would say: serve the second chain (3) again.
+            sector = len(image) // 512 // 2
+            f.chain(0, HDR, DATA, STATUS, 4096, 0, sector)
+            f.chain(3, HDR2, DATA2, STATUS2, 20, 8)
+            struct.pack_into("<HHH", f.mem, AVAIL + 2, 2, 0, 3)  # idx 2: heads 0, 3
+            struct.pack_into("<H", f.mem, USED + 2, 1)  # idx 1: head 3, 21 bytes
+            struct.pack_into("<II", f.mem, USED + 4, 3, 21)
+            struct.pack_into("<HHHH", r, off + 8, 1, QSIZE, 3, 0)  # last batch: 3; used 0
+            struct.pack_into("<B5xHQ", r, off + 16 + 16 * 0, 1, 0, 7)
+            struct.pack_into("<B5xHQ", r, off + 16 + 16 * 3, 1, 0, 8)
+            f.setup(base=1, inflight=(fd, size, off, 1, QSIZE))
+            f.avail_idx = 2
+            if not f.wait_used(2):
+                return False
+            time.sleep(0.3)  # chain 3 must not be served again
+            head, _ = struct.unpack_from("<II", f.mem, USED + 4 + 8)
+            marks = (r[off + 16], r[off + 16 + 16 * 3])
+            used_field = struct.unpack_from("<H", r, off + 14)[0]
+            ok = (f.used_idx() == 2 and head == 0 and f.mem[STATUS] == 0 and f.mem[STATUS2] == 0xFF
+                  and bytes(f.mem[DATA:DATA + 4096]) == image[sector * 512:sector * 512 + 4096]
+                  and marks == (0, 0) and used_field == 2)
+            # and the queue goes on: a new chain from the available ring
+            f.chain(0, HDR, DATA, STATUS, 4096, 0, 0)
+            f.offer(0)
+            ok = ok and f.wait_used(3) and f.mem[STATUS] == 0 and bytes(f.mem[DATA:DATA + 4096]) == image[:4096]
+            if not ok:
+                print(f"vhost-hostile: used {f.used_idx()} head {head} marks {marks} "
+                      f"buffer used {used_field}", file=sys.stderr)
+            return ok
+        finally:
+            r.close()
+            f.close()
+            os.close(fd)
+    case("a chain the inflight buffer marks is served again, a published one is not", inflight_resubmit)
 
     if failed:
         print(f"vhost-hostile: {len(failed)} case(s) failed", file=sys.stderr)
