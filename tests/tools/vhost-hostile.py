@@ -37,7 +37,8 @@ F_VERSION_1 = 1 << 32
 F_PROTOCOL = 1 << 30
 NEXT, WRITE, INDIRECT = 1, 2, 4
 
-MEM = 1 << 20
+MEM = 4 << 20
+BIG = 0x100000  # a 1 MiB read's buffers, from here
 UVA = 0x7F0000000000  # where "our" process has the memory (only a label)
 QSIZE = 64
 DESC, AVAIL, USED = 0x0000, 0x1000, 0x2000
@@ -242,6 +243,35 @@ def main():
             failed.append(name)
 
     case("a correct read of two blocks", lambda: good_read(path, image))
+
+    def big_read():
+        # 1 MiB in three buffers of uneven sizes, none a multiple of the
+        # parts a large read is cut into: what each part skips and reads
+        # crosses buffer ends
+        f = Frontend(path)
+        try:
+            f.setup()
+            sector = len(image) // 512 // 3 // 8 * 8
+            sizes = (100 << 10, 700 << 10, 224 << 10)
+            struct.pack_into("<IIQ", f.mem, HDR, 0, 0, sector)
+            f.mem[STATUS] = 0xFF
+            f.desc(0, HDR, 16, NEXT, 1)
+            at = BIG
+            for i, n in enumerate(sizes):
+                f.desc(1 + i, at, n, NEXT | WRITE, 2 + i)
+                at += n + 4096  # apart, so that each buffer's end matters
+            f.desc(1 + len(sizes), STATUS, 1, WRITE)
+            f.offer(0)
+            if not f.wait_used(1) or f.mem[STATUS] != 0:
+                return False
+            got, at = b"", BIG
+            for n in sizes:
+                got += bytes(f.mem[at:at + n])
+                at += n + 4096
+            return got == image[sector * 512:sector * 512 + (1 << 20)]
+        finally:
+            f.close()
+    case("a correct 1 MiB read in three uneven buffers", big_read)
 
     if len(sys.argv) > 3:
         def get_id():
