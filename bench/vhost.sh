@@ -17,6 +17,8 @@
 #   rw64            4 KiB random writes with a flush every 64 (depth 1), over
 #                   [2 GiB, 3 GiB): stellar into the clone's delta, qemu into
 #                   a fresh overlay (qcow) or a fresh sparse raw file (qraw)
+# With STELLAR_OLD set (an older stellar binary), a side "old" serves its
+# own copy of the store the same way: before against after.
 # Everyone reads through the page cache (qemu cache.direct=off), warmed by a
 # pass first. RUNS interleaved runs (3; --quick 1) rotating who goes first;
 # medians. Summary line: vhost: key=value ...
@@ -32,6 +34,7 @@ need_tool qemu-img qemu-utils
 need_tool fio fio
 VB=$BUILD/bench/vhost-bench
 [ -x "$VB" ] || ninja -C "$BUILD" bench/vhost-bench >&2
+OLD=${STELLAR_OLD:-}
 n_runs=$(runs 3 1)
 secs=$(runs 4 2)
 img=$(dense_image)
@@ -40,15 +43,31 @@ share=$(data_share "$img" $((1 << 30)))
 work_dir vhost
 
 log "vhost: importing $(fsize "$img") bytes (data share of the first GiB: $share)..."
-"$STELLAR" --store "$W/st" init >/dev/null
-"$STELLAR" --store "$W/st" import -q "$img" img
-"$STELLAR" --store "$W/st" clone img c1
-"$STELLAR" --store "$W/st" clone img w1
-"$STELLAR" --store "$W/st" serve --vhost-user-blk "$W/st.sock=c1" --vhost-user-blk "$W/stw.sock=w1" \
-    --nbd "unix:$W/nbd.sock" --tls=off --vhost-queues 4 --cache 1G 2>"$W/st.log" &
-pids+=($!)
-wait_sock "$W/stw.sock" $!
-wait_idle_compressed "$W/st.log" $! # (the store as a host has it, before timing)
+# serve_st BIN NAME [OPTION...]: a store of the image with clones c1 (reads)
+# and w1 (writes), served on $W/NAME.sock and $W/NAMEw.sock
+serve_st() {
+    local bin=$1 n=$2
+    shift 2
+    "$bin" --store "$W/$n" init >/dev/null
+    "$bin" --store "$W/$n" import -q "$img" img
+    "$bin" --store "$W/$n" clone img c1
+    "$bin" --store "$W/$n" clone img w1
+    "$bin" --store "$W/$n" serve --vhost-user-blk "$W/$n.sock=c1" --vhost-user-blk "$W/${n}w.sock=w1" \
+        --vhost-queues 4 --cache 1G "$@" 2>"$W/$n.log" &
+    pids+=($!)
+    wait_sock "$W/${n}w.sock" $!
+    # the store as a host has it, before timing (older binaries have no
+    # idle compression)
+    local help
+    help=$("$bin" serve --help 2>&1 || true)
+    if grep -q -- --compress-cpu <<<"$help"; then wait_idle_compressed "$W/$n.log" $!; fi
+}
+serve_st "$STELLAR" st --nbd "unix:$W/nbd.sock" --tls=off
+sides="st qraw qcow"
+if [ -n "$OLD" ]; then
+    serve_st "$OLD" old
+    sides="st old qraw qcow"
+fi
 
 # qsd NAME FILE FORMAT WRITABLE: qemu-storage-daemon exporting FILE on $W/NAME.sock
 qsd() {
@@ -65,7 +84,8 @@ qsd qcow "$W/ov.qcow2" qcow2 off
 
 warm "$img"
 warm "$W/st"/packs/*
-for s in st qraw qcow; do # one sequential pass through each (the cache, the page cache)
+[ -z "$OLD" ] || warm "$W/old"/packs/*
+for s in $sides; do # one sequential pass through each (the cache, the page cache)
     "$VB" "$W/$s.sock" --rw read --bs 1048576 --depth 4 --span $((1 << 30)) --seconds 3 >/dev/null
 done
 
@@ -85,7 +105,6 @@ fio_nbd() { # DEPTH -> "iops p50"
 }
 
 declare -A R
-sides="st qraw qcow"
 G=$((1 << 30))
 for r in $(seq "$n_runs"); do
     order=$sides
@@ -101,8 +120,8 @@ for r in $(seq "$n_runs"); do
         read -r i l < <(vb "$sock" --rw read --bs 1048576 --depth 4 --span $G --seconds "$secs")
         R[$s.seq1m]+=" $(calc "$i * 1.048576")" # MB/s
         # writes: a fresh target each run
-        if [ "$s" = st ]; then
-            wsock=$W/stw.sock
+        if [ "$s" = st ] || [ "$s" = old ]; then
+            wsock=$W/${s}w.sock
         else
             [ -n "${QW:-}" ] && { kill "$QW"; wait "$QW" 2>/dev/null || true; }
             rm -f "$W/w.img" "$W/w.sock"
