@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "blk.h"
-#include "helpers.h"
 #include "msg.h"
 
 #define BLK_T_IN 0u
@@ -141,34 +140,6 @@ static uint8_t discard(const blk_dev *b, cursor *c, uint64_t data_len, bool zero
         return BLK_S_OK;
 }
 
-/* IN: the volume's bytes at off into the chain's writable buffers; a large
- * read in parts, on the helper threads as well as this one. */
-#define PART_MIN (128u << 10)
-static int read_in(const blk_dev *b, const vring_seg *segs, unsigned n, uint64_t off,
-                   uint64_t len) {
-        unsigned parts = 1;
-        if (len >= 2 * PART_MIN && helpers_count() > 0) {
-                parts = helpers_count() + 1;
-                if (parts > len / PART_MIN)
-                        parts = (unsigned)(len / PART_MIN);
-        }
-        read_part part[HELPERS_MAX_PARTS];
-        /* whole 4 KiB blocks in each part but the last */
-        uint64_t each = (len / parts + 4095) / 4096 * 4096, at = 0;
-        unsigned k = 0;
-        for (; k < parts && at < len; k++) {
-                uint64_t l = len - at < each ? len - at : each;
-                part[k] = (read_part){ .v = b->v, .segs = segs, .n = n, .skip = at, .len = l,
-                                       .off = off + at };
-                at += l;
-        }
-        helpers_read(part, k);
-        for (unsigned i = 0; i < k; i++)
-                if (part[i].result < 0)
-                        return part[i].result;
-        return 0;
-}
-
 int blk_execute(const blk_dev *b, const vring_seg *segs, unsigned n, blk_result *ret) {
         *ret = (blk_result){ .op = BLK_OP_OTHER };
         /* The status: the last byte of the last writable segment. */
@@ -204,8 +175,15 @@ int blk_execute(const blk_dev *b, const vring_seg *segs, unsigned n, blk_result 
                         st = BLK_S_IOERR;
                         break;
                 }
-                if (read_in(b, body, n, sector * SECTOR, writable) < 0)
-                        st = BLK_S_IOERR;
+                uint64_t off = sector * SECTOR;
+                uint32_t len;
+                for (uint8_t *p; (p = cursor_next(&in, UINT64_MAX, &len));) {
+                        if (st_volume_read(b->v, p, len, off) < 0) {
+                                st = BLK_S_IOERR;
+                                break;
+                        }
+                        off += len;
+                }
                 if (st == BLK_S_OK) {
                         ret->bytes = writable;
                         ret->written = (uint32_t)writable;
