@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Damage campaign. A store with images (two sharing chunks), a clone, a
+# Damage campaign. A store with images (two sharing chunks; frames as the
+# import made them and as gc remade and merged them), a clone, a
 # volume with flushed writes in its delta, a snapshot and a lazily pulled
 # image is copied, then one file of one kind (packs, index, refs,
 # manifests, delta journal, delta data, sources) is flipped, truncated,
@@ -30,6 +31,10 @@ make_ext4 "$TMP/a.img" 24M /etc/ssl /usr/share/common-licenses
 cp "$TMP/a.img" "$TMP/b.img"
 head -c 1500000 /dev/urandom | dd of="$TMP/b.img" bs=1M seek=5 conv=notrunc status=none
 st import -q "$TMP/a.img" a
+# a's frames remade at the cold level, neighbours merged (as gc and the idle
+# compression leave them); b's new chunks stay in the import's frames: the
+# packs hold both kinds
+st gc --quiet
 st import -q "$TMP/b.img" b
 head -c 700000 /dev/urandom >"$TMP/junk.raw"
 st import -q "$TMP/junk.raw" junk # rm'd in every round: "rm of another name"

@@ -5,7 +5,8 @@
 # proxy: its fetches take seconds) while gc compresses a deferring import's chunks. The fetches that
 # land during gc's copy are kept (they are not in gc's plan); afterwards
 # both images read right, a second daemon on the reopened store reads them
-# too, fsck is clean, and a full pull finds nothing left to fetch.
+# too, fsck is clean, and a full pull finds nothing left to fetch. Then the
+# same with the daemon's idle compression in gc's place.
 . "$(dirname "$0")/../lib/functions.sh"
 requires nginx
 S=$STELLAR_STORE
@@ -56,4 +57,34 @@ fsck_clean
 for n in lazy local; do
         st export "$n" "$TMP/$n.out" >/dev/null && cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after a second gc"
 done
+
+# The same with the daemon's idle compression doing the work, beside the
+# prefetch: fetches land while it compresses, and are kept.
+export STELLAR_STORE=$TMP/store2
+st init --zstd-level defer >/dev/null
+st import -q "$TMP/local.img" local
+st pull --quiet --lazy "$URL" lazy
+start_serve --prefetch --compress-cpu 100
+logged() { grep -q "$1" "$TMP/serve.log"; }
+for _ in $(seq 600); do logged "idle compression: compressing" && break; sleep 0.05; done
+f0=$(fetched)
+for _ in $(seq 1200); do logged "idle compression: done" && break; sleep 0.1; done
+logged "idle compression: done" || { cat "$TMP/serve.log" >&2; fail "the idle compression did not finish"; }
+f1=$(fetched)
+echo "idle compression: chunks fetched $f0 when it began, $f1 when it ended"
+[ "$f1" -gt "$f0" ] || fail "no fetch landed during the idle compression: the test did not test it"
+nbdcopy "$(U lazy)" "$TMP/lazy.nbd" && cmp -s "$TMP/lazy.nbd" "$TMP/lazy.img" ||
+        fail "the lazy image over NBD after the idle compression"
+nbdcopy "$(U local)" "$TMP/local.nbd" && cmp -s "$TMP/local.nbd" "$TMP/local.img" ||
+        fail "the local image over NBD after the idle compression"
+kill "$SERVE"
+wait "$SERVE" || fail "the daemon did not exit cleanly"
+for n in lazy local; do
+        st export "$n" "$TMP/$n.out" >/dev/null || fail "export $n"
+        cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after the idle compression and a restart"
+done
+out=$(st pull --json "$URL" lazy)
+[ "$(json_field "$out" fetched)" = 0 ] ||
+        fail "chunks fetched during the idle compression were lost: a pull fetched again: $out"
+fsck_clean
 echo PASS
