@@ -4,7 +4,10 @@
  * and connection of a process, within a byte budget.
  *
  * The cache is split into shards by chunk id, each with its own lock, table
- * and budget, so readers of different chunks rarely meet. A hit only pins
+ * and budget, so readers of different chunks rarely meet. The table is open
+ * addressing with linear probing and keeps each id's first 8 bytes beside
+ * its entry, so a lookup touches the entry it finds and no other (a hit is
+ * two cache misses: the slot and the entry). A hit only pins
  * the entry and sets its referenced bit: nothing is reordered. Eviction is
  * CLOCK: a hand sweeps the shard's ring of loaded entries, giving referenced
  * ones a second chance and never taking a pinned one.
@@ -34,15 +37,19 @@ struct cache_entry {
         unsigned shard;
         bool loading;
         bool referenced;             /* used since the hand last passed */
-        struct cache_entry *hnext;   /* hash chain */
         struct cache_entry *prev, *next; /* the clock ring (loaded entries) */
 };
+
+typedef struct cache_slot {
+        uint64_t tag; /* the id's first 8 bytes */
+        struct cache_entry *e; /* NULL: empty */
+} cache_slot;
 
 typedef struct cache_shard {
         pthread_mutex_t lock;
         pthread_cond_t loaded;
-        struct cache_entry **table;
-        size_t cap; /* power of two */
+        cache_slot *table;
+        size_t cap; /* power of two; at most half full, unless it could not grow */
         size_t n;
         uint64_t budget, used;
         struct cache_entry *hand; /* next to look at; NULL when the ring is empty */
@@ -59,8 +66,50 @@ static unsigned shard_of(const st_digest *id) {
         return (unsigned)(st_le32_get(id->b + 8) % CACHE_SHARDS);
 }
 
-static size_t bucket(const cache_shard *h, const st_digest *id) {
-        return (size_t)(st_le64_get(id->b) & (h->cap - 1));
+static uint64_t tag_of(const st_digest *id) {
+        return st_le64_get(id->b);
+}
+
+static struct cache_entry *table_find(const cache_shard *h, const st_digest *id) {
+        uint64_t t = tag_of(id);
+        for (size_t i = t & (h->cap - 1);; i = (i + 1) & (h->cap - 1)) {
+                const cache_slot *sl = &h->table[i];
+                if (!sl->e)
+                        return NULL;
+                if (sl->tag == t && memcmp(&sl->e->id, id, sizeof *id) == 0)
+                        return sl->e;
+        }
+}
+
+static void slot_put(cache_slot *table, size_t cap, struct cache_entry *e) {
+        uint64_t t = tag_of(&e->id);
+        size_t i = t & (cap - 1);
+        while (table[i].e)
+                i = (i + 1) & (cap - 1);
+        table[i] = (cache_slot){ t, e };
+}
+
+/* Room for one more entry: the table doubled at half full. false if it is
+ * nearly full and could not grow. */
+static bool table_room(cache_shard *h) {
+        if (2 * (h->n + 1) <= h->cap)
+                return true;
+        size_t cap = h->cap * 2;
+        cache_slot *t = calloc(cap, sizeof *t);
+        if (!t)
+                return h->n + 2 <= h->cap; /* fuller, still correct: one empty slot ends every probe */
+        for (size_t i = 0; i < h->cap; i++)
+                if (h->table[i].e)
+                        slot_put(t, cap, h->table[i].e);
+        free(h->table);
+        h->table = t;
+        h->cap = cap;
+        return true;
+}
+
+static void table_insert(cache_shard *h, struct cache_entry *e) {
+        slot_put(h->table, h->cap, e);
+        h->n++;
 }
 
 chunk_cache *cache_new(uint64_t budget) {
@@ -110,12 +159,28 @@ static void ring_remove(cache_shard *h, struct cache_entry *e) {
         h->n_ring--;
 }
 
+/* Remove e, then shift back the entries after it that it kept from their
+ * home slots, so that no probe stops short of them. */
 static void table_remove(cache_shard *h, struct cache_entry *e) {
-        for (struct cache_entry **p = &h->table[bucket(h, &e->id)]; *p; p = &(*p)->hnext)
-                if (*p == e) {
-                        *p = e->hnext;
+        size_t mask = h->cap - 1, i = tag_of(&e->id) & mask;
+        while (h->table[i].e != e) {
+                if (!h->table[i].e)
+                        return; /* (not there) */
+                i = (i + 1) & mask;
+        }
+        for (size_t j = i;;) {
+                j = (j + 1) & mask;
+                if (!h->table[j].e)
                         break;
+                size_t home = h->table[j].tag & mask;
+                /* j's entry may move back to i unless its home lies in (i, j] */
+                bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+                if (!stays) {
+                        h->table[i] = h->table[j];
+                        i = j;
                 }
+        }
+        h->table[i] = (cache_slot){ 0 };
         h->n--;
 }
 
@@ -139,33 +204,15 @@ static void evict(cache_shard *h) {
         }
 }
 
-static void grow_table(cache_shard *h) {
-        size_t cap = h->cap * 2;
-        struct cache_entry **t = calloc(cap, sizeof *t);
-        if (!t)
-                return; /* longer chains, still correct */
-        for (size_t i = 0; i < h->cap; i++)
-                for (struct cache_entry *e = h->table[i], *n; e; e = n) {
-                        n = e->hnext;
-                        size_t b = (size_t)(st_le64_get(e->id.b) & (cap - 1));
-                        e->hnext = t[b];
-                        t[b] = e;
-                }
-        free(h->table);
-        h->table = t;
-        h->cap = cap;
-}
-
 chunk_cache *cache_free(chunk_cache *c) {
         if (!c)
                 return NULL;
         for (unsigned i = 0; i < CACHE_SHARDS; i++) {
                 cache_shard *h = &c->sh[i];
                 for (size_t k = 0; k < h->cap; k++)
-                        for (struct cache_entry *e = h->table[k], *n; e; e = n) {
-                                n = e->hnext;
-                                free(e->data);
-                                free(e);
+                        if (h->table[k].e) {
+                                free(h->table[k].e->data);
+                                free(h->table[k].e);
                         }
                 free(h->table);
                 pthread_mutex_destroy(&h->lock);
@@ -181,9 +228,7 @@ int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret) {
         pthread_mutex_lock(&h->lock);
         struct cache_entry *e;
         for (;;) {
-                for (e = h->table[bucket(h, id)]; e; e = e->hnext)
-                        if (memcmp(&e->id, id, sizeof *id) == 0)
-                                break;
+                e = table_find(h, id);
                 if (!e || !e->loading)
                         break;
                 h->stats.waits++;
@@ -199,7 +244,7 @@ int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret) {
         }
         /* A miss: a placeholder the caller fills from the tiers below. */
         h->stats.misses++;
-        e = calloc(1, sizeof *e);
+        e = table_room(h) ? calloc(1, sizeof *e) : NULL;
         if (!e) {
                 pthread_mutex_unlock(&h->lock);
                 return -ENOMEM;
@@ -208,11 +253,7 @@ int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret) {
         e->loading = true;
         e->pins = 1;
         e->shard = si;
-        size_t b = bucket(h, id);
-        e->hnext = h->table[b];
-        h->table[b] = e;
-        if (++h->n > h->cap)
-                grow_table(h);
+        table_insert(h, e);
         pthread_mutex_unlock(&h->lock);
         *ret = e;
         return -ENOENT;
@@ -238,11 +279,8 @@ void cache_offer(chunk_cache *c, const st_digest *id, const uint8_t *data, uint3
         unsigned si = shard_of(id);
         cache_shard *h = &c->sh[si];
         pthread_mutex_lock(&h->lock);
-        struct cache_entry *e;
-        for (e = h->table[bucket(h, id)]; e; e = e->hnext)
-                if (memcmp(&e->id, id, sizeof *id) == 0)
-                        break;
-        uint8_t *copy = e ? NULL : malloc(len ? len : 1);
+        struct cache_entry *e = table_find(h, id);
+        uint8_t *copy = e || !table_room(h) ? NULL : malloc(len ? len : 1);
         if (e || !copy || !(e = calloc(1, sizeof *e))) {
                 pthread_mutex_unlock(&h->lock); /* there (or loading) already, or no memory */
                 free(copy);
@@ -250,11 +288,7 @@ void cache_offer(chunk_cache *c, const st_digest *id, const uint8_t *data, uint3
         }
         memcpy(copy, data, len);
         *e = (struct cache_entry){ .id = *id, .data = copy, .len = len, .shard = si };
-        size_t b = bucket(h, id);
-        e->hnext = h->table[b];
-        h->table[b] = e;
-        if (++h->n > h->cap)
-                grow_table(h);
+        table_insert(h, e);
         ring_add(h, e); /* not referenced: the first to go unless read */
         h->used += len;
         h->stats.loads++;

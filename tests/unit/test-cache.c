@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The memory tier's table against a model: placeholders filled or
+ * abandoned in a random order (each abandon a removal from the middle of
+ * a probe run), through growth, then eviction under a small budget: every
+ * filled chunk is found with its own bytes until evicted, no abandoned one
+ * is found, and every hit returns the bytes of the id it was asked for. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store-internal.h"
+#include "test.h"
+
+#define N 20000
+#define LEN 64u
+
+static uint8_t *bytes_of(uint32_t i) {
+        uint8_t *b = malloc(LEN);
+        st_test_fill(b, LEN, 1000 + i);
+        return b;
+}
+
+static bool holds(chunk_cache *c, const st_digest *id, uint32_t i) {
+        cache_entry *e;
+        int r = cache_get(c, id, &e);
+        if (r == -ENOENT) {
+                cache_abandon(c, e);
+                return false;
+        }
+        ST_CHECK(r == 0);
+        uint32_t len;
+        const uint8_t *d = cache_data(e, &len);
+        uint8_t *want = bytes_of(i);
+        ST_CHECK(len == LEN && memcmp(d, want, LEN) == 0);
+        free(want);
+        cache_put(c, e);
+        return true;
+}
+
+int main(void) {
+        st_digest *ids = malloc(N * sizeof *ids);
+        bool *filled = calloc(N, 1);
+        uint64_t rng = 7;
+        for (uint32_t i = 0; i < N; i++) {
+                st_test_fill(ids[i].b, sizeof ids[i].b, i);
+                /* every 8th id shares its first 8 bytes (the table's tag)
+                 * with the one before: equal tags, different ids */
+                if (i % 8 == 1)
+                        memcpy(ids[i].b, ids[i - 1].b, 8);
+        }
+        chunk_cache *c = cache_new(1ull << 40); /* no eviction */
+        ST_CHECK(c != NULL);
+        cache_entry **pending = malloc(N * sizeof *pending);
+        for (uint32_t i = 0; i < N; i++)
+                ST_CHECK(cache_get(c, &ids[i], &pending[i]) == -ENOENT);
+        /* fill or abandon in a shuffled order */
+        uint32_t *order = malloc(N * sizeof *order);
+        for (uint32_t i = 0; i < N; i++)
+                order[i] = i;
+        for (uint32_t i = N - 1; i > 0; i--) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t j = (uint32_t)((rng >> 33) % (i + 1)), t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+        }
+        for (uint32_t k = 0; k < N; k++) {
+                uint32_t i = order[k];
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                if ((rng >> 40) % 3) {
+                        cache_fill(c, pending[i], bytes_of(i), LEN);
+                        cache_put(c, pending[i]);
+                        filled[i] = true;
+                } else
+                        cache_abandon(c, pending[i]);
+        }
+        for (uint32_t i = 0; i < N; i++)
+                ST_CHECK(holds(c, &ids[i], i) == filled[i]);
+        cache_free(c);
+
+        /* offered (copied in, as a pull's fetches are), twice each */
+        c = cache_new(1ull << 40);
+        for (int twice = 0; twice < 2; twice++)
+                for (uint32_t i = 0; i < N; i++) {
+                        uint8_t *b = bytes_of(i);
+                        cache_offer(c, &ids[i], b, LEN);
+                        free(b);
+                }
+        for (uint32_t i = 0; i < N; i++)
+                ST_CHECK(holds(c, &ids[i], i));
+        cache_free(c);
+
+        /* eviction: room for about a quarter of them */
+        c = cache_new((uint64_t)N / 4 * LEN);
+        for (int round = 0; round < 3; round++)
+                for (uint32_t i = 0; i < N; i++) {
+                        if (holds(c, &ids[i], i))
+                                continue;
+                        cache_entry *e;
+                        ST_CHECK(cache_get(c, &ids[i], &e) == -ENOENT);
+                        cache_fill(c, e, bytes_of(i), LEN);
+                        cache_put(c, e);
+                }
+        st_cache_stats st;
+        cache_stats(c, &st);
+        printf("evictions %llu, entries %llu, bytes %llu of %llu\n",
+               (unsigned long long)st.evictions, (unsigned long long)st.entries,
+               (unsigned long long)st.bytes, (unsigned long long)st.budget);
+        ST_CHECK(st.evictions > 0 && st.bytes <= st.budget);
+        /* what is still held is found, with its bytes */
+        uint32_t found = 0;
+        for (uint32_t i = 0; i < N; i++)
+                found += holds(c, &ids[i], i);
+        printf("found %u\n", found);
+        ST_CHECK(found > 0);
+        cache_free(c);
+        free(order);
+        free(pending);
+        free(filled);
+        free(ids);
+        printf("ok\n");
+        return 0;
+}
