@@ -39,19 +39,26 @@ f1=$(fetched)
 echo "chunks fetched: $f0 when gc began, $f1 when it ended"
 [ "$f1" -gt "$f0" ] || fail "no fetch landed during gc: the test did not test it"
 [ "$(json_field "$out" frames_recompressed)" -gt 0 ] || fail "gc compressed nothing: $out"
-nbdcopy "$(U lazy)" "$TMP/lazy.nbd" && cmp -s "$TMP/lazy.nbd" "$TMP/lazy.img" || fail "the lazy image over NBD after gc"
-nbdcopy "$(U local)" "$TMP/local.nbd" && cmp -s "$TMP/local.nbd" "$TMP/local.img" || fail "the local image over NBD after gc"
-kill "$SERVE"
-wait "$SERVE" || fail "the daemon did not exit cleanly"
-
-# the store as gc and the fetches left it, reopened
-for n in lazy local; do
-        st export "$n" "$TMP/$n.out" >/dev/null || fail "export $n"
-        cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after gc and a restart"
-done
-out=$(st pull --json "$URL" lazy)
-[ "$(json_field "$out" fetched)" = 0 ] || fail "chunks fetched during gc were lost: a pull fetched again: $out"
-fsck_clean
+# check_after WHAT: both images right over NBD, then the daemon stopped and
+# the store reopened: both export right, a full pull of the lazy image
+# fetches nothing (what landed during WHAT was kept), fsck is clean
+check_after() {
+        for n in lazy local; do
+                nbdcopy "$(U $n)" "$TMP/$n.nbd" && cmp -s "$TMP/$n.nbd" "$TMP/$n.img" ||
+                        fail "the $n image over NBD after $1"
+        done
+        kill "$SERVE"
+        wait "$SERVE" || fail "the daemon did not exit cleanly"
+        for n in lazy local; do
+                st export "$n" "$TMP/$n.out" >/dev/null || fail "export $n"
+                cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after $1 and a restart"
+        done
+        out=$(st pull --json "$URL" lazy)
+        [ "$(json_field "$out" fetched)" = 0 ] ||
+                fail "chunks fetched during $1 were lost: a pull fetched again: $out"
+        fsck_clean
+}
+check_after gc
 out=$(st gc --json)
 fsck_clean
 for n in lazy local; do
@@ -73,18 +80,5 @@ logged "idle compression: done" || { cat "$TMP/serve.log" >&2; fail "the idle co
 f1=$(fetched)
 echo "idle compression: chunks fetched $f0 when it began, $f1 when it ended"
 [ "$f1" -gt "$f0" ] || fail "no fetch landed during the idle compression: the test did not test it"
-nbdcopy "$(U lazy)" "$TMP/lazy.nbd" && cmp -s "$TMP/lazy.nbd" "$TMP/lazy.img" ||
-        fail "the lazy image over NBD after the idle compression"
-nbdcopy "$(U local)" "$TMP/local.nbd" && cmp -s "$TMP/local.nbd" "$TMP/local.img" ||
-        fail "the local image over NBD after the idle compression"
-kill "$SERVE"
-wait "$SERVE" || fail "the daemon did not exit cleanly"
-for n in lazy local; do
-        st export "$n" "$TMP/$n.out" >/dev/null || fail "export $n"
-        cmp -s "$TMP/$n.out" "$TMP/$n.img" || fail "$n after the idle compression and a restart"
-done
-out=$(st pull --json "$URL" lazy)
-[ "$(json_field "$out" fetched)" = 0 ] ||
-        fail "chunks fetched during the idle compression were lost: a pull fetched again: $out"
-fsck_clean
+check_after "the idle compression"
 echo PASS

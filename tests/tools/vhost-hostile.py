@@ -482,10 +482,17 @@ def main():
             os.close(fd)
     case("an inflight buffer smaller than it says: refused", inflight_short)
 
-    def inflight_garbage():
+    def kept_buffer():
+        """A back-end's inflight buffer, as the front-end keeps it across
+        back-end sessions: (fd, size, offset)."""
         a = Frontend(path)
-        fd, size, off = a.get_inflight(1, QSIZE)
-        a.close()
+        try:
+            return a.get_inflight(1, QSIZE)
+        finally:
+            a.close()
+
+    def inflight_garbage():
+        fd, size, off = kept_buffer()
         with mmap.mmap(fd, size) as r:
             r[:] = os.urandom(size)
             struct.pack_into("<HH", r, off + 8, 1, QSIZE)  # version 1, our queue size
@@ -500,9 +507,7 @@ def main():
     case("an inflight buffer of garbage", inflight_garbage)
 
     def inflight_resubmit():
-        a = Frontend(path)
-        fd, size, off = a.get_inflight(1, QSIZE)
-        a.close()  # the front-end keeps the buffer across back-end sessions
+        fd, size, off = kept_buffer()
         f = Frontend(path)
         r = mmap.mmap(fd, size)
         try:
