@@ -303,22 +303,15 @@ static int send_all(int fd, const void *buf, size_t len) {
         return 0;
 }
 
-static int reply(device *d, const vhost_msg *m, const void *payload, uint32_t len) {
+/* A reply, passing file descriptor fd with it unless fd is -1. */
+static int reply_fd(device *d, const vhost_msg *m, const void *payload, uint32_t len, int fd) {
         uint8_t buf[VHOST_MSG_HEADER_LEN + VHOST_CONFIG_MAX + 16];
         le32_put(buf, m->request);
         le32_put(buf + 4, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY);
         le32_put(buf + 8, len);
         memcpy(buf + VHOST_MSG_HEADER_LEN, payload, len);
-        return send_all(d->fd, buf, VHOST_MSG_HEADER_LEN + len);
-}
-
-/* A reply that passes one file descriptor. */
-static int reply_fd(device *d, const vhost_msg *m, const void *payload, uint32_t len, int fd) {
-        uint8_t buf[VHOST_MSG_HEADER_LEN + 32];
-        le32_put(buf, m->request);
-        le32_put(buf + 4, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY);
-        le32_put(buf + 8, len);
-        memcpy(buf + VHOST_MSG_HEADER_LEN, payload, len);
+        if (fd < 0)
+                return send_all(d->fd, buf, VHOST_MSG_HEADER_LEN + len);
         union {
                 char buf[CMSG_SPACE(sizeof(int))];
                 struct cmsghdr align;
@@ -340,6 +333,10 @@ static int reply_fd(device *d, const vhost_msg *m, const void *payload, uint32_t
                 return -EPIPE;
         /* the descriptor went with the first byte; the rest as bytes */
         return (size_t)n == iov.iov_len ? 0 : send_all(d->fd, buf + n, iov.iov_len - (size_t)n);
+}
+
+static int reply(device *d, const vhost_msg *m, const void *payload, uint32_t len) {
+        return reply_fd(d, m, payload, len, -1);
 }
 
 static bool any_running(const device *d) {
@@ -367,13 +364,10 @@ static int inflight_message(device *d, const vhost_msg *m, int *fds) {
         int r = inflight_create(&d->inflight, x.num_queues, x.queue_size, &fd, &size);
         if (r < 0)
                 return r;
-        uint8_t p[VHOST_INFLIGHT_DESC_LEN] = { 0 };
-        le64_put(p, size);
-        le64_put(p + 8, 0);
-        p[16] = (uint8_t)x.num_queues;
-        p[17] = (uint8_t)(x.num_queues >> 8);
-        p[18] = (uint8_t)x.queue_size;
-        p[19] = (uint8_t)(x.queue_size >> 8);
+        uint8_t p[VHOST_INFLIGHT_DESC_LEN];
+        vhost_inflight_desc_put(p, &(vhost_inflight_desc){ .mmap_size = size,
+                                                          .num_queues = x.num_queues,
+                                                          .queue_size = x.queue_size });
         r = reply_fd(d, m, p, sizeof p, fd);
         close(fd);
         return r;

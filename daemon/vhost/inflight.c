@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "inflight.h"
+#include "memory.h"
 #include "msg.h"
 
 #define HDR_BYTES 16u
@@ -80,14 +80,9 @@ int inflight_map(vhost_inflight *f, int fd, uint64_t size, uint64_t offset, uint
         if (!counts_ok(n_queues, queue_size) || offset % 8 != 0 ||
             size != inflight_region_bytes(queue_size) * n_queues || offset > SIZE_MAX - size)
                 return -EINVAL;
-        /* A mapping past the end of the file would fault on first touch:
-         * the file must hold it all. (A front-end that shrinks its own file
-         * afterwards could still make it fault; ours is sealed.) */
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < offset + size)
-                return -EINVAL;
+        int r = vhost_fd_holds(fd, offset + size); /* (ours is sealed; the front-end's may not be) */
+        if (r < 0)
+                return r;
         void *p = mmap(NULL, (size_t)(offset + size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED)
                 return -errno;

@@ -6,6 +6,13 @@
 
 #include "memory.h"
 
+int vhost_fd_holds(int fd, uint64_t len) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        return S_ISREG(st.st_mode) && (uint64_t)st.st_size >= len ? 0 : -EINVAL;
+}
+
 int vhost_memory_add(vhost_memory *m, const vhost_region *r, int fd) {
         if (m->n == VHOST_MAX_MEM_SLOTS)
                 return -ENOSPC;
@@ -17,15 +24,9 @@ int vhost_memory_add(vhost_memory *m, const vhost_region *r, int fd) {
                 if (r->gpa < o->gpa + o->size && o->gpa < r->gpa + r->size)
                         return -EINVAL;
         }
-        /* A mapping past the end of its file faults (SIGBUS) when touched:
-         * the file must hold the whole region. (A front-end that shrinks
-         * the file afterwards can still make it fault; QEMU's memfd memory
-         * is sealed against that by default.) */
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < len)
-                return -EINVAL;
+        int k = vhost_fd_holds(fd, len);
+        if (k < 0)
+                return k;
         void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED)
                 return -errno;

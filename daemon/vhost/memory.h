@@ -24,6 +24,13 @@ typedef struct vhost_memory {
         unsigned n;
 } vhost_memory;
 
+/* Does fd, a regular file, hold [0, len)? A shared mapping past the end of
+ * its file faults (SIGBUS) when touched, so the front-end's files are
+ * checked before they are mapped: 0, -EINVAL, or fstat's error. (A
+ * front-end that shrinks its file afterwards can still make it fault;
+ * QEMU's memfd memory is sealed against that by default.) */
+int vhost_fd_holds(int fd, uint64_t len);
+
 /* Map region r from fd (not closed here). -EINVAL (also for a file that is
  * not a regular file holding the region), -ENOSPC (no slot left), or
  * mmap's error. */

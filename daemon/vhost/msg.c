@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The gate for vhost-user messages; see msg.h. */
 #include <errno.h>
+#include <string.h>
 
 #include "msg.h"
 
@@ -157,6 +158,16 @@ vhost_inflight_desc vhost_msg_inflight(const vhost_msg *m) {
         return (vhost_inflight_desc){ .mmap_size = le64_get(p), .mmap_offset = le64_get(p + 8),
                                       .num_queues = (uint16_t)(p[16] | p[17] << 8),
                                       .queue_size = (uint16_t)(p[18] | p[19] << 8) };
+}
+
+void vhost_inflight_desc_put(uint8_t p[VHOST_INFLIGHT_DESC_LEN], const vhost_inflight_desc *x) {
+        memset(p, 0, VHOST_INFLIGHT_DESC_LEN);
+        le64_put(p, x->mmap_size);
+        le64_put(p + 8, x->mmap_offset);
+        p[16] = (uint8_t)x->num_queues;
+        p[17] = (uint8_t)(x->num_queues >> 8);
+        p[18] = (uint8_t)x->queue_size;
+        p[19] = (uint8_t)(x->queue_size >> 8);
 }
 
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags) {

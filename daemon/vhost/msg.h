@@ -109,5 +109,7 @@ typedef struct vhost_inflight_desc {
 } vhost_inflight_desc;
 #define VHOST_INFLIGHT_DESC_LEN 24u /* as front-ends send it: 20 bytes, padded to 8 */
 vhost_inflight_desc vhost_msg_inflight(const vhost_msg *m);
+/* The same, written as a reply's payload. */
+void vhost_inflight_desc_put(uint8_t p[VHOST_INFLIGHT_DESC_LEN], const vhost_inflight_desc *x);
 /* GET_CONFIG / SET_CONFIG: offset, size, flags. */
 void vhost_msg_config(const vhost_msg *m, uint32_t *offset, uint32_t *size, uint32_t *flags);
