@@ -106,6 +106,16 @@ static void check_msg(const uint8_t *data, size_t len) {
 #define USED_AT 16384u
 #define INFLIGHT_AT 4096u /* after the largest descriptor table */
 
+/* Publish head as the device does, its inflight mark kept (t may track
+ * nothing), and check that no mark is left. */
+static void push_tracked(vhost_vring *q, inflight_queue *t, uint16_t head, const uint8_t *mem) {
+        inflight_before_push(t, head);
+        vring_push(q, head, 1);
+        inflight_after_push(t, head, q->used_idx);
+        if (t->region)
+                FUZZ_ASSERT(mem[INFLIGHT_AT + 16 + 16 * head] == 0);
+}
+
 static void check_ring(const uint8_t *data, size_t len) {
         if (len < 5)
                 return;
@@ -150,10 +160,7 @@ static void check_ring(const uint8_t *data, size_t len) {
                 for (unsigned i = 0; i < n; i++)
                         FUZZ_ASSERT(segs[i].p >= mem && segs[i].len <= MEM_LEN &&
                                     (size_t)(segs[i].p - mem) + segs[i].len <= MEM_LEN);
-                inflight_before_push(&t, again[k]);
-                vring_push(&q, again[k], 1);
-                inflight_after_push(&t, again[k], q.used_idx);
-                FUZZ_ASSERT(mem[INFLIGHT_AT + 16 + 16 * again[k]] == 0);
+                push_tracked(&q, &t, again[k], mem);
         }
         for (;;) {
                 uint16_t head;
@@ -170,11 +177,7 @@ static void check_ring(const uint8_t *data, size_t len) {
                         FUZZ_ASSERT(segs[i].p >= mem && segs[i].len <= MEM_LEN &&
                                     (size_t)(segs[i].p - mem) + segs[i].len <= MEM_LEN);
                 inflight_begin(&t, head);
-                inflight_before_push(&t, head);
-                vring_push(&q, head, 1);
-                inflight_after_push(&t, head, q.used_idx);
-                if (t.region)
-                        FUZZ_ASSERT(mem[INFLIGHT_AT + 16 + 16 * head] == 0);
+                push_tracked(&q, &t, head, mem);
         }
 }
 
