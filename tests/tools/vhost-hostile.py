@@ -184,11 +184,7 @@ class Frontend:
 
     def read_request(self, sector, length=4096):
         """A virtio-blk IN request in descriptors 0..2; returns (status, data)."""
-        struct.pack_into("<IIQ", self.mem, HDR, 0, 0, sector)
-        self.mem[STATUS] = 0xFF
-        self.desc(0, HDR, 16, NEXT, 1)
-        self.desc(1, DATA, length, NEXT | WRITE, 2)
-        self.desc(2, STATUS, 1, WRITE)
+        self.chain(0, HDR, DATA, STATUS, length, 0, sector)
         before = self.used_idx()
         self.offer(0)
         if not self.wait_used((before + 1) & 0xFFFF):
@@ -278,11 +274,7 @@ def main():
             f = Frontend(path)
             try:
                 f.setup()
-                struct.pack_into("<IIQ", f.mem, HDR, 8, 0, 0)  # VIRTIO_BLK_T_GET_ID
-                f.mem[STATUS] = 0xFF
-                f.desc(0, HDR, 16, NEXT, 1)
-                f.desc(1, DATA, 20, NEXT | WRITE, 2)
-                f.desc(2, STATUS, 1, WRITE)
+                f.chain(0, HDR, DATA, STATUS, 20, 8)  # VIRTIO_BLK_T_GET_ID
                 f.offer(0)
                 if not f.wait_used(1):
                     return False
@@ -425,10 +417,7 @@ def main():
     def vanish():
         f = Frontend(path)
         f.setup()
-        struct.pack_into("<IIQ", f.mem, HDR, 0, 0, 0)
-        f.desc(0, HDR, 16, NEXT, 1)
-        f.desc(1, DATA, 4096, NEXT | WRITE, 2)
-        f.desc(2, STATUS, 1, WRITE)
+        f.chain(0, HDR, DATA, STATUS, 4096)
         f.offer(0)
         f.close()  # gone with the request in flight
         return True
