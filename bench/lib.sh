@@ -183,6 +183,15 @@ wait_idle_compressed() {
     die "the daemon logging to $1 did not finish its idle compression"
 }
 
+# wait_settled BIN LOG PID: the daemon BIN started (pid PID, logging to LOG)
+# has done what imports left to the cold level, the store as a host has it;
+# binaries from before idle compression have nothing to wait for
+wait_settled() {
+    local help
+    help=$("$1" serve --help 2>&1 || true)
+    if [[ $help == *--compress-cpu* ]]; then wait_idle_compressed "$2" "$3"; fi
+}
+
 # cpu_s PID: user+system CPU seconds of a live process so far
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 

@@ -55,11 +55,7 @@ serve_store() {
     "$1" --store "$2" serve --nbd "unix:$3" --cache "$CACHE" 2>"$2.log" &
     pids+=($!)
     wait_sock "$3" $!
-    # a store as a host has it: what the import left to the cold level done
-    # (older binaries have no idle compression)
-    local help
-    help=$("$1" serve --help)
-    if [[ $help == *--compress-cpu* ]]; then wait_idle_compressed "$2.log" "${pids[-1]}"; fi
+    wait_settled "$1" "$2.log" "${pids[-1]}"
 }
 log "nbd-dense: importing $(fsize "$img") bytes (data share of the first GiB: $share)..."
 serve_store "$STELLAR" "$W/new" "$W/new.sock"

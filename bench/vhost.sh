@@ -56,11 +56,7 @@ serve_st() {
         --vhost-queues 4 --cache 1G "$@" 2>"$W/$n.log" &
     pids+=($!)
     wait_sock "$W/${n}w.sock" $!
-    # the store as a host has it, before timing (older binaries have no
-    # idle compression)
-    local help
-    help=$("$bin" serve --help 2>&1 || true)
-    if grep -q -- --compress-cpu <<<"$help"; then wait_idle_compressed "$W/$n.log" $!; fi
+    wait_settled "$bin" "$W/$n.log" "${pids[-1]}" # (before timing)
 }
 serve_st "$STELLAR" st --nbd "unix:$W/nbd.sock" --tls=off
 sides="st qraw qcow"
