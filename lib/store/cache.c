@@ -24,10 +24,12 @@
 
 #include <stellar/store.h>
 
+#include "../util/cleanup.h"
 #include "../util/le.h"
 #include "store-internal.h"
 
 #define CACHE_SHARDS 16u
+_Static_assert(CACHE_SHARDS <= 32, "cache_put_many keeps a shard mask in 32 bits");
 
 struct cache_entry {
         st_digest id;
@@ -102,8 +104,10 @@ static bool table_room(cache_shard *h) {
                 if (h->table[i].e)
                         slot_put(t, cap, h->table[i].e);
         free(h->table);
-        h->table = t;
-        h->cap = cap;
+        /* (atomic: cache_get_hits reads both without the lock, only to
+         * prefetch) */
+        __atomic_store_n(&h->table, t, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->cap, cap, __ATOMIC_RELAXED);
         return true;
 }
 
@@ -257,6 +261,105 @@ int cache_get(chunk_cache *c, const st_digest *id, cache_entry **ret) {
         pthread_mutex_unlock(&h->lock);
         *ret = e;
         return -ENOENT;
+}
+
+/* The positions of n ids (or entries) grouped by shard: shard k's are
+ * order[count[k]] to order[count[k + 1] - 1]. n <= CACHE_BATCH. */
+typedef struct by_shard {
+        uint16_t count[CACHE_SHARDS + 1], order[CACHE_BATCH];
+} by_shard;
+
+static void group(by_shard *g, const uint8_t *shard, size_t n) {
+        memset(g->count, 0, sizeof g->count);
+        for (size_t i = 0; i < n; i++)
+                g->count[shard[i] + 1]++;
+        for (unsigned k = 0; k < CACHE_SHARDS; k++)
+                g->count[k + 1] += g->count[k];
+        uint16_t at[CACHE_SHARDS];
+        memcpy(at, g->count, sizeof at);
+        for (size_t i = 0; i < n; i++)
+                g->order[at[shard[i]]++] = (uint16_t)i;
+}
+
+/* Prefetch the home slot of id: the table and its size are read without
+ * the lock, so they may be stale, which only wastes the hint (a prefetch
+ * never faults). */
+static void slot_prefetch(cache_shard *h, const st_digest *id) {
+        const cache_slot *t = __atomic_load_n(&h->table, __ATOMIC_RELAXED);
+        size_t cap = __atomic_load_n(&h->cap, __ATOMIC_RELAXED);
+        __builtin_prefetch(&t[tag_of(id) & (cap - 1)]);
+}
+
+void cache_get_hits(chunk_cache *c, const st_digest *const *ids, size_t n, cache_entry **ret) {
+        if (n > CACHE_BATCH) {
+                for (size_t i = 0; i < n; i += CACHE_BATCH)
+                        cache_get_hits(c, ids + i, ST_MIN(n - i, (size_t)CACHE_BATCH), ret + i);
+                return;
+        }
+        /* The ids by shard, and their slots on the way to the cache. */
+        uint8_t shard[CACHE_BATCH];
+        for (size_t i = 0; i < n; i++) {
+                shard[i] = (uint8_t)shard_of(ids[i]);
+                slot_prefetch(&c->sh[shard[i]], ids[i]);
+        }
+        by_shard g;
+        group(&g, shard, n);
+        const uint16_t *count = g.count, *order = g.order;
+        for (unsigned k = 0; k < CACHE_SHARDS; k++) {
+                if (count[k] == count[k + 1])
+                        continue;
+                cache_shard *h = &c->sh[k];
+                pthread_mutex_lock(&h->lock);
+                for (unsigned j = count[k]; j < count[k + 1]; j++) { /* the entries on their way */
+                        const cache_slot *sl = &h->table[tag_of(ids[order[j]]) & (h->cap - 1)];
+                        if (sl->e)
+                                __builtin_prefetch(sl->e);
+                }
+                for (unsigned j = count[k]; j < count[k + 1]; j++) {
+                        size_t i = order[j];
+                        struct cache_entry *e = table_find(h, ids[i]);
+                        if (e && !e->loading) {
+                                e->pins++;
+                                e->referenced = true;
+                                h->stats.hits++;
+                                ret[i] = e;
+                        } else
+                                ret[i] = NULL; /* (counted as a miss by the cache_get that follows) */
+                }
+                pthread_mutex_unlock(&h->lock);
+        }
+}
+
+void cache_put_many(chunk_cache *c, cache_entry *const *es, size_t n) {
+        if (n > CACHE_BATCH) {
+                for (size_t i = 0; i < n; i += CACHE_BATCH)
+                        cache_put_many(c, es + i, ST_MIN(n - i, (size_t)CACHE_BATCH));
+                return;
+        }
+        /* A lock per shard, not per entry: a read's chunks fall in every shard. */
+        uint8_t shard[CACHE_BATCH];
+        for (size_t i = 0; i < n; i++)
+                shard[i] = es[i] ? (uint8_t)es[i]->shard : CACHE_SHARDS - 1;
+        by_shard g;
+        group(&g, shard, n);
+        for (unsigned k = 0; k < CACHE_SHARDS; k++) {
+                cache_shard *h = &c->sh[k];
+                bool locked = false;
+                for (unsigned j = g.count[k]; j < g.count[k + 1]; j++) {
+                        cache_entry *e = es[g.order[j]];
+                        if (!e)
+                                continue;
+                        if (!locked)
+                                pthread_mutex_lock(&h->lock);
+                        locked = true;
+                        e->pins--;
+                }
+                if (locked) {
+                        if (h->used > h->budget)
+                                evict(h);
+                        pthread_mutex_unlock(&h->lock);
+                }
+        }
 }
 
 void cache_fill(chunk_cache *c, cache_entry *e, uint8_t *data, uint32_t len) {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/cleanup.h"
 #include "store-internal.h"
 
 bool store_has_remote(const st_store *s) {
@@ -82,6 +83,40 @@ void store_release(st_store *s, store_chunk *c) {
         else if (c->buf)
                 store_chunk_buf_put(s, c->buf);
         *c = (store_chunk){ 0 };
+}
+
+void store_get_cached(st_store *s, const st_digest *const *ids, size_t n, store_chunk *ret) {
+        cache_entry *es[CACHE_BATCH];
+        for (size_t i = 0; i < n; i += CACHE_BATCH) {
+                size_t k = ST_MIN(n - i, (size_t)CACHE_BATCH);
+                if (s->hot)
+                        cache_get_hits(s->hot, ids + i, k, es);
+                for (size_t j = 0; j < k; j++) {
+                        store_chunk *c = &ret[i + j];
+                        *c = (store_chunk){ 0 };
+                        if (s->hot && es[j]) {
+                                c->entry = es[j];
+                                c->data = cache_data(es[j], &c->len);
+                        }
+                }
+        }
+}
+
+void store_release_many(st_store *s, store_chunk *c, size_t n) {
+        cache_entry *es[CACHE_BATCH];
+        for (size_t i = 0; i < n; i += CACHE_BATCH) {
+                size_t k = ST_MIN(n - i, (size_t)CACHE_BATCH), m = 0;
+                for (size_t j = 0; j < k; j++) {
+                        store_chunk *x = &c[i + j];
+                        if (x->entry) {
+                                es[m++] = x->entry;
+                                *x = (store_chunk){ 0 };
+                        } else
+                                store_release(s, x);
+                }
+                if (m > 0)
+                        cache_put_many(s->hot, es, m);
+        }
 }
 
 void store_warm(st_store *s, const st_digest *ids, size_t n, unsigned tiers) {

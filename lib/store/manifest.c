@@ -34,6 +34,14 @@ size_t manifest_find(const manifest *m, uint64_t off) {
         return lo;
 }
 
+size_t manifest_find_near(const manifest *m, uint64_t off, size_t near) {
+        for (size_t i = near; i < m->n && i <= near + 1; i++)
+                if (m->ext[i].off + m->ext[i].len > off &&
+                    (i == 0 || m->ext[i - 1].off + m->ext[i - 1].len <= off))
+                        return i;
+        return manifest_find(m, off);
+}
+
 manifest *manifest_free(manifest *m) {
         if (m) {
                 free(m->ext);

@@ -54,6 +54,9 @@ static inline bool manifest_has_parent(const manifest *m) {
 /* Index of the extent containing off, or of the first extent after it (n if
  * none): binary search. */
 size_t manifest_find(const manifest *m, uint64_t off);
+/* manifest_find, looking first at near and the extent after it (a reader
+ * going forward asks for the next extent): O(1) then. */
+size_t manifest_find_near(const manifest *m, uint64_t off, size_t near);
 
 /* Append an extent (must follow the last one); an all-zero hash is a hole
  * extent (layers only). -ENOMEM, -EINVAL. */

@@ -41,6 +41,12 @@ typedef struct store_chunk {
  * -ENOENT if no tier has it, -EBADMSG if what the store holds is damaged. */
 int store_get(st_store *s, const st_digest *id, store_chunk *ret);
 void store_release(st_store *s, store_chunk *c);
+/* store_get of n ids at once where the memory tier has them, the lookups
+ * overlapped: ret[i] is the chunk on a hit, all zero (len 0, data NULL) on
+ * a miss, for which the caller asks store_get. store_release_many puts
+ * back n of either kind. */
+void store_get_cached(st_store *s, const st_digest *const *ids, size_t n, store_chunk *ret);
+void store_release_many(st_store *s, store_chunk *c, size_t n);
 
 enum {
         STORE_WARM_LOCAL = 1u << 0,  /* fetch what the packs lack from the remote tier */

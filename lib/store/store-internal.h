@@ -209,6 +209,13 @@ void cache_offer(chunk_cache *c, const st_digest *id, const uint8_t *data, uint3
 void cache_abandon(chunk_cache *c, cache_entry *e);
 const uint8_t *cache_data(const cache_entry *e, uint32_t *ret_len);
 void cache_put(chunk_cache *c, cache_entry *e);
+/* The entries of n ids that the cache holds loaded, each pinned into ret[i]
+ * (NULL where it does not: a miss, or another reader's load), the lookups
+ * overlapped and one lock taken per shard. */
+#define CACHE_BATCH 256
+void cache_get_hits(chunk_cache *c, const st_digest *const *ids, size_t n, cache_entry **ret);
+/* cache_put of each non-NULL es[i]. */
+void cache_put_many(chunk_cache *c, cache_entry *const *es, size_t n);
 void cache_stats(chunk_cache *c, st_cache_stats *ret);
 
 /* images.c */

@@ -5,6 +5,7 @@
 #include <stellar/volume.h>
 
 #include "../store/store-api.h"
+#include "view.h"
 
 typedef enum volume_run_kind {
         VRUN_ZERO,
@@ -22,6 +23,8 @@ typedef struct volume_run {
 /* The run at off, ending at the first change of source or at limit. The
  * caller keeps the volume from changing meanwhile (read-only handle). */
 void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret);
+/* volume_run_at with a hint for the manifest chain (view_run_near). */
+void volume_run_near(st_volume *v, uint64_t off, uint64_t limit, view_hint *h, volume_run *ret);
 /* Block's data from its delta slot, checked against its sum (-EBADMSG). */
 /* Verify the data of volume name's delta through this process's open
  * writable handle: as delta_verify, or -ENOENT if it is not open here. */

@@ -177,6 +177,10 @@ static void fetch_ahead(st_volume *v, uint64_t off, size_t len) {
 }
 
 void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) {
+        volume_run_near(v, off, limit, NULL, ret);
+}
+
+void volume_run_near(st_volume *v, uint64_t off, uint64_t limit, view_hint *h, volume_run *ret) {
         uint64_t block = off / DELTA_BLOCK, slot;
         int k = delta_lookup(&v->d, block, &slot);
         uint64_t bend = ST_MIN((block + 1) * DELTA_BLOCK, limit);
@@ -194,7 +198,7 @@ void volume_run_at(st_volume *v, uint64_t off, uint64_t limit, volume_run *ret) 
         uint64_t end = ST_MIN(delta_next_block(&v->d, block + 1, lb) * DELTA_BLOCK, limit);
         end = ST_MAX(end, bend);
         view_run vr;
-        view_run_at(&v->chain, off, end, &vr);
+        view_run_near(&v->chain, off, end, h, &vr);
         *ret = (volume_run){ .off = off, .len = vr.len,
                              .kind = vr.kind == RUN_ZERO ? VRUN_ZERO : VRUN_CHUNK, .ext = vr.ext };
 }
@@ -229,39 +233,67 @@ static int sink_add(extent_sink *x, uint64_t off, uint64_t len, unsigned flags) 
         return r;
 }
 
+/* Copy run's bytes into buf. A chunk is c (a hit) or, if c has no data,
+ * asked of the store now. */
+static int read_run(st_volume *v, const volume_run *run, store_chunk *c, uint8_t *buf) {
+        size_t n = (size_t)run->len;
+        if (run->kind == VRUN_DELTA) {
+                uint8_t tmp[DELTA_BLOCK];
+                int r = delta_read_slot(&v->d, run->off / DELTA_BLOCK, run->slot, tmp);
+                memcpy(buf, tmp + run->off % DELTA_BLOCK, n);
+                return r;
+        }
+        if (run->kind == VRUN_ZERO) {
+                memset(buf, 0, n);
+                return 0;
+        }
+        if (!c->data) {
+                int r = store_get(v->s, &run->ext->hash, c);
+                if (r < 0)
+                        return r;
+        }
+        if (c->len != run->ext->len)
+                return -EBADMSG;
+        memcpy(buf, c->data + (run->off - run->ext->off), n);
+        return 0;
+}
+
 /* Read [off, off + len) in one pass over its runs (the delta over the
- * manifest chain, each resolved once), reporting them to x if given. With
- * the volume lock held (shared or exclusive). */
+ * manifest chain, each resolved once), reporting them to x if given. The
+ * runs are taken READ_BATCH at a time, and the memory tier asked for all
+ * their chunks at once. With the volume lock held (shared or exclusive). */
+#define READ_BATCH 128
 static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off, extent_sink *x) {
         if (store_has_remote(v->s))
                 fetch_ahead(v, off, len);
         uint64_t end = off + len;
         int r = 0;
+        view_hint hint = { 0 };
         while (r == 0 && off < end) {
-                volume_run run;
-                volume_run_at(v, off, end, &run);
-                size_t n = (size_t)run.len;
-                if (run.kind == VRUN_DELTA) {
-                        uint8_t tmp[DELTA_BLOCK];
-                        r = delta_read_slot(&v->d, off / DELTA_BLOCK, run.slot, tmp);
-                        memcpy(buf, tmp + off % DELTA_BLOCK, n);
-                } else if (run.kind == VRUN_ZERO)
-                        memset(buf, 0, n);
-                else {
-                        store_chunk c;
-                        r = store_get(v->s, &run.ext->hash, &c);
-                        if (r == 0) {
-                                if (c.len == run.ext->len)
-                                        memcpy(buf, c.data + (off - run.ext->off), n);
-                                else
-                                        r = -EBADMSG;
-                                store_release(v->s, &c);
-                        }
+                volume_run runs[READ_BATCH];
+                const st_digest *ids[READ_BATCH];
+                store_chunk got[READ_BATCH];
+                size_t n = 0, k = 0;
+                for (uint64_t o = off; n < READ_BATCH && o < end; o += runs[n++].len) {
+                        volume_run_near(v, o, end, &hint, &runs[n]);
+                        if (runs[n].kind == VRUN_CHUNK)
+                                ids[k++] = &runs[n].ext->hash;
                 }
-                if (r == 0 && x)
-                        r = sink_add(x, off, run.len, run.kind == VRUN_ZERO ? ST_EXTENT_HOLE : 0);
-                buf += n;
-                off += run.len;
+                size_t nk = k;
+                store_get_cached(v->s, ids, nk, got);
+                k = 0;
+                for (size_t i = 0; i < n && r == 0; i++) {
+                        store_chunk *c = runs[i].kind == VRUN_CHUNK ? &got[k++] : NULL;
+                        if (c && k < nk && got[k].data) /* the next chunk's first lines */
+                                __builtin_prefetch(got[k].data);
+                        r = read_run(v, &runs[i], c, buf);
+                        if (r == 0 && x)
+                                r = sink_add(x, runs[i].off, runs[i].len,
+                                             runs[i].kind == VRUN_ZERO ? ST_EXTENT_HOLE : 0);
+                        buf += runs[i].len;
+                        off += runs[i].len;
+                }
+                store_release_many(v->s, got, nk);
         }
         if (r == 0 && x && x->len > 0)
                 r = x->fn(x->ctx, x->start, x->len, x->flags);

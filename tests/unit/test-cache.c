@@ -3,7 +3,9 @@
  * abandoned in a random order (each abandon a removal from the middle of
  * a probe run), through growth, then eviction under a small budget: every
  * filled chunk is found with its own bytes until evicted, no abandoned one
- * is found, and every hit returns the bytes of the id it was asked for. */
+ * is found, and every hit returns the bytes of the id it was asked for.
+ * Batched lookups (cache_get_hits, cache_put_many) agree with single ones,
+ * with ids repeated in a batch, loads in progress and eviction between. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,49 @@ static bool holds(chunk_cache *c, const st_digest *id, uint32_t i) {
         free(want);
         cache_put(c, e);
         return true;
+}
+
+/* Random batches (larger than CACHE_BATCH too, ids repeated) return
+ * exactly the filled ids, pinned, with their bytes; one id is held as a
+ * placeholder meanwhile and must read as a miss; a put_many leaves every
+ * entry unpinned (an evicting cache then frees all of them). */
+static void batches(chunk_cache *c, const st_digest *ids, const bool *filled, uint64_t *rng) {
+        enum { MAXB = CACHE_BATCH * 2 + 7 };
+        const st_digest *q[MAXB];
+        uint32_t which[MAXB];
+        cache_entry *got[MAXB];
+        for (int round = 0; round < 200; round++) {
+                *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+                size_t n = 1 + (size_t)((*rng >> 33) % MAXB);
+                for (size_t k = 0; k < n; k++) {
+                        *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+                        which[k] = k > 0 && (*rng >> 60) == 0 ? which[k - 1] /* repeated */
+                                                                : (uint32_t)((*rng >> 20) % N);
+                        q[k] = &ids[which[k]];
+                }
+                /* one unfilled id loading meanwhile: a miss even if asked twice */
+                uint32_t loading = N;
+                cache_entry *ph = NULL;
+                for (size_t k = 0; k < n && loading == N; k++)
+                        if (!filled[which[k]]) {
+                                ST_CHECK(cache_get(c, q[k], &ph) == -ENOENT);
+                                loading = which[k];
+                        }
+                cache_get_hits(c, q, n, got);
+                for (size_t k = 0; k < n; k++) {
+                        ST_CHECK((got[k] != NULL) == filled[which[k]]);
+                        if (!got[k])
+                                continue;
+                        uint32_t len;
+                        const uint8_t *d = cache_data(got[k], &len);
+                        uint8_t *want = bytes_of(which[k]);
+                        ST_CHECK(len == LEN && memcmp(d, want, LEN) == 0);
+                        free(want);
+                }
+                cache_put_many(c, got, n);
+                if (ph)
+                        cache_abandon(c, ph);
+        }
 }
 
 int main(void) {
@@ -74,6 +119,7 @@ int main(void) {
         }
         for (uint32_t i = 0; i < N; i++)
                 ST_CHECK(holds(c, &ids[i], i) == filled[i]);
+        batches(c, ids, filled, &rng);
         cache_free(c);
 
         /* offered (copied in, as a pull's fetches are), twice each */
@@ -111,6 +157,18 @@ int main(void) {
                 found += holds(c, &ids[i], i);
         printf("found %u\n", found);
         ST_CHECK(found > 0);
+        /* batched hits are unpinned again: a cache of no room keeps nothing */
+        const st_digest *all[N];
+        cache_entry **got = malloc(N * sizeof *got);
+        for (uint32_t i = 0; i < N; i++)
+                all[i] = &ids[i];
+        cache_get_hits(c, all, N, got);
+        uint32_t batch_found = 0;
+        for (uint32_t i = 0; i < N; i++)
+                batch_found += got[i] != NULL;
+        ST_CHECK(batch_found == found);
+        cache_put_many(c, got, N);
+        free(got);
         cache_free(c);
         free(order);
         free(pending);

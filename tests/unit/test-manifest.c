@@ -24,6 +24,10 @@ int main(void) {
                 st_test_fill(h.b, 32, (uint64_t)i + 1);
                 ST_CHECK_ERR(manifest_append(m, (uint64_t)i * 65536, 16384, &h), 0);
         }
+        /* manifest_find_near agrees with manifest_find from any hint */
+        for (uint64_t off = 0; off < (1 << 20); off += 4093)
+                for (size_t near = 0; near <= 11; near++)
+                        ST_CHECK(manifest_find_near(m, off, near) == manifest_find(m, off));
         st_digest h0 = { { 0 } };
         ST_CHECK_ERR(manifest_append(m, 0, 4096, &h0), -EINVAL);        /* overlaps */
         ST_CHECK_ERR(manifest_append(m, (1 << 20) - 100, 4096, &h0), -EINVAL); /* past end */
