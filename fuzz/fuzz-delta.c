@@ -14,9 +14,15 @@
  * volume NAME with tag FUZZ_DELTA_TAG (fuzz.h).
  *
  * Checks, against an independent replay of the journal here (the model,
- * written from docs/formats/delta.md, versions 1 and 2):
+ * written from docs/formats/delta.md, versions 1, 2 and 3; version 3 as
+ * version 2, except that a commit record's sum field is its trusted end,
+ * which must be a record boundary between the last commit's trusted end and
+ * its own flush's start, and that only the records before the last one's
+ * are trusted: those after it are kept or not as unflushed ones are, against
+ * the data file as it is, and the durable flushes' commit records among them
+ * are not torn bytes):
  *  - read-only and read-write opens succeed or fail alike, with the model's
- *    result: 0; -EPROTONOSUPPORT for a version other than 1 and 2; -EBADMSG
+ *    result: 0; -EPROTONOSUPPORT for a version other than 1 to 3; -EBADMSG
  *    for a bad header (shorter than 32 bytes, bad magic, header length 32 in
  *    version 1 and 40 in version 2, shorter than that; version 1: bytes 24..31
  *    not zero; version 2: the header check, BLAKE3 of bytes 0..31, then the
@@ -74,7 +80,7 @@
 
 /* As docs/formats/delta.md has it. */
 #define MAP_MAGIC "STDELTA\0"
-#define MAP_VERSION 2u /* written by delta_create; 1 is still read */
+#define MAP_VERSION 3u /* written by delta_create; 1 and 2 are still read */
 #define HDR_LEN(v) ((v) == 1 ? 32u : 40u)
 #define REC_LEN(v) ((v) == 1 ? 32u : 40u)
 #define REC_BODY(v) (REC_LEN(v) - 8u) /* the bytes a record's check covers */
@@ -203,6 +209,17 @@ static uint64_t zero_sum(void) {
         return sum;
 }
 
+/* The data sum of what slot holds in the data file now (zeros as the fuzz
+ * input leaves it; what was written after writes and flushes). */
+static uint64_t slot_sum(uint64_t slot) {
+        static uint8_t buf[DELTA_BLOCK];
+        int fd = openat(dir_fd, NAME ".data", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || pread(fd, buf, sizeof buf, (off_t)(slot * DELTA_BLOCK)) != (ssize_t)sizeof buf)
+                abort();
+        close(fd);
+        return data_sum_of(buf);
+}
+
 /* Blocks of the fuzzed volume: records at or past it are damage. */
 #define FUZZ_MAX_BLOCKS (1ull << 20)
 
@@ -225,6 +242,7 @@ typedef struct model {
         uint64_t torn;    /* bytes past it that are not kept */
         uint64_t seq;
         uint64_t tail_kept; /* version 2: unflushed write records kept (their data there) */
+        uint64_t reopen_len, reopen_seq; /* after model_flushed: map_len and seq of a reopen */
         ment *e; /* sorted by block */
         size_t n, cap;
 } model;
@@ -298,7 +316,7 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
         if (memcmp(map, MAP_MAGIC, 8) != 0)
                 FAIL(-EBADMSG, 0);
         uint32_t v = st_le32_get(map + 8);
-        if (v != 1 && v != 2)
+        if (v < 1 || v > 3)
                 FAIL(-EPROTONOSUPPORT, 8);
         const uint32_t hl = HDR_LEN(v), rl = REC_LEN(v);
         if (st_le32_get(map + 12) != hl)
@@ -307,9 +325,9 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
                 FAIL(-EBADMSG, len);
         if (v == 1 && st_le64_get(map + 24) != 0)
                 FAIL(-EBADMSG, 24);
-        if (v == 2 && st_le64_get(map + 32) != hash8(map, 32))
+        if (v >= 2 && st_le64_get(map + 32) != hash8(map, 32))
                 FAIL(-EBADMSG, 32);
-        if (v == 2 && st_le64_get(map + 24) != name_sum_of())
+        if (v >= 2 && st_le64_get(map + 24) != name_sum_of())
                 FAIL(-EBADMSG, 24); /* another volume's */
         if (st_le64_get(map + 16) != FUZZ_DELTA_TAG)
                 goto out; /* an earlier volume's: empty */
@@ -339,19 +357,27 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
          (n) <= (k) && good[k] - good[(k) - (n)] == (n) &&                                         \
          st_le64_get(recs + (k) * rl + REC_BODY(2)) == commit_check_of(recs, k, n))
 
-        /* Keep the records up to the last whole flush before the first bad record. */
-        size_t k = 0, kept = 0, flush_start = 0;
+        /* Keep the records up to the last whole flush before the first bad
+         * record. Version 3: a commit record's sum field is where the last
+         * complete flush ended (a record boundary, not past its own flush's
+         * start, not before the last commit's); only the records before the
+         * last one's are trusted, the rest are checked as unflushed ones. */
+        size_t k = 0, kept = 0, flush_start = 0, trusted = 0;
         for (; k < n_rec; k++) {
                 const uint8_t *rec = recs + k * rl;
                 if (v == 1) {
                         if (!GOOD(k))
                                 break;
-                        kept = k + 1;
+                        kept = trusted = k + 1;
                 } else if (st_le64_get(rec) == COMMIT_BLOCK) {
-                        uint64_t n = st_le64_get(rec + 8);
+                        uint64_t n = st_le64_get(rec + 8), x = st_le64_get(rec + 24);
                         if (n != k - flush_start || !COMMIT_OK(k, n))
                                 break;
+                        if (v == 3 && (x < hl + trusted * rl || x > hl + flush_start * rl ||
+                                       (x - hl) % rl != 0))
+                                break;
                         kept = flush_start = k + 1;
+                        trusted = v == 3 ? (size_t)((x - hl) / rl) : kept;
                 } else if (!GOOD(k)) {
                         break;
                 }
@@ -373,10 +399,10 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
         }
 #undef GOOD
 #undef COMMIT_OK
-        m->map_len = hl + kept * rl;
+        m->map_len = hl + trusted * rl;
         m->torn = len - m->map_len;
-        m->seq = kept;
-        for (size_t j = 0; j < kept; j++) {
+        m->seq = trusted;
+        for (size_t j = 0; j < trusted; j++) {
                 const uint8_t *rec = recs + j * rl;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = v == 1 ? 0 : st_le64_get(rec + 24);
@@ -390,28 +416,33 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
                                 FAIL(-EBADMSG, off); /* a shared slot */
                 model_set(m, block, val, sum, 0);
         }
-        /* Version 2: past the durable end, each intact write record for a
-         * block of the volume that names zeros, or a slot inside the data
-         * file that no other block holds and whose data (zeros here) has its
-         * sum, is kept, in order: a write acknowledged, not yet flushed, when
-         * the writer died. */
-        for (size_t j = kept; v == 2 && j < n_rec; j++) {
+        /* Version 2: past the durable end (version 3: past the trusted
+         * records), each intact write record for a block of the volume that
+         * names zeros, or a slot inside the data file that no other block
+         * holds and whose data has its sum, is kept, in order: a write
+         * acknowledged, not yet flushed, when the writer died (or one of a
+         * flush cut between the two files). The durable flushes' commit
+         * records among them are not torn bytes. */
+        size_t commits = 0;
+        for (size_t j = trusted; v >= 2 && j < n_rec; j++) {
                 const uint8_t *rec = recs + j * rl;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = st_le64_get(rec + 24);
+                if (block == COMMIT_BLOCK && j < kept)
+                        commits++;
                 if (!(good[j + 1] - good[j] == 1) || block >= FUZZ_MAX_BLOCKS)
                         continue;
                 if (val != DELTA_ZERO) {
                         bool held = false;
                         for (size_t i = 0; i < m->n; i++)
                                 held |= m->e[i].val == val && m->e[i].block != block;
-                        if (val >= m->n_slots || held || sum != zero_sum())
+                        if (val >= m->n_slots || held || sum != slot_sum(val))
                                 continue;
                 }
                 model_set(m, block, val, sum, 0);
                 m->tail_kept++;
         }
-        m->torn -= m->tail_kept * rl;
+        m->torn -= (m->tail_kept + commits) * rl;
 out:
         free(good);
 }
@@ -538,9 +569,12 @@ static void model_flushed(model *m) {
         FUZZ_ASSERT(fstatat(dir_fd, NAME ".data", &st, 0) == 0);
         model f = { 0 };
         model_replay(&f, map, (size_t)len, true, (uint64_t)st.st_size / DELTA_BLOCK);
-        FUZZ_ASSERT(f.rc == 0 && f.live && f.map_len == (uint64_t)len);
+        /* (version 3: the last flush's records are not trusted but checked
+         * against their data: all of them kept) */
+        FUZZ_ASSERT(f.rc == 0 && f.live && f.torn == 0);
+        FUZZ_ASSERT(v == 3 ? f.map_len <= (uint64_t)len : f.map_len == (uint64_t)len);
         FUZZ_ASSERT(f.version == v);
-        if (v == 2 && len > (off_t)HDR_LEN(v))
+        if (v >= 2 && len > (off_t)HDR_LEN(v))
                 FUZZ_ASSERT(st_le64_get(map + len - REC_LEN(v)) == COMMIT_BLOCK);
         FUZZ_ASSERT(f.n == m->n);
         for (size_t i = 0; i < f.n; i++) {
@@ -555,10 +589,14 @@ static void model_flushed(model *m) {
         free(f.e);
         m->live = true;
         m->version = f.version;
-        m->map_len = (uint64_t)len;
+        m->map_len = (uint64_t)len; /* the writer's durable end */
         m->torn = 0;
         m->seq = (m->map_len - HDR_LEN(v)) / REC_LEN(v); /* commit records too */
-        FUZZ_ASSERT(f.seq == m->seq);
+        /* what a reopen finds: version 3 trusts up to where the last flush
+         * started, and keeps the rest */
+        m->reopen_len = f.map_len;
+        m->reopen_seq = f.seq;
+        FUZZ_ASSERT(f.seq == (f.map_len - HDR_LEN(v)) / REC_LEN(v));
 }
 
 static uint64_t free_block(const model *m, uint64_t from) {
@@ -669,6 +707,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
                 goto out;
         FUZZ_ASSERT(r == 0);
         FUZZ_ASSERT(!m.live || rw.torn_len == m.torn);
+        uint64_t trusted_len = m.map_len, trusted_seq = m.seq;
         if (m.tail_kept) { /* committed again after the durable end, with a commit record */
                 m.map_len += (m.tail_kept + 1) * REC_LEN(m.version);
                 m.seq += m.tail_kept + 1;
@@ -679,7 +718,14 @@ static void fuzz_one(const uint8_t *data, size_t len) {
 
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         FUZZ_ASSERT(!m.live || ro.torn_len == 0);
+        uint64_t rw_len = m.map_len, rw_seq = m.seq;
+        if (m.live && m.version == 3) { /* the commit made again names the same trusted end */
+                m.map_len = trusted_len;
+                m.seq = trusted_seq;
+        }
         check_state(&ro, &m);
+        m.map_len = rw_len;
+        m.seq = rw_seq;
         delta_close(&ro);
 
         /* Write on top, then replay what that wrote. */
@@ -687,6 +733,8 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta_close(&rw); /* LeakSanitizer checks that this frees everything */
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         FUZZ_ASSERT(ro.torn_len == 0);
+        m.map_len = m.reopen_len;
+        m.seq = m.reopen_seq;
         check_state(&ro, &m);
         delta_close(&ro);
 out:
@@ -702,7 +750,7 @@ static void seal(uint8_t *map, size_t len, uint64_t n_slots) {
         if (len < 32)
                 return;
         uint32_t v = st_le32_get(map + 8);
-        if (v != 1 && v != 2)
+        if (v < 1 || v > 3)
                 return;
         if (v == 1) {
                 st_le64_put(map + 24, 0);
@@ -718,13 +766,13 @@ static void seal(uint8_t *map, size_t len, uint64_t n_slots) {
         size_t n_rec = (len - hl) / rl;
         for (size_t k = 0; k < n_rec; k++) {
                 uint8_t *rec = recs + k * rl;
-                if (v == 2 && st_le64_get(rec) == COMMIT_BLOCK)
+                if (v >= 2 && st_le64_get(rec) == COMMIT_BLOCK)
                         continue;
-                if (v == 2 && st_le64_get(rec + 8) < n_slots && st_le64_get(rec + 24) != 0)
+                if (v >= 2 && st_le64_get(rec + 8) < n_slots && st_le64_get(rec + 24) != 0)
                         st_le64_put(rec + 24, zero_sum()); /* the data file is zeros */
                 st_le64_put(rec + REC_BODY(v), check_of(rec, v));
         }
-        for (size_t k = 0; v == 2 && k < n_rec; k++) {
+        for (size_t k = 0; v >= 2 && k < n_rec; k++) {
                 uint8_t *rec = recs + k * rl;
                 uint64_t n = st_le64_get(rec + 8);
                 if (st_le64_get(rec) == COMMIT_BLOCK && n <= k)

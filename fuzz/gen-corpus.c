@@ -775,48 +775,51 @@ static void gen_delta(void) {
         put_delta("many", map, len, units);
         free(map);
 
-        /* Version 2: 40-byte header (name sum, header check) and records
-         * (data sum), every flush ends with a commit record. Three flushes
+        /* Version 3, as the library writes it: 40-byte header (name sum,
+         * header check) and records (data sum), every flush ends with a
+         * commit record naming where the flush before ended (version 2's
+         * seeds in the corpus, v2-*, were written by the version 2 writer
+         * and are kept as they are). Three flushes
          * of 5, 7 and 5 records: they end at 240, 520 and 720. */
         delta_writes(dfd, 2, &map, &len, &units, flush_end);
-        put_delta("v2-writes", map, len, units);
+        put_delta("v3-writes", map, len, units);
         /* the last flush torn: two of its records durable, not its commit;
          * the file ending inside its third; its records from the third on
          * zero (the file's length landed, the sectors did not) */
-        put_delta("v2-torn", map, flush_end[1] + 2 * V2_LEN, units);
-        put_delta("v2-torn-partial", map, flush_end[1] + 2 * V2_LEN + 20, units);
-        put_delta_zeroed("v2-torn-zero", map, len, units, flush_end[1] + 2 * V2_LEN);
+        put_delta("v3-torn", map, flush_end[1] + 2 * V2_LEN, units);
+        put_delta("v3-torn-partial", map, flush_end[1] + 2 * V2_LEN + 20, units);
+        put_delta_zeroed("v3-torn-zero", map, len, units, flush_end[1] + 2 * V2_LEN);
         /* damage: a record of the first flush (block 1's value), and the
          * first flush's commit record (its check), both before whole flushes */
-        put_delta_flipped("v2-damaged", map, len, units, V2_LEN + V2_LEN + 8);
-        put_delta_flipped("v2-damaged-commit", map, len, units, flush_end[0] - 8);
+        put_delta_flipped("v3-damaged", map, len, units, V2_LEN + V2_LEN + 8);
+        put_delta_flipped("v3-damaged-commit", map, len, units, flush_end[0] - 8);
         /* a flipped byte in the last flush, no whole flush after it: its last
          * record (the commit) or a write record: not what a torn append
          * leaves, so damage too */
-        put_delta_flipped("v2-damaged-last", map, len, units, len - 8);
-        put_delta_flipped("v2-damaged-last-write", map, len, units, flush_end[1] + V2_LEN + 8);
-        put_delta("v2-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
-        put_delta("v2-no-data", map, len, 0xffff);
-        put_delta("v2-short-header", map, 36, units);
+        put_delta_flipped("v3-damaged-last", map, len, units, len - 8);
+        put_delta_flipped("v3-damaged-last-write", map, len, units, flush_end[1] + V2_LEN + 8);
+        put_delta("v3-short-data", map, len, units - 2 * (DELTA_BLOCK / 256));
+        put_delta("v3-no-data", map, len, 0xffff);
+        put_delta("v3-short-header", map, 36, units);
         c = malloc(len + 8192);
         if (!c)
                 exit(1);
         memcpy(c, map, len);
         st_le32_put(c + 12, 32); /* version 1's header length */
         reseal(c, 32, 8);
-        put_delta("v2-bad-header-len", c, len, units);
+        put_delta("v3-bad-header-len", c, len, units);
         memcpy(c, map, len);
         st_le64_put(c + flush_end[0] - V2_LEN + 8, 5); /* the first commit's count, 4 */
-        put_delta("v2-commit-count", c, len, units);
+        put_delta("v3-commit-count", c, len, units);
         /* the journal's length grew by sectors that never landed: a bad
          * (zero) record, then more zeros than replay reads at once */
         memcpy(c, map, len);
         memset(c + len, 0, 8192);
-        put_delta("v2-zero-tail", c, len + 8192, units);
+        put_delta("v3-zero-tail", c, len + 8192, units);
         memcpy(c, map, len);
         c[16] ^= 1; /* an earlier volume's journal: the header check redone */
         reseal(c, 32, 8);
-        put_delta("v2-foreign-tag", c, len, units);
+        put_delta("v3-foreign-tag", c, len, units);
         free(c);
         free(map);
 
@@ -828,7 +831,7 @@ static void gen_delta(void) {
         OK(delta_write(&d, 0, 2, buf));
         OK(delta_flush(&d));
         delta_take_name(&d, dfd, "w", &map, &len, &units);
-        put_delta("v2-other-volume", map, len, units);
+        put_delta("v3-other-volume", map, len, units);
         free(map);
 
         /* Data sums: block 2 rewritten with data the (zero) data file does
@@ -847,7 +850,7 @@ static void gen_delta(void) {
         OK(delta_write(&d, 1, 1, buf));
         OK(delta_flush(&d));
         delta_take(&d, dfd, &map, &len, &units);
-        put_delta("v2-sum-mismatch", map, len, units);
+        put_delta("v3-sum-mismatch", map, len, units);
         free(map);
 
         /* Emptied after a commit: the header alone; and no data file. */
@@ -856,7 +859,7 @@ static void gen_delta(void) {
         OK(delta_write(&d, 0, 1, buf));
         OK(delta_reset(&d));
         delta_take(&d, dfd, &map, &len, &units);
-        put_delta("v2-empty", map, len, 0xffff);
+        put_delta("v3-empty", map, len, 0xffff);
         free(map);
         /* No journal: written data without it is damage; an empty data file is not. */
         put_delta("no-journal", NULL, 0, 2 * (DELTA_BLOCK / 256));
@@ -871,13 +874,13 @@ static void gen_delta(void) {
         OK(delta_zero(&d, 40000, 1000));
         OK(delta_flush(&d));
         delta_take(&d, dfd, &map, &len, &units);
-        put_delta("v2-spread", map, len, units);
+        put_delta("v3-spread", map, len, units);
         free(map);
 
         delta_many(dfd, 2, &map, &len, &units);
-        put_delta("v2-many", map, len, units);
+        put_delta("v3-many", map, len, units);
         /* damage in the first of 30 flushes: found by reading back across runs */
-        put_delta_flipped("v2-many-damaged", map, len, units, V2_LEN + 3 * V2_LEN + 20);
+        put_delta_flipped("v3-many-damaged", map, len, units, V2_LEN + 3 * V2_LEN + 20);
         /* A flush torn at a sector boundary inside a data record: cut at
          * that flush's end, zero from the boundary on. The first boundary
          * whose sector ends in a nonzero byte (the data sum's last). */
@@ -885,7 +888,7 @@ static void gen_delta(void) {
                 bool data;
                 size_t end = v2_flush_end(map, len, at, &data);
                 if (data && end && map[at - 1] != 0 && (at - V2_LEN) % V2_LEN != 0) {
-                        put_delta_zeroed("v2-many-torn-sector", map, end, units, at);
+                        put_delta_zeroed("v3-many-torn-sector", map, end, units, at);
                         break;
                 }
         }

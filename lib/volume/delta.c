@@ -2,6 +2,7 @@
 /* The delta layer; see delta.h for the durability rules. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 #include "delta.h"
 
 #define MAP_MAGIC "STDELTA\0"
-#define MAP_VERSION 2u /* 1: no flush marks, no header check; still read */
+#define MAP_VERSION 3u /* 1: no flush marks, no header check; 2: a commit
+                            * record promises its data durable; both still read */
 /* Header: 32 bytes in version 1 (magic, version, length, tag, zero), 40 in
  * version 2 (magic, version, length, tag, name sum, check). */
 #define MAP_HEADER_MAX 40u
@@ -205,7 +207,15 @@ static uint64_t data_sum(const void *block) {
 
 /* A version 2 flush ends with a commit record: block COMMIT_BLOCK, value the
  * number of records before it in the flush, its own sequence number, and a
- * check over those records' bytes, its first 24 bytes and the tag. */
+ * check over those records' bytes, its first 32 bytes and the tag. Version 2
+ * writes the records only once the data is durable, so a durable commit
+ * record promises its records' data. Version 3 writes them first and syncs
+ * both files at once (one wait, not two): its commit record's data sum field
+ * holds instead the journal's durable end when the flush began, the end of
+ * the last flush known to be complete. Replay trusts the records before it
+ * and checks every record after it against its data, as it checks unflushed
+ * ones (keep_unflushed): only the last flush can have been cut between the
+ * two files. */
 #define COMMIT_BLOCK UINT64_MAX
 
 static uint64_t commit_check(const delta *d, const st_hasher *batch, const uint8_t *rec) {
@@ -403,8 +413,9 @@ static int looks_torn(reader *rd, uint64_t from, uint32_t rl, bool *ret) {
 /* Find where the durable journal ends: *ret_end. Records past it are the
  * torn tail of an unfinished flush; a bad record followed by a durable
  * flush is damage (-EBADMSG, *reterr naming its offset). */
-static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr) {
-        uint64_t off = HDR_LEN(d), end = HDR_LEN(d), n_batch = 0;
+static int journal_end(delta *d, reader *rd, uint64_t *ret_end, uint64_t *ret_trusted,
+                       st_diag *reterr) {
+        uint64_t off = HDR_LEN(d), end = HDR_LEN(d), n_batch = 0, trusted = HDR_LEN(d);
         st_hasher h;
         st_hasher_init(&h);
         int r = 0;
@@ -416,13 +427,20 @@ static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr)
                 if (d->version == 1) {
                         if (!rec_intact(d, rec, off))
                                 break;
-                        end = off + rl;
+                        end = trusted = off + rl;
                 } else if (st_le64_get(rec) == COMMIT_BLOCK) {
+                        /* version 3: where the last complete flush ended,
+                         * at a record boundary, not after this flush's start
+                         * and not before what the last commit said */
+                        uint64_t x = st_le64_get(rec + 24);
                         if (st_le64_get(rec + 16) != rec_seq(d, off) ||
                             st_le64_get(rec + 8) != n_batch ||
-                            st_le64_get(rec + REC_BODY(d)) != commit_check(d, &h, rec))
+                            st_le64_get(rec + REC_BODY(d)) != commit_check(d, &h, rec) ||
+                            (d->version >= 3 && (x < trusted || x > off - n_batch * rl ||
+                                                 (x - HDR_LEN(d)) % rl != 0)))
                                 break;
                         end = off + rl;
+                        trusted = d->version >= 3 ? x : end;
                         n_batch = 0;
                         st_hasher_init(&h);
                 } else {
@@ -454,6 +472,7 @@ static int journal_end(delta *d, reader *rd, uint64_t *ret_end, st_diag *reterr)
                                        "unfinished flush)");
         }
         *ret_end = end;
+        *ret_trusted = trusted;
         return 0;
 }
 
@@ -477,20 +496,23 @@ static int replay_put(delta *d, uint64_t *owner, uint64_t block, uint64_t val, u
  * file or one another block holds, is not (none of them was flushed, so
  * none was promised). The kept ones are applied to the map and listed in
  * *ret (block, value, sum triples) for the caller to commit. */
-static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t *owner, uint64_t **ret,
-                          size_t *ret_n) {
+static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t durable, uint64_t *owner,
+                          uint64_t **ret, size_t *ret_n, size_t *ret_commits) {
         uint32_t rl = REC_LEN(d);
         size_t cap = (size_t)((rd->len - from) / rl);
         uint64_t *kept = malloc((cap ? cap : 1) * 3 * sizeof *kept);
         uint8_t *buf = malloc(DELTA_BLOCK);
         int r = kept && buf ? 0 : -ENOMEM;
         size_t n = 0;
+        *ret_commits = 0;
         for (uint64_t off = from; r == 0 && off + rl <= rd->len; off += rl) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         break;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = st_le64_get(rec + 24);
+                if (block == COMMIT_BLOCK && off < durable)
+                        ++*ret_commits; /* (a durable flush's, checked by journal_end) */
                 if (block == COMMIT_BLOCK || !rec_intact(d, rec, off) || block >= d->max_blocks)
                         continue;
                 if (val != DELTA_ZERO) {
@@ -530,7 +552,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         if (memcmp(hdr, MAP_MAGIC, 8) != 0)
                 return damaged(d, reterr, 0, "bad journal magic");
         d->version = st_le32_get(hdr + 8);
-        if (d->version != 1 && d->version != MAP_VERSION) {
+        if (d->version < 1 || d->version > MAP_VERSION) {
                 (void)damaged(d, reterr, 8, "unknown journal version");
                 return -EPROTONOSUPPORT;
         }
@@ -563,8 +585,12 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         if (!rd)
                 return -ENOMEM;
         *rd = (reader){ .fd = d->map_fd, .rec_len = REC_LEN(d), .len = len };
-        uint64_t end = HDR_LEN(d);
-        r = journal_end(d, rd, &end, reterr);
+        uint64_t end = HDR_LEN(d), trusted = HDR_LEN(d);
+        r = journal_end(d, rd, &end, &trusted, reterr);
+        /* Version 3: the records past the last complete flush are checked
+         * against their data like unflushed ones (see commit_check). */
+        uint64_t durable = end;
+        end = trusted;
         /* Which block holds each slot: a durable record that names a slot
          * another block holds, or one past the data file, is damage (a
          * correct writer never shares a slot, and makes data durable before
@@ -597,9 +623,9 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 r = replay_put(d, owner, block, val, sum);
         }
         uint64_t *kept = NULL;
-        size_t n_kept = 0;
+        size_t n_kept = 0, n_commits = 0;
         if (r == 0 && d->version != 1 && end < len)
-                r = keep_unflushed(d, rd, end, owner, &kept, &n_kept);
+                r = keep_unflushed(d, rd, end, durable, owner, &kept, &n_kept, &n_commits);
         free(owner);
         free(rd);
         if (r < 0) {
@@ -614,7 +640,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 return -errno;
         }
         d->map_len = end;
-        d->torn_len = len - end - n_kept * REC_LEN(d);
+        d->torn_len = len - end - (n_kept + n_commits) * REC_LEN(d);
         for (size_t i = 0; r == 0 && !rdonly && i < n_kept; i++)
                 r = journal(d, kept[3 * i], kept[3 * i + 1], kept[3 * i + 2]);
         free(kept);
@@ -888,7 +914,7 @@ static int journal_commit(delta *d) {
         st_hasher h;
         st_hasher_init(&h);
         st_hasher_update(&h, d->jbuf + d->jclosed, d->jlen - d->jclosed);
-        int r = journal(d, COMMIT_BLOCK, n, 0);
+        int r = journal(d, COMMIT_BLOCK, n, d->version >= 3 ? d->map_len : 0);
         if (r < 0)
                 return r;
         uint8_t *rec = d->jbuf + d->jlen - REC_LEN(d);
@@ -916,6 +942,7 @@ int delta_flush_begin(delta *d, delta_flush_batch *b) {
         b->active = true;
         b->data_fd = d->data_dirty ? d->data_fd : -1;
         b->map_fd = d->map_fd;
+        b->records_first = d->version >= 3;
         b->off = d->map_len;
         b->jbuf = copy;
         b->jlen = d->jlen;
@@ -941,9 +968,45 @@ int delta_flush_begin(delta *d, delta_flush_batch *b) {
         return 0;
 }
 
+static void *sync_journal(void *arg) {
+        delta_flush_batch *b = arg;
+        b->journal_r = fdatasync(b->map_fd) < 0 ? -errno : 0;
+        return NULL;
+}
+
+/* Version 3: the records, then both files synced at once, the journal's on
+ * a thread of its own (a flush waits for one sync, not two in a row). */
+static int flush_write_v3(delta_flush_batch *b) {
+        int r = b->jlen ? st_pwrite_full(b->map_fd, b->jbuf, b->jlen, b->off) : 0;
+        if (r < 0 || b->jlen == 0 || b->data_fd < 0) {
+                if (r == 0 && b->data_fd >= 0 && fdatasync(b->data_fd) < 0)
+                        r = -errno;
+                if (r == 0 && b->jlen && fdatasync(b->map_fd) < 0)
+                        r = -errno;
+                return r;
+        }
+        pthread_attr_t attr;
+        pthread_t t;
+        bool apart = pthread_attr_init(&attr) == 0;
+        if (apart) {
+                pthread_attr_setstacksize(&attr, 64u << 10);
+                apart = pthread_create(&t, &attr, sync_journal, b) == 0;
+                pthread_attr_destroy(&attr);
+        }
+        if (!apart)
+                sync_journal(b);
+        if (fdatasync(b->data_fd) < 0)
+                r = -errno;
+        if (apart)
+                pthread_join(t, NULL);
+        return r < 0 ? r : b->journal_r;
+}
+
 int delta_flush_write(delta_flush_batch *b) {
         if (!b->active)
                 return 0;
+        if (b->records_first)
+                return flush_write_v3(b);
         if (b->data_fd >= 0 && fdatasync(b->data_fd) < 0)
                 return -errno;
         if (b->jlen == 0)

@@ -7,9 +7,12 @@
  *   deltas/NAME.map    a journal: 32-byte header, then 32-byte records
  *                      (block, slot or ZERO, sequence, checksum)
  *
- * Durability: a flush fdatasyncs the data, then writes the journal records
- * made since the last flush with a commit record and fdatasyncs the journal;
- * a commit record never covers data that is not durable. A slot that a
+ * Durability: a flush writes the journal records made since the last flush
+ * with a commit record, then fdatasyncs the data and the journal at once
+ * (version 3; version 2 synced the data first, so that a commit record never
+ * covered data that was not durable). A commit record names where the last
+ * complete flush ended; replay checks the records after that point against
+ * their data and keeps only those whose data landed. A slot that a
  * durable record names is never overwritten: a rewrite of such a block goes
  * to a fresh (or freed) slot, and the old slot is freed only after the new
  * record is durable. Version 2 also writes each write's records into the
@@ -92,12 +95,15 @@ int delta_flush(delta *d);
 /* The same in three steps, so that the slow middle one runs without the
  * volume's lock: begin (under it) takes what is to be made durable and
  * reserves its place in the journal; write (without it, one flush at a time)
- * fdatasyncs the data, appends and fdatasyncs the records; end (under it)
+ * writes the records and fdatasyncs them and the data (see the durability
+ * rules above); end (under it)
  * frees the slots the batch replaced, or on failure (r < 0) leaves its
  * records for the next flush to write again. Reads and writes may run between them. */
 typedef struct delta_flush_batch {
         bool active;
+        bool records_first; /* version 3: records written, then both synced at once */
         int data_fd, map_fd;
+        int journal_r; /* (the journal's sync, on its thread) */
         uint64_t off;
         uint8_t *jbuf; /* its own copy of the records */
         size_t jlen;

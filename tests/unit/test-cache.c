@@ -175,5 +175,5 @@ int main(void) {
         free(filled);
         free(ids);
         printf("ok\n");
-        return 0;
+        return ST_TEST_RESULT();
 }
