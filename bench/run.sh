@@ -31,8 +31,11 @@
 #                qemu-storage-daemon on the raw image and a qcow2 clone, and
 #                our NBD path: random reads at depth 1/16/64 and 4 queues,
 #                1 MiB sequential reads, writes with a flush every 64
-# STELLAR_OLD (an older stellar binary), if set, is measured beside by ops.sh
-# and nbd-dense.sh: before against after.
+# Run by themselves (their figures are added to RESULTS.md by hand):
+#   flush.sh     4 KiB writes with a flush after every write against qemu-nbd
+#                and nbdkit
+# STELLAR_OLD (an older stellar binary), if set, is measured beside by ops.sh,
+# nbd-dense.sh, vhost.sh and flush.sh: before against after.
 # Builds the release binary first (meson setup + ninja in $STELLAR_BENCH_BUILD,
 # default /tmp/bench-build) and the benchmark images if missing.
 #

@@ -19,8 +19,9 @@
  * which must be a record boundary between the last commit's trusted end and
  * its own flush's start, and that only the records before the last one's
  * are trusted: those after it are kept or not as unflushed ones are, against
- * the data file as it is, and the durable flushes' commit records among them
- * are not torn bytes):
+ * the data file as it is; the durable length is the last whole flush's end
+ * if every record before it was kept, else the trusted end, and the torn
+ * tail is what follows it that is neither kept nor a durable commit record):
  *  - read-only and read-write opens succeed or fail alike, with the model's
  *    result: 0; -EPROTONOSUPPORT for a version other than 1 to 3; -EBADMSG
  *    for a bad header (shorter than 32 bytes, bad magic, header length 32 in
@@ -242,7 +243,6 @@ typedef struct model {
         uint64_t torn;    /* bytes past it that are not kept */
         uint64_t seq;
         uint64_t tail_kept; /* version 2: unflushed write records kept (their data there) */
-        uint64_t reopen_len, reopen_seq; /* after model_flushed: map_len and seq of a reopen */
         ment *e; /* sorted by block */
         size_t n, cap;
 } model;
@@ -399,9 +399,6 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
         }
 #undef GOOD
 #undef COMMIT_OK
-        m->map_len = hl + trusted * rl;
-        m->torn = len - m->map_len;
-        m->seq = trusted;
         for (size_t j = 0; j < trusted; j++) {
                 const uint8_t *rec = recs + j * rl;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
@@ -423,26 +420,39 @@ static void model_replay(model *m, const uint8_t *map, size_t len, bool has_data
          * acknowledged, not yet flushed, when the writer died (or one of a
          * flush cut between the two files). The durable flushes' commit
          * records among them are not torn bytes. */
-        size_t commits = 0;
+        size_t commits = 0, dropped = 0, kept_durable = 0;
         for (size_t j = trusted; v >= 2 && j < n_rec; j++) {
                 const uint8_t *rec = recs + j * rl;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = st_le64_get(rec + 24);
-                if (block == COMMIT_BLOCK && j < kept)
-                        commits++;
-                if (!(good[j + 1] - good[j] == 1) || block >= FUZZ_MAX_BLOCKS)
-                        continue;
-                if (val != DELTA_ZERO) {
+                bool keep = good[j + 1] - good[j] == 1 && block < FUZZ_MAX_BLOCKS;
+                if (keep && val != DELTA_ZERO) {
                         bool held = false;
                         for (size_t i = 0; i < m->n; i++)
                                 held |= m->e[i].val == val && m->e[i].block != block;
-                        if (val >= m->n_slots || held || sum != slot_sum(val))
-                                continue;
+                        keep = val < m->n_slots && !held && sum == slot_sum(val);
                 }
+                if (j < kept) {
+                        commits += block == COMMIT_BLOCK;
+                        dropped += block != COMMIT_BLOCK && !keep;
+                        kept_durable += keep;
+                }
+                if (!keep)
+                        continue;
                 model_set(m, block, val, sum, 0);
                 m->tail_kept++;
         }
-        m->torn -= (m->tail_kept + commits) * rl;
+        /* The cut: at the durable end if every record before it held its
+         * data, else at the trusted end; the kept records after the cut are
+         * what a writable open commits again. */
+        size_t cut = dropped == 0 ? kept : trusted;
+        if (cut == kept) {
+                m->tail_kept -= kept_durable;
+                commits = 0;
+        }
+        m->map_len = hl + cut * rl;
+        m->seq = cut;
+        m->torn = len - m->map_len - (m->tail_kept + commits) * rl;
 out:
         free(good);
 }
@@ -570,9 +580,8 @@ static void model_flushed(model *m) {
         model f = { 0 };
         model_replay(&f, map, (size_t)len, true, (uint64_t)st.st_size / DELTA_BLOCK);
         /* (version 3: the last flush's records are not trusted but checked
-         * against their data: all of them kept) */
-        FUZZ_ASSERT(f.rc == 0 && f.live && f.torn == 0);
-        FUZZ_ASSERT(v == 3 ? f.map_len <= (uint64_t)len : f.map_len == (uint64_t)len);
+         * against their data; all of them hold it) */
+        FUZZ_ASSERT(f.rc == 0 && f.live && f.torn == 0 && f.map_len == (uint64_t)len);
         FUZZ_ASSERT(f.version == v);
         if (v >= 2 && len > (off_t)HDR_LEN(v))
                 FUZZ_ASSERT(st_le64_get(map + len - REC_LEN(v)) == COMMIT_BLOCK);
@@ -589,14 +598,10 @@ static void model_flushed(model *m) {
         free(f.e);
         m->live = true;
         m->version = f.version;
-        m->map_len = (uint64_t)len; /* the writer's durable end */
+        m->map_len = (uint64_t)len;
         m->torn = 0;
         m->seq = (m->map_len - HDR_LEN(v)) / REC_LEN(v); /* commit records too */
-        /* what a reopen finds: version 3 trusts up to where the last flush
-         * started, and keeps the rest */
-        m->reopen_len = f.map_len;
-        m->reopen_seq = f.seq;
-        FUZZ_ASSERT(f.seq == (f.map_len - HDR_LEN(v)) / REC_LEN(v));
+        FUZZ_ASSERT(f.seq == m->seq);
 }
 
 static uint64_t free_block(const model *m, uint64_t from) {
@@ -707,7 +712,6 @@ static void fuzz_one(const uint8_t *data, size_t len) {
                 goto out;
         FUZZ_ASSERT(r == 0);
         FUZZ_ASSERT(!m.live || rw.torn_len == m.torn);
-        uint64_t trusted_len = m.map_len, trusted_seq = m.seq;
         if (m.tail_kept) { /* committed again after the durable end, with a commit record */
                 m.map_len += (m.tail_kept + 1) * REC_LEN(m.version);
                 m.seq += m.tail_kept + 1;
@@ -718,14 +722,7 @@ static void fuzz_one(const uint8_t *data, size_t len) {
 
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         FUZZ_ASSERT(!m.live || ro.torn_len == 0);
-        uint64_t rw_len = m.map_len, rw_seq = m.seq;
-        if (m.live && m.version == 3) { /* the commit made again names the same trusted end */
-                m.map_len = trusted_len;
-                m.seq = trusted_seq;
-        }
         check_state(&ro, &m);
-        m.map_len = rw_len;
-        m.seq = rw_seq;
         delta_close(&ro);
 
         /* Write on top, then replay what that wrote. */
@@ -733,8 +730,6 @@ static void fuzz_one(const uint8_t *data, size_t len) {
         delta_close(&rw); /* LeakSanitizer checks that this frees everything */
         FUZZ_ASSERT(delta_open(dir_fd, NAME, FUZZ_DELTA_TAG, FUZZ_MAX_BLOCKS, true, &ro, NULL) == 0);
         FUZZ_ASSERT(ro.torn_len == 0);
-        m.map_len = m.reopen_len;
-        m.seq = m.reopen_seq;
         check_state(&ro, &m);
         delta_close(&ro);
 out:

@@ -496,46 +496,55 @@ static int replay_put(delta *d, uint64_t *owner, uint64_t block, uint64_t val, u
  * file or one another block holds, is not (none of them was flushed, so
  * none was promised). The kept ones are applied to the map and listed in
  * *ret (block, value, sum triples) for the caller to commit. */
+typedef struct tail {
+        uint64_t *kept; /* (block, value, sum) of each kept record, in order */
+        size_t n;
+        /* of them, before the durable end (version 3: the last flush's) */
+        size_t n_durable;
+        size_t dropped_durable; /* write records before the durable end not kept */
+        size_t commits_durable; /* commit records before the durable end */
+} tail;
+
 static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t durable, uint64_t *owner,
-                          uint64_t **ret, size_t *ret_n, size_t *ret_commits) {
+                          tail *t) {
         uint32_t rl = REC_LEN(d);
         size_t cap = (size_t)((rd->len - from) / rl);
-        uint64_t *kept = malloc((cap ? cap : 1) * 3 * sizeof *kept);
+        *t = (tail){ .kept = malloc((cap ? cap : 1) * 3 * sizeof *t->kept) };
         uint8_t *buf = malloc(DELTA_BLOCK);
-        int r = kept && buf ? 0 : -ENOMEM;
-        size_t n = 0;
-        *ret_commits = 0;
+        int r = t->kept && buf ? 0 : -ENOMEM;
         for (uint64_t off = from; r == 0 && off + rl <= rd->len; off += rl) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         break;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = st_le64_get(rec + 24);
-                if (block == COMMIT_BLOCK && off < durable)
-                        ++*ret_commits; /* (a durable flush's, checked by journal_end) */
-                if (block == COMMIT_BLOCK || !rec_intact(d, rec, off) || block >= d->max_blocks)
-                        continue;
-                if (val != DELTA_ZERO) {
-                        if (val >= d->n_slots || (owner[val] != EMPTY && owner[val] != block))
-                                continue;
-                        if (st_pread_full(d->data_fd, buf, DELTA_BLOCK, val * DELTA_BLOCK) < 0 ||
-                            data_sum(buf) != sum)
-                                continue;
+                bool keep = block != COMMIT_BLOCK && rec_intact(d, rec, off) && block < d->max_blocks;
+                if (keep && val != DELTA_ZERO) {
+                        keep = val < d->n_slots && (owner[val] == EMPTY || owner[val] == block);
+                        if (keep && st_pread_full(d->data_fd, buf, DELTA_BLOCK, val * DELTA_BLOCK) < 0)
+                                keep = false;
+                        else if (keep)
+                                keep = data_sum(buf) == sum;
                 }
+                if (off < durable) { /* (checked whole by journal_end) */
+                        t->commits_durable += block == COMMIT_BLOCK;
+                        t->dropped_durable += block != COMMIT_BLOCK && !keep;
+                        t->n_durable += keep;
+                }
+                if (!keep)
+                        continue;
                 r = replay_put(d, owner, block, val, sum);
-                kept[3 * n] = block;
-                kept[3 * n + 1] = val;
-                kept[3 * n + 2] = sum;
-                n++;
+                t->kept[3 * t->n] = block;
+                t->kept[3 * t->n + 1] = val;
+                t->kept[3 * t->n + 2] = sum;
+                t->n++;
         }
         free(buf);
         if (r < 0) {
-                free(kept);
-                return r;
+                free(t->kept);
+                t->kept = NULL;
         }
-        *ret = kept;
-        *ret_n = n;
-        return 0;
+        return r;
 }
 
 static int replay(delta *d, bool rdonly, st_diag *reterr) {
@@ -622,29 +631,34 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                         break;
                 r = replay_put(d, owner, block, val, sum);
         }
-        uint64_t *kept = NULL;
-        size_t n_kept = 0, n_commits = 0;
+        tail t = { 0 };
         if (r == 0 && d->version != 1 && end < len)
-                r = keep_unflushed(d, rd, end, durable, owner, &kept, &n_kept, &n_commits);
+                r = keep_unflushed(d, rd, end, durable, owner, &t);
         free(owner);
         free(rd);
-        if (r < 0) {
-                free(kept);
+        if (r < 0)
                 return r;
-        }
-        /* The rest of the tail (writes that never landed, an unfinished
-         * flush's commit) goes; the kept writes are committed again, after
-         * the durable end, before anything else is written. */
-        if (end < len && !rdonly && ftruncate(d->map_fd, (off_t)end) < 0) {
-                free(kept);
+        /* The journal is cut where what follows can go: at the durable end
+         * if every record before it held its data (version 3: the last
+         * flush is whole as written), else (one of its records lost its
+         * data: that flush never completed) where that flush began. What
+         * follows the cut (writes that never landed, an unfinished flush's
+         * commit) goes; the kept writes after it are committed again before
+         * anything else is written. */
+        uint64_t cut = t.dropped_durable == 0 ? durable : end;
+        size_t first = cut == durable ? t.n_durable : 0;
+        size_t commits = cut == durable ? 0 : t.commits_durable;
+        if (cut < len && !rdonly && ftruncate(d->map_fd, (off_t)cut) < 0) {
+                free(t.kept);
                 return -errno;
         }
-        d->map_len = end;
-        d->torn_len = len - end - (n_kept + n_commits) * REC_LEN(d);
-        for (size_t i = 0; r == 0 && !rdonly && i < n_kept; i++)
-                r = journal(d, kept[3 * i], kept[3 * i + 1], kept[3 * i + 2]);
-        free(kept);
-        if (r == 0 && !rdonly && n_kept > 0) {
+        d->map_len = cut;
+        d->seq = (cut - HDR_LEN(d)) / REC_LEN(d);
+        d->torn_len = len - cut - (t.n - first + commits) * REC_LEN(d);
+        for (size_t i = first; r == 0 && !rdonly && i < t.n; i++)
+                r = journal(d, t.kept[3 * i], t.kept[3 * i + 1], t.kept[3 * i + 2]);
+        free(t.kept);
+        if (r == 0 && !rdonly && t.n > first) {
                 d->data_dirty = true;
                 r = delta_flush(d);
         }

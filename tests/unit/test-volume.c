@@ -361,9 +361,9 @@ static void delta_torn_at_sector(int dfd) {
                 for (int rdonly = 1; rdonly >= 0; rdonly--) {
                         ST_CHECK_ERR(delta_open(dfd, "v", DTAG, DBLOCKS, rdonly, &d, NULL), 0);
                         /* (the first flush's commit record trusts only the
-                         * header: its records are checked and kept, and a
-                         * writable open commits them again) */
-                        ST_CHECK(d.count == 10 && d.map_len == (rdonly ? H : first) &&
+                         * header: its records were checked, all held their
+                         * data) */
+                        ST_CHECK(d.count == 10 && d.map_len == first &&
                                  d.torn_len == len - first);
                         uint64_t slot = 0;
                         ST_CHECK(delta_lookup(&d, 9, &slot) == 1 && delta_lookup(&d, 10, &slot) == 0);
@@ -442,22 +442,22 @@ static void test_delta_journal(void) {
         map[end[2] - 2 * R + 9] ^= 0x10;
 
         /* The last flush torn mid-way (one record and a half): the first two
-         * flushes are kept, and block 7, whose record and data landed. The
-         * second flush's commit record trusts the journal up to where that
-         * flush began (end[0]); the records after are checked against their
-         * data, and a read-write open cuts the journal there and commits
-         * them again: the second flush's two records, block 7's and a commit
-         * record. */
+         * flushes are kept, and block 7, whose record and data landed; a
+         * read-write open cuts the half record and commits block 7's again
+         * (one record and a commit record after the second flush). The
+         * second flush's commit record trusts the journal only up to where
+         * that flush began (end[0]): its records were checked against their
+         * data, and as all of them held it, the cut is at its end. */
         put_file(dfd, "v.map", map, end[1] + R + R / 2);
         delta_first_flushes(dfd, true, 1);
         ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + R + R / 2));
         delta_first_flushes(dfd, false, 1);
-        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[0] + 4 * R));
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + 2 * R));
         delta_first_flushes(dfd, true, 1);
         /* the last flush without its commit record: both its writes kept */
         put_file(dfd, "v.map", map, end[2] - R);
         delta_first_flushes(dfd, false, 2);
-        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[0] + 5 * R));
+        ST_CHECK(file_size(dfd, "v.map") == (off_t)end[2]);
         /* ... but not a write whose data never landed (block 8's slot holds
          * something else): block 7 only */
         put_file(dfd, "v.map", map, end[2] - R);
@@ -469,7 +469,7 @@ static void test_delta_journal(void) {
                         memset(d2 + 5 * DELTA_BLOCK, 0, DELTA_BLOCK);
                         put_file(dfd, "v.data", d2, data_len);
                         delta_first_flushes(dfd, false, 1);
-                        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[0] + 4 * R));
+                        ST_CHECK(file_size(dfd, "v.map") == (off_t)(end[1] + 2 * R));
                         put_file(dfd, "v.data", data, data_len);
                         free(d2);
                 }
@@ -490,8 +490,7 @@ static void test_delta_journal(void) {
         int r = delta_open(dfd, "v", DTAG, DBLOCKS, true, &d, NULL);
         ST_CHECK_ERR(r, 0);
         if (r == 0) {
-                /* (the last flush's records are checked, not trusted) */
-                ST_CHECK(d.count == 7 && d.map_len == end[1] && d.torn_len == 0);
+                ST_CHECK(d.count == 7 && d.map_len == end[2] && d.torn_len == 0);
                 uint64_t bad_block = 0, bad_slot = 0;
                 ST_CHECK_ERR(delta_verify(&d, &bad_block, &bad_slot), 0);
                 delta_close(&d);
