@@ -52,33 +52,33 @@ if [ -n "$OLD" ]; then
     sides="st old qemu nbdkit"
 fi
 
-# target SIDE RUN: make the fresh target, print its URI (a peer's server
-# is started here and its PID left in TPID)
-TPID=
+# target SIDE RUN: make the fresh target, its URI in U (a peer's server is
+# started here, not in a subshell, and its PID left in TPID)
+TPID= U=
 target() {
     case $1 in
     st | old)
         local bin=$STELLAR
         [ "$1" = old ] && bin=$OLD
         "$bin" --store "$W/$1" clone img "w$2" >/dev/null
-        echo "nbd+unix:///w$2?socket=$W/$1.sock"
+        U="nbd+unix:///w$2?socket=$W/$1.sock"
         ;;
     qemu)
         rm -f "$W/w.qcow2" "$W/q.sock"
         qemu-img create -q -f qcow2 -b "$img" -F raw "$W/w.qcow2"
         qemu-nbd -k "$W/q.sock" --persistent --shared=4 -f qcow2 --cache=writeback \
-            --aio=threads -x w "$W/w.qcow2" 2>>"$W/qemu-nbd.log" &
+            --aio=threads -x w "$W/w.qcow2" </dev/null >/dev/null 2>>"$W/qemu-nbd.log" &
         TPID=$!
         wait_sock "$W/q.sock" $TPID
-        echo "nbd+unix:///w?socket=$W/q.sock"
+        U="nbd+unix:///w?socket=$W/q.sock"
         ;;
     nbdkit)
         rm -f "$W/w.raw" "$W/k.sock"
         truncate -s 3G "$W/w.raw"
-        nbdkit -f -U "$W/k.sock" file "$W/w.raw" 2>>"$W/nbdkit.log" &
+        nbdkit -f -U "$W/k.sock" file "$W/w.raw" </dev/null >/dev/null 2>>"$W/nbdkit.log" &
         TPID=$!
         wait_sock "$W/k.sock" $TPID
-        echo "nbd+unix:///?socket=$W/k.sock"
+        U="nbd+unix:///?socket=$W/k.sock"
         ;;
     esac
 }
@@ -103,8 +103,8 @@ for r in $(seq "$n_runs"); do
     [ $((r % 2)) = 0 ] && order=$(echo "$sides" | tr ' ' '\n' | tac | tr '\n' ' ')
     for side in $order; do
         sync
-        u=$(target "$side" "$r")
-        fio --name=f --ioengine=nbd --uri="$u" --rw=randwrite --bs=4k --offset=2g --size=1g \
+        target "$side" "$r"
+        fio --name=f --ioengine=nbd --uri="$U" --rw=randwrite --bs=4k --offset=2g --size=1g \
             --fsync=1 --time_based --runtime="$rt" --randrepeat=1 --output-format=json \
             --output="$W/o.json" >/dev/null 2>"$W/o.err" || die "fio on $side: $(cat "$W/o.err")"
         read -r iops lat < <(python3 -c 'import json,sys
