@@ -5,7 +5,11 @@
  * filled chunk is found with its own bytes until evicted, no abandoned one
  * is found, and every hit returns the bytes of the id it was asked for.
  * Batched lookups (cache_get_hits, cache_put_many) agree with single ones,
- * with ids repeated in a batch, loads in progress and eviction between. */
+ * with ids repeated in a batch, loads in progress and eviction between.
+ * Then threads share one small cache (every path at once: misses filled or
+ * abandoned, hits, batches, eviction): every hit has its own id's bytes. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +83,88 @@ static void batches(chunk_cache *c, const st_digest *ids, const bool *filled, ui
                 if (ph)
                         cache_abandon(c, ph);
         }
+}
+
+/* Threads on one cache of room for a quarter of POOL ids. */
+#define THREADS 4
+#define POOL 2000
+#define ROUNDS 20000
+typedef struct worker_arg {
+        chunk_cache *c;
+        const st_digest *ids;
+        uint64_t seed;
+        atomic_uint *bad;
+} worker_arg;
+
+static bool right_bytes(const cache_entry *e, uint32_t i) {
+        uint32_t len;
+        const uint8_t *d = cache_data(e, &len);
+        uint8_t *want = bytes_of(i);
+        bool ok = len == LEN && memcmp(d, want, LEN) == 0;
+        free(want);
+        return ok;
+}
+
+static void *worker(void *p) {
+        worker_arg *a = p;
+        uint64_t rng = a->seed;
+        for (int k = 0; k < ROUNDS; k++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t i = (uint32_t)((rng >> 33) % POOL);
+                if ((rng >> 28) % 4 == 0)
+                        i %= 8; /* a hot few: loads met by readers who wait */
+                if ((rng >> 20) % 4 == 0) { /* a batch of 16 around i */
+                        const st_digest *q[16];
+                        cache_entry *got[16];
+                        for (unsigned j = 0; j < 16; j++)
+                                q[j] = &a->ids[(i + j * 7) % POOL];
+                        cache_get_hits(a->c, q, 16, got);
+                        for (unsigned j = 0; j < 16; j++)
+                                if (got[j] && !right_bytes(got[j], (i + j * 7) % POOL))
+                                        atomic_fetch_add(a->bad, 1);
+                        cache_put_many(a->c, got, 16);
+                        continue;
+                }
+                cache_entry *e;
+                int r = cache_get(a->c, &a->ids[i], &e);
+                if (r == -ENOENT) {
+                        if ((rng >> 24) % 8 == 0)
+                                cache_abandon(a->c, e); /* a failed read */
+                        else {
+                                cache_fill(a->c, e, bytes_of(i), LEN);
+                                cache_put(a->c, e);
+                        }
+                } else if (r == 0) {
+                        if (!right_bytes(e, i))
+                                atomic_fetch_add(a->bad, 1);
+                        cache_put(a->c, e);
+                } else {
+                        atomic_fetch_add(a->bad, 1);
+                }
+        }
+        return NULL;
+}
+
+static void threads(const st_digest *ids) {
+        chunk_cache *c = cache_new((uint64_t)POOL / 4 * LEN);
+        ST_CHECK(c != NULL);
+        atomic_uint bad = 0;
+        pthread_t t[THREADS];
+        worker_arg a[THREADS];
+        for (unsigned k = 0; k < THREADS; k++) {
+                a[k] = (worker_arg){ c, ids, 99 + k, &bad };
+                ST_CHECK(pthread_create(&t[k], NULL, worker, &a[k]) == 0);
+        }
+        for (unsigned k = 0; k < THREADS; k++)
+                pthread_join(t[k], NULL);
+        ST_CHECK(atomic_load(&bad) == 0);
+        st_cache_stats st;
+        cache_stats(c, &st);
+        printf("threads: hits %llu, misses %llu, waits %llu, evictions %llu\n",
+               (unsigned long long)st.hits, (unsigned long long)st.misses,
+               (unsigned long long)st.waits, (unsigned long long)st.evictions);
+        ST_CHECK(st.hits > 0 && st.evictions > 0 && st.bytes <= st.budget);
+        cache_free(c);
 }
 
 int main(void) {
@@ -170,6 +256,7 @@ int main(void) {
         cache_put_many(c, got, N);
         free(got);
         cache_free(c);
+        threads(ids);
         free(order);
         free(pending);
         free(filled);
