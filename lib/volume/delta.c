@@ -521,10 +521,12 @@ static int keep_unflushed(delta *d, reader *rd, uint64_t from, uint64_t durable,
                 bool keep = block != COMMIT_BLOCK && rec_intact(d, rec, off) && block < d->max_blocks;
                 if (keep && val != DELTA_ZERO) {
                         keep = val < d->n_slots && (owner[val] == EMPTY || owner[val] == block);
-                        if (keep && st_pread_full(d->data_fd, buf, DELTA_BLOCK, val * DELTA_BLOCK) < 0)
-                                keep = false;
-                        else if (keep)
-                                keep = data_sum(buf) == sum;
+                        /* a slot that cannot be read ends the open: nothing
+                         * is dropped or cut on the strength of it */
+                        if (keep && (r = st_pread_full(d->data_fd, buf, DELTA_BLOCK,
+                                                       val * DELTA_BLOCK)) < 0)
+                                break;
+                        keep = keep && data_sum(buf) == sum;
                 }
                 if (off < durable) { /* (checked whole by journal_end) */
                         t->commits_durable += block == COMMIT_BLOCK;
