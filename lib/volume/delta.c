@@ -656,6 +656,9 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         }
         d->map_len = cut;
         d->seq = (cut - HDR_LEN(d)) / REC_LEN(d);
+        /* ends with its seal: nothing but commit records after the trusted end */
+        d->sealed = d->version >= 3 && cut == durable && durable > end && t.n_durable == 0 &&
+                    t.n == 0;
         d->torn_len = len - cut - (t.n - first + commits) * REC_LEN(d);
         for (size_t i = first; r == 0 && !rdonly && i < t.n; i++)
                 r = journal(d, t.kept[3 * i], t.kept[3 * i + 1], t.kept[3 * i + 2]);
@@ -1038,6 +1041,8 @@ int delta_flush_end(delta *d, delta_flush_batch *b, int r) {
                 return r;
         if (r == 0) {
                 /* durable: the journal goes on after them */
+                if (d->jsent > 0)
+                        d->sealed = false;
                 memmove(d->jbuf, d->jbuf + d->jsent, d->jlen - d->jsent);
                 d->jlen -= d->jsent;
                 d->jclosed = 0;
@@ -1061,6 +1066,31 @@ int delta_flush_end(delta *d, delta_flush_batch *b, int r) {
         free(b->pending_free);
         *b = (delta_flush_batch){ 0 };
         return r;
+}
+
+int delta_seal(delta *d) {
+        if (d->version < 3 || d->map_fd < 0 || d->sealed || d->jlen != 0 || d->data_dirty ||
+            d->map_len <= HDR_LEN(d))
+                return 0;
+        /* an empty commit record: no records before it, the trusted end its
+         * own offset (what journal_commit writes, for n = 0) */
+        int r = journal(d, COMMIT_BLOCK, 0, d->map_len);
+        if (r < 0)
+                return r;
+        st_hasher h;
+        st_hasher_init(&h);
+        uint8_t *rec = d->jbuf;
+        st_le64_put(rec + REC_BODY(d), commit_check(d, &h, rec));
+        r = st_pwrite_full(d->map_fd, rec, REC_LEN(d), d->map_len);
+        if (r == 0 && fdatasync(d->map_fd) < 0)
+                r = -errno;
+        d->jlen = 0;
+        if (r < 0)
+                return r; /* (a seal that did not land is a torn tail: cut at the next open) */
+        d->map_len += REC_LEN(d);
+        d->seq++;
+        d->sealed = true;
+        return 0;
 }
 
 int delta_flush(delta *d) {

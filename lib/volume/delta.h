@@ -58,6 +58,7 @@ typedef struct delta {
         uint64_t *touched, *pending_free, *free_slots;
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
+        bool sealed; /* version 3: the journal ends with a seal (nothing flushed since) */
         uint32_t version; /* of the journal: 1 (no flush marks) or 2 */
         uint64_t torn_len; /* bytes of an unfinished flush past the durable end, at open */
 } delta;
@@ -92,6 +93,11 @@ int delta_write(delta *d, uint64_t block, size_t n, const uint8_t *data);
 /* Make n blocks read as zeros. */
 int delta_zero(delta *d, uint64_t block, size_t n);
 int delta_flush(delta *d);
+/* Version 3, nothing unflushed: end the journal with a seal, an empty
+ * commit record naming its own offset as the trusted end, and sync it, so
+ * that the next open trusts the last flush too (damage to its data is then
+ * reported, not taken for a flush a crash cut short). For a clean close. */
+int delta_seal(delta *d);
 /* The same in three steps, so that the slow middle one runs without the
  * volume's lock: begin (under it) takes what is to be made durable and
  * reserves its place in the journal; write (without it, one flush at a time)

@@ -141,7 +141,8 @@ st_volume *st_volume_close(st_volume *v) {
         if (v->writable) {
                 store_volume_detach(v->s, v->name); /* waits for a commit or fsck through it */
                 pthread_mutex_lock(&v->flush_lock);
-                (void)delta_flush(&v->d);
+                if (delta_flush(&v->d) == 0)
+                        (void)delta_seal(&v->d); /* the next open trusts the last flush */
                 pthread_mutex_unlock(&v->flush_lock);
         }
         delta_close(&v->d);
