@@ -596,12 +596,11 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         if (!rd)
                 return -ENOMEM;
         *rd = (reader){ .fd = d->map_fd, .rec_len = REC_LEN(d), .len = len };
-        uint64_t end = HDR_LEN(d), trusted = HDR_LEN(d);
-        r = journal_end(d, rd, &end, &trusted, reterr);
-        /* Version 3: the records past the last complete flush are checked
-         * against their data like unflushed ones (see commit_check). */
-        uint64_t durable = end;
-        end = trusted;
+        /* Version 3: the records past the last complete flush (the trusted
+         * end) are checked against their data like unflushed ones (see
+         * commit_check); before version 3 it is the durable end. */
+        uint64_t durable = HDR_LEN(d), trusted = HDR_LEN(d);
+        r = journal_end(d, rd, &durable, &trusted, reterr);
         /* Which block holds each slot: a durable record that names a slot
          * another block holds, or one past the data file, is damage (a
          * correct writer never shares a slot, and makes data durable before
@@ -611,13 +610,12 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 r = -ENOMEM;
         if (owner)
                 memset(owner, 0xff, (d->n_slots ? d->n_slots : 1) * sizeof *owner);
-        for (uint64_t off = HDR_LEN(d); r == 0 && off < end; off += REC_LEN(d)) {
+        for (uint64_t off = HDR_LEN(d); r == 0 && off < trusted; off += REC_LEN(d)) {
                 const uint8_t *rec = reader_at(rd, off, &r);
                 if (!rec)
                         break;
                 uint64_t block = st_le64_get(rec), val = st_le64_get(rec + 8);
                 uint64_t sum = d->version == 1 ? 0 : st_le64_get(rec + 24);
-                d->seq++;
                 if (d->version != 1 && block == COMMIT_BLOCK)
                         continue;
                 if (block >= d->max_blocks)
@@ -634,8 +632,8 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
                 r = replay_put(d, owner, block, val, sum);
         }
         tail t = { 0 };
-        if (r == 0 && d->version != 1 && end < len)
-                r = keep_unflushed(d, rd, end, durable, owner, &t);
+        if (r == 0 && d->version != 1 && trusted < len)
+                r = keep_unflushed(d, rd, trusted, durable, owner, &t);
         free(owner);
         free(rd);
         if (r < 0)
@@ -647,7 +645,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
          * follows the cut (writes that never landed, an unfinished flush's
          * commit) goes; the kept writes after it are committed again before
          * anything else is written. */
-        uint64_t cut = t.dropped_durable == 0 ? durable : end;
+        uint64_t cut = t.dropped_durable == 0 ? durable : trusted;
         size_t first = cut == durable ? t.n_durable : 0;
         size_t commits = cut == durable ? 0 : t.commits_durable;
         if (cut < len && !rdonly && ftruncate(d->map_fd, (off_t)cut) < 0) {
@@ -657,8 +655,7 @@ static int replay(delta *d, bool rdonly, st_diag *reterr) {
         d->map_len = cut;
         d->seq = (cut - HDR_LEN(d)) / REC_LEN(d);
         /* ends with its seal: nothing but commit records after the trusted end */
-        d->sealed = d->version >= 3 && cut == durable && durable > end && t.n_durable == 0 &&
-                    t.n == 0;
+        d->sealed = d->version >= 3 && cut == durable && durable > trusted && t.n == 0;
         d->torn_len = len - cut - (t.n - first + commits) * REC_LEN(d);
         for (size_t i = first; r == 0 && !rdonly && i < t.n; i++)
                 r = journal(d, t.kept[3 * i], t.kept[3 * i + 1], t.kept[3 * i + 2]);
@@ -925,20 +922,27 @@ int delta_zero(delta *d, uint64_t block, size_t n) {
 }
 
 /* Close the flush's records with a commit record (version 2). */
-static int journal_commit(delta *d) {
-        /* (the records before jclosed are a failed flush's, closed already) */
+/* Append the commit record of the records from jclosed on (the ones
+ * before it are a failed flush's, closed already), naming trusted as the
+ * trusted end (version 3; 0 in version 2). */
+static int journal_commit_record(delta *d, uint64_t trusted) {
         size_t n = (d->jlen - d->jclosed) / REC_LEN(d);
-        if (d->version == 1 || n == 0)
-                return 0;
         st_hasher h;
         st_hasher_init(&h);
         st_hasher_update(&h, d->jbuf + d->jclosed, d->jlen - d->jclosed);
-        int r = journal(d, COMMIT_BLOCK, n, d->version >= 3 ? d->map_len : 0);
+        int r = journal(d, COMMIT_BLOCK, n, trusted);
         if (r < 0)
                 return r;
         uint8_t *rec = d->jbuf + d->jlen - REC_LEN(d);
         st_le64_put(rec + REC_BODY(d), commit_check(d, &h, rec));
         return 0;
+}
+
+/* Close the flush's records with a commit record (version 2 and later). */
+static int journal_commit(delta *d) {
+        if (d->version == 1 || d->jlen == d->jclosed)
+                return 0;
+        return journal_commit_record(d, d->version >= 3 ? d->map_len : 0);
 }
 
 int delta_flush_begin(delta *d, delta_flush_batch *b) {
@@ -1072,16 +1076,11 @@ int delta_seal(delta *d) {
         if (d->version < 3 || d->map_fd < 0 || d->sealed || d->jlen != 0 || d->data_dirty ||
             d->map_len <= HDR_LEN(d))
                 return 0;
-        /* an empty commit record: no records before it, the trusted end its
-         * own offset (what journal_commit writes, for n = 0) */
-        int r = journal(d, COMMIT_BLOCK, 0, d->map_len);
+        /* an empty commit record, the trusted end its own offset */
+        int r = journal_commit_record(d, d->map_len);
         if (r < 0)
                 return r;
-        st_hasher h;
-        st_hasher_init(&h);
-        uint8_t *rec = d->jbuf;
-        st_le64_put(rec + REC_BODY(d), commit_check(d, &h, rec));
-        r = st_pwrite_full(d->map_fd, rec, REC_LEN(d), d->map_len);
+        r = st_pwrite_full(d->map_fd, d->jbuf, REC_LEN(d), d->map_len);
         if (r == 0 && fdatasync(d->map_fd) < 0)
                 r = -errno;
         d->jlen = 0;

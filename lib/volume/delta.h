@@ -59,7 +59,7 @@ typedef struct delta {
         size_t n_touched, cap_touched, n_pending, cap_pending, n_free, cap_free;
         bool data_dirty;
         bool sealed; /* version 3: the journal ends with a seal (nothing flushed since) */
-        uint32_t version; /* of the journal: 1 (no flush marks) or 2 */
+        uint32_t version; /* of the journal: 1 (no flush marks), 2 or 3 */
         uint64_t torn_len; /* bytes of an unfinished flush past the durable end, at open */
 } delta;
 

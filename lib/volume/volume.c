@@ -274,15 +274,14 @@ static int read_locked(st_volume *v, uint8_t *buf, size_t len, uint64_t off, ext
                 volume_run runs[READ_BATCH];
                 const st_digest *ids[READ_BATCH];
                 store_chunk got[READ_BATCH];
-                size_t n = 0, k = 0;
+                size_t n = 0, nk = 0; /* runs, and chunk runs among them */
                 for (uint64_t o = off; n < READ_BATCH && o < end; o += runs[n++].len) {
                         volume_run_near(v, o, end, &hint, &runs[n]);
                         if (runs[n].kind == VRUN_CHUNK)
-                                ids[k++] = &runs[n].ext->hash;
+                                ids[nk++] = &runs[n].ext->hash;
                 }
-                size_t nk = k;
                 store_get_cached(v->s, ids, nk, got);
-                k = 0;
+                size_t k = 0;
                 for (size_t i = 0; i < n && r == 0; i++) {
                         store_chunk *c = runs[i].kind == VRUN_CHUNK ? &got[k++] : NULL;
                         if (c && k < nk && got[k].data) /* the next chunk's first lines */
