@@ -299,12 +299,15 @@ struct vhost_arg {
 static void *vhost_main(void *arg) {
         struct vhost_arg a = *(struct vhost_arg *)arg;
         free(arg);
-        vhost_blk_run(&a.ctx, a.fd); /* closes fd */
+        vhost_blk_run(&a.ctx, a.fd);
+        /* Forgotten before the close frees the number: a detach or the
+         * shutdown must never reach another connection that reuses it. */
         conns_remove(a.fd);
         pthread_mutex_lock(&vh_lock);
         a.vl->session_fd = -1;
-        atomic_store(&a.vl->busy, false);
         pthread_mutex_unlock(&vh_lock);
+        close(a.fd);
+        atomic_store(&a.vl->busy, false);
         return NULL;
 }
 
@@ -447,8 +450,9 @@ static void *conn_main(void *arg) {
         struct conn_arg a = *(struct conn_arg *)arg;
         free(arg);
         int fd = a.fd;
-        nbd_conn_run(&a.ctx, fd); /* closes fd */
-        conns_remove(fd);
+        nbd_conn_run(&a.ctx, fd);
+        conns_remove(fd); /* before the close frees the number for reuse */
+        close(fd);
         return NULL;
 }
 

@@ -124,4 +124,5 @@ void serve_get_counts(serve_counts *ret);
 /* Prometheus text exposition format 0.0.4. */
 void serve_metrics(FILE *f, st_store *s);
 void serve_status(FILE *f, st_store *s, bool json);
+/* Serve one NBD client on fd until it goes; the caller closes fd. */
 void nbd_conn_run(const conn_ctx *c, int fd);

@@ -38,5 +38,4 @@ void nbd_conn_run(const conn_ctx *ctx, int fd) {
         if (c.ex)
                 export_put(c.ex);
         free(c.buf);
-        close(fd);
 }

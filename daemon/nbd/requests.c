@@ -2,16 +2,18 @@
 /*
  * Transmission: up to NBD_WORKERS threads per connection (twice the CPUs),
  * each in turn taking the read lock, reading one request (and a write's
- * payload), letting go, serving it and sending its reply as soon as it
- * completes, in any order (proto.md allows it; replies are matched by
+ * payload) from the connection's receive buffer, letting go, serving it and
+ * replying, in any order (proto.md allows it; replies are matched by
  * cookie). A thread is added only when requests queue behind the one just
  * read and it syncs or a recent one took long (see maybe_start): a client at
  * depth 1, or one whose reads come from memory, is served by one thread
- * with no hand-off. A
- * reply's messages go out whole under the send lock. Each thread keeps its
- * buffers, so a warm connection allocates nothing per request. A flush
- * covers the writes whose replies were sent before it arrived: the delta's
- * flush covers every write it has taken.
+ * with no hand-off. A reply's messages go out whole under the send lock;
+ * while more requests wait in the receive buffer and no other is being
+ * served, they are held back and go out together once it runs dry, so that
+ * a client at depth 16 costs one recv and one send per burst, not per
+ * request. Each thread keeps its buffers, so a warm connection allocates
+ * nothing per request. A flush covers the writes whose replies were sent
+ * before it arrived: the delta's flush covers every write it has taken.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,6 +32,13 @@
 #define NBD_SLOW_NS 200000
 /* Buffers past this are given back after the request that grew them. */
 #define NBD_KEEP_BYTES (4u << 20)
+/* Requests come in through a buffer: one recv takes every request that has
+ * arrived, where a recv per header took one. */
+#define NBD_IN_BYTES (64u << 10)
+/* Replies held back while more requests wait in that buffer, sent together
+ * (one sendmsg, one wakeup of the client) when it runs dry. */
+#define NBD_OUT_BYTES (64u << 10)
+#define NBD_REQUEST_BYTES 28
 
 typedef struct pool pool;
 
@@ -59,6 +68,15 @@ struct pool {
         _Atomic bool slow; /* a request took over NBD_SLOW_NS since a thread was last added */
         /* set under lock, read by the reader under read_lock alone */
         _Atomic bool quit, failed;
+        /* The receive buffer (under read_lock); in_left is in_len - in_pos,
+         * for a look without the lock. */
+        uint8_t *in;
+        size_t in_pos, in_len;
+        _Atomic size_t in_left;
+        _Atomic unsigned serving; /* requests taken and not yet answered */
+        /* Replies held back (under send_lock). */
+        uint8_t *out;
+        size_t out_len;
 };
 
 static uint32_t wire_error(int r) {
@@ -74,12 +92,82 @@ static uint32_t wire_error(int r) {
         }
 }
 
-/* One message of a reply, whole: chunks of other replies go between
- * messages, never inside one. */
-static int send_msg(pool *p, struct iovec *iov, int cnt) {
+/* What was held back, sent (with send_lock held). */
+static int flush_locked(pool *p, struct iovec *iov, int cnt) {
+        struct iovec all[4];
+        int n = 0;
+        if (p->out_len)
+                all[n++] = (struct iovec){ p->out, p->out_len };
+        for (int i = 0; i < cnt; i++)
+                all[n++] = iov[i];
+        p->out_len = 0;
+        return n ? wire_send_iov(&p->c->w, all, n) : 0;
+}
+
+static int flush_out(pool *p) {
         pthread_mutex_lock(&p->send_lock);
-        int r = wire_send_iov(&p->c->w, iov, cnt);
+        int r = flush_locked(p, NULL, 0);
         pthread_mutex_unlock(&p->send_lock);
+        return r;
+}
+
+/* One message of a reply, whole: chunks of other replies go between
+ * messages, never inside one. It is held back while another request waits
+ * in the receive buffer and no other is being served (whoever next finds
+ * the buffer empty sends it, before it waits for the client); otherwise
+ * it goes at once, after what was held. cnt <= 3. */
+static int send_msg(pool *p, struct iovec *iov, int cnt) {
+        size_t len = 0;
+        for (int i = 0; i < cnt; i++)
+                len += iov[i].iov_len;
+        pthread_mutex_lock(&p->send_lock);
+        int r = 0;
+        bool hold = atomic_load_explicit(&p->in_left, memory_order_relaxed) >= NBD_REQUEST_BYTES &&
+                    atomic_load_explicit(&p->serving, memory_order_relaxed) <= 1 &&
+                    p->out_len + len <= NBD_OUT_BYTES;
+        if (hold && !p->out)
+                hold = (p->out = malloc(NBD_OUT_BYTES)) != NULL;
+        if (hold) {
+                for (int i = 0; i < cnt; i++) {
+                        memcpy(p->out + p->out_len, iov[i].iov_base, iov[i].iov_len);
+                        p->out_len += iov[i].iov_len;
+                }
+        } else {
+                r = flush_locked(p, iov, cnt);
+        }
+        pthread_mutex_unlock(&p->send_lock);
+        return r;
+}
+
+/* len bytes of the request stream (with read_lock held): from the buffer,
+ * refilled by one recv of whatever has arrived. Before it waits for the
+ * client, the replies held back go out. */
+static int pool_read(pool *p, void *dst, size_t len) {
+        uint8_t *d = dst;
+        int r = 0;
+        while (len > 0 && r == 0) {
+                if (p->in_pos == p->in_len) {
+                        if ((r = flush_out(p)) < 0)
+                                break;
+                        if (len >= NBD_IN_BYTES / 2) { /* a large payload: straight into place */
+                                r = wire_read(&p->c->w, d, len);
+                                break;
+                        }
+                        int n = wire_recv_some(&p->c->w, p->in, NBD_IN_BYTES);
+                        if (n < 0) {
+                                r = n;
+                                break;
+                        }
+                        p->in_pos = 0;
+                        p->in_len = (size_t)n;
+                }
+                size_t k = p->in_len - p->in_pos < len ? p->in_len - p->in_pos : len;
+                memcpy(d, p->in + p->in_pos, k);
+                p->in_pos += k;
+                d += k;
+                len -= k;
+        }
+        atomic_store_explicit(&p->in_left, p->in_len - p->in_pos, memory_order_relaxed);
         return r;
 }
 
@@ -351,7 +439,7 @@ static void maybe_start(pool *p, const nbd_request *q) {
         bool syncs = q->type == NBD_CMD_FLUSH || (q->flags & NBD_CMD_FLAG_FUA);
         if (!syncs && !atomic_exchange_explicit(&p->slow, false, memory_order_relaxed))
                 return;
-        if (wire_pending(&p->c->w) == 0)
+        if (p->in_pos == p->in_len && wire_pending(&p->c->w) == 0)
                 return;
         pthread_mutex_lock(&p->lock);
         if (p->n_started < p->max_workers && !p->quit) {
@@ -374,8 +462,8 @@ static int next_request(worker *w) {
         conn *c = p->c;
         if (p->quit || p->failed || *c->ctx->stopping)
                 return 2;
-        uint8_t hdr[28];
-        int r = wire_read(&c->w, hdr, sizeof hdr);
+        uint8_t hdr[NBD_REQUEST_BYTES];
+        int r = pool_read(p, hdr, sizeof hdr);
         if (r < 0)
                 return r;
         nbd_request q;
@@ -398,7 +486,7 @@ static int next_request(worker *w) {
         if (q.type == NBD_CMD_WRITE) {
                 /* The payload follows whatever the verdict. */
                 if ((r = wire_buf_grow(&w->buf, &w->buf_cap, q.length ? q.length : 1)) < 0 ||
-                    (r = wire_read(&c->w, w->buf, q.length)) < 0)
+                    (r = pool_read(p, w->buf, q.length)) < 0)
                         return r;
         }
         if (err) {
@@ -411,6 +499,7 @@ static int next_request(worker *w) {
         }
         maybe_start(p, &q);
         w->q = q;
+        atomic_fetch_add_explicit(&p->serving, 1, memory_order_relaxed);
         return 1;
 }
 
@@ -433,8 +522,11 @@ static void *worker_main(void *arg) {
                 pthread_mutex_unlock(&p->read_lock);
                 if (r < 0 || r == 2)
                         break;
-                if (r == 1 && serve_one(w) < 0)
-                        pool_fail(p);
+                if (r == 1) {
+                        if (serve_one(w) < 0)
+                                pool_fail(p);
+                        atomic_fetch_sub_explicit(&p->serving, 1, memory_order_relaxed);
+                }
                 shrink(&w->buf, &w->buf_cap);
                 shrink(&w->ext, &w->ext_cap);
                 shrink(&w->desc, &w->desc_cap);
@@ -445,6 +537,9 @@ static void *worker_main(void *arg) {
 int nbd_transmission(conn *c) {
         pool p = { .c = c, .v = export_volume(c->ex) };
         c->caps.structured = c->structured;
+        p.in = malloc(NBD_IN_BYTES);
+        if (!p.in)
+                return -ENOMEM;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         p.max_workers = cpus < 1 ? 1 : cpus * 2 > NBD_WORKERS ? NBD_WORKERS : (unsigned)cpus * 2;
         pthread_mutex_init(&p.lock, NULL);
@@ -469,6 +564,10 @@ int nbd_transmission(conn *c) {
                 free(w->ext);
                 free(w->desc);
         }
+        if (!p.failed)
+                (void)flush_out(&p); /* replies held back when the client said goodbye */
+        free(p.out);
+        free(p.in);
         pthread_mutex_destroy(&p.send_lock);
         pthread_mutex_destroy(&p.read_lock);
         pthread_mutex_destroy(&p.lock);

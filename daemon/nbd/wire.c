@@ -80,6 +80,30 @@ int wire_read(const wire *w, void *buf, size_t len) {
         return 0;
 }
 
+int wire_recv_some(const wire *w, void *buf, size_t cap) {
+        for (;;) {
+                int r = arm_deadline(w->fd);
+                if (r < 0)
+                        return r;
+                if (w->tls) {
+                        ssize_t n = gnutls_record_recv(w->tls, buf, cap);
+                        if (n == GNUTLS_E_INTERRUPTED || (n == GNUTLS_E_AGAIN && deadline_ns))
+                                continue;
+                        if (n == GNUTLS_E_AGAIN)
+                                return -ETIMEDOUT;
+                        if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
+                                return -ECONNRESET;
+                        return n < 0 ? -EPROTO : (int)n;
+                }
+                ssize_t n = recv(w->fd, buf, cap, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n == 0 ? -ECONNRESET : -errno;
+                return (int)n;
+        }
+}
+
 int wire_skip(const wire *w, uint64_t len) {
         uint8_t tmp[4096];
         while (len > 0) {

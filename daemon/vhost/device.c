@@ -584,10 +584,8 @@ static bool replies_itself(uint32_t request) {
 
 void vhost_blk_run(const vhost_ctx *c, int fd) {
         device *d = calloc(1, sizeof *d);
-        if (!d) {
-                close(fd);
+        if (!d)
                 return;
-        }
         d->fd = fd;
         d->peer = c->peer;
         /* Writers first: a queue thread under a steady load would otherwise
@@ -675,5 +673,4 @@ out:
                 export_put(d->e);
         pthread_rwlock_destroy(&d->lock);
         free(d);
-        close(fd);
 }

@@ -15,5 +15,6 @@ typedef struct vhost_ctx {
         char peer[96];
 } vhost_ctx;
 
-/* Serve the front-end on fd until it goes (or the daemon stops); closes fd. */
+/* Serve the front-end on fd until it goes (or the daemon stops); the
+ * caller closes fd (after it stops tracking it: the number is free then). */
 void vhost_blk_run(const vhost_ctx *c, int fd);
