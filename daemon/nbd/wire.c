@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <limits.h>
 #include <gnutls/gnutls.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,62 +38,23 @@ static int arm_deadline(int fd) {
         return 0;
 }
 
-static int tls_read(gnutls_session_t s, int fd, uint8_t *p, size_t len) {
-        while (len > 0) {
-                int r = arm_deadline(fd);
-                if (r < 0)
-                        return r;
-                ssize_t n = gnutls_record_recv(s, p, len);
-                if (n == GNUTLS_E_INTERRUPTED)
-                        continue;
-                if (n == GNUTLS_E_AGAIN) {
-                        if (deadline_ns)
-                                continue; /* the receive timeout ran out: the deadline decides */
-                        return -ETIMEDOUT;
-                }
-                if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
-                        return -ECONNRESET;
-                if (n < 0)
-                        return -EPROTO; /* a record that does not decrypt or check */
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-int wire_read(const wire *w, void *buf, size_t len) {
-        if (w->tls)
-                return tls_read(w->tls, w->fd, buf, len);
-        int fd = w->fd;
-        uint8_t *p = buf;
-        while (len > 0) {
-                int r = arm_deadline(fd);
-                if (r < 0)
-                        return r;
-                ssize_t n = recv(fd, p, len, 0);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n == 0 ? -ECONNRESET : -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 int wire_recv_some(const wire *w, void *buf, size_t cap) {
+        if (cap > INT_MAX)
+                cap = INT_MAX;
         for (;;) {
                 int r = arm_deadline(w->fd);
                 if (r < 0)
                         return r;
                 if (w->tls) {
                         ssize_t n = gnutls_record_recv(w->tls, buf, cap);
+                        /* (a receive timeout that ran out: the deadline decides) */
                         if (n == GNUTLS_E_INTERRUPTED || (n == GNUTLS_E_AGAIN && deadline_ns))
                                 continue;
                         if (n == GNUTLS_E_AGAIN)
                                 return -ETIMEDOUT;
                         if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
                                 return -ECONNRESET;
+                        /* -EPROTO: a record that does not decrypt or check */
                         return n < 0 ? -EPROTO : (int)n;
                 }
                 ssize_t n = recv(w->fd, buf, cap, 0);
@@ -102,6 +64,18 @@ int wire_recv_some(const wire *w, void *buf, size_t cap) {
                         return n == 0 ? -ECONNRESET : -errno;
                 return (int)n;
         }
+}
+
+int wire_read(const wire *w, void *buf, size_t len) {
+        uint8_t *p = buf;
+        while (len > 0) {
+                int n = wire_recv_some(w, p, len);
+                if (n < 0)
+                        return n;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
 }
 
 int wire_skip(const wire *w, uint64_t len) {

@@ -35,7 +35,7 @@ void wire_set_deadline(uint64_t ns);
 /* All len bytes, or -ECONNRESET at end of stream, -ETIMEDOUT, -errno. */
 int wire_read(const wire *w, void *buf, size_t len);
 /* What has arrived, up to cap bytes (at least 1: it waits for one); the
- * count, or <0 as wire_read. cap at most INT_MAX. */
+ * count, or <0 as wire_read. More than INT_MAX is taken as INT_MAX. */
 int wire_recv_some(const wire *w, void *buf, size_t cap);
 /* Read and drop len bytes. */
 int wire_skip(const wire *w, uint64_t len);
