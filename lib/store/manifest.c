@@ -22,8 +22,55 @@ manifest *manifest_new(uint64_t size, const st_chunker_params *chunker, const st
         return m;
 }
 
+/* Below this many extents a binary search is a few steps: no guide. */
+#define MANIFEST_GUIDE_MIN 64
+
+static void guide_drop(manifest *m) {
+        free(m->guide);
+        m->guide = NULL;
+        m->guide_len = 0;
+}
+
+void manifest_guide(manifest *m) {
+        guide_drop(m);
+        if (m->n < MANIFEST_GUIDE_MIN || m->size == 0)
+                return;
+        /* The coarsest spacing that is still no wider than about two
+         * extents: (size >> shift) < 2n. */
+        unsigned shift = 12;
+        while (shift < 63 && (m->size >> shift) >= 2 * (uint64_t)m->n)
+                shift++;
+        size_t len = (size_t)(m->size >> shift) + 1;
+        uint32_t *g = malloc(len * sizeof *g);
+        if (!g)
+                return;
+        size_t i = 0;
+        for (size_t k = 0; k < len; k++) {
+                uint64_t off = (uint64_t)k << shift;
+                while (i < m->n && m->ext[i].off + m->ext[i].len <= off)
+                        i++;
+                g[k] = (uint32_t)i;
+        }
+        m->guide = g;
+        m->guide_len = len;
+        m->guide_shift = shift;
+}
+
 size_t manifest_find(const manifest *m, uint64_t off) {
         size_t lo = 0, hi = m->n;
+        if (m->guide) {
+                /* The answer for off lies between those for the guide's
+                 * points on either side of it (manifest_find only grows with
+                 * off). */
+                uint64_t k = off >> m->guide_shift;
+                if (k < m->guide_len) {
+                        lo = m->guide[k];
+                        if (k + 1 < m->guide_len)
+                                hi = m->guide[k + 1];
+                } else {
+                        lo = m->guide[m->guide_len - 1];
+                }
+        }
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 if (m->ext[mid].off + m->ext[mid].len <= off)
@@ -44,6 +91,7 @@ size_t manifest_find_near(const manifest *m, uint64_t off, size_t near) {
 
 manifest *manifest_free(manifest *m) {
         if (m) {
+                free(m->guide);
                 free(m->ext);
                 free(m);
         }
@@ -55,6 +103,8 @@ int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *ha
                 return -EINVAL;
         if (manifest_hash_is_hole(hash) && !manifest_has_parent(m))
                 return -EINVAL;
+        if (m->guide)
+                guide_drop(m);
         if (m->n > 0 && m->ext[m->n - 1].off + m->ext[m->n - 1].len > off)
                 return -EINVAL;
         if (m->n == m->cap) {
@@ -80,6 +130,8 @@ int manifest_append_hole(manifest *m, uint64_t off, uint64_t len) {
                         uint32_t add = (uint32_t)ST_MIN(len, (uint64_t)(ST_CHUNK_MAX_LIMIT - last->len));
                         if (off + add > m->size)
                                 return -EINVAL;
+                        if (m->guide)
+                                guide_drop(m);
                         last->len += add;
                         off += add;
                         len -= add;
@@ -169,6 +221,7 @@ int manifest_parse(const uint8_t *buf, size_t len, manifest **ret, st_diag *rete
                 m->ext[i].hash = h;
         }
         m->n = (size_t)n;
+        manifest_guide(m);
         *ret = m;
         return 0;
 }

@@ -39,6 +39,14 @@ typedef struct manifest {
         st_chunker_params chunker;
         manifest_extent *ext;
         size_t n, cap;
+        /* A guide into ext for lookups (built when a manifest is parsed;
+         * any change after that stops its use): guide[k] is manifest_find of
+         * k << guide_shift, for k < guide_len, so a lookup searches only the
+         * extents between two neighbouring entries (a few) where a binary
+         * search over all of them touches a cache line per step. */
+        uint32_t *guide;
+        size_t guide_len;
+        unsigned guide_shift;
 } manifest;
 
 manifest *manifest_new(uint64_t size, const st_chunker_params *chunker, const st_digest *parent);
@@ -52,7 +60,7 @@ static inline bool manifest_has_parent(const manifest *m) {
 }
 
 /* Index of the extent containing off, or of the first extent after it (n if
- * none): binary search. */
+ * none): a binary search, over the extents the guide leaves if it has one. */
 size_t manifest_find(const manifest *m, uint64_t off);
 /* manifest_find, looking first at near and the extent after it (a reader
  * going forward asks for the next extent): O(1) then. */
@@ -60,6 +68,9 @@ size_t manifest_find_near(const manifest *m, uint64_t off, size_t near);
 
 /* Append an extent (must follow the last one); an all-zero hash is a hole
  * extent (layers only). -ENOMEM, -EINVAL. */
+/* Build m's guide: at most 2 entries (8 bytes) per extent; none for a
+ * small manifest or without the memory (lookups then search it all). */
+void manifest_guide(manifest *m);
 int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *hash);
 /* Append zeros that mask the parent, merged with a hole extent just before. */
 int manifest_append_hole(manifest *m, uint64_t off, uint64_t len);

@@ -7,6 +7,7 @@
 #include <stellar/hash.h>
 
 #include "store/manifest.h"
+#include "util/cleanup.h"
 #include "test.h"
 #include "util/le.h"
 
@@ -16,7 +17,63 @@ static void reseal(uint8_t *buf, size_t len) {
         memcpy(buf + len - MANIFEST_TRAILER_LEN, d.b, 32);
 }
 
+/* The extent containing off or the first after it, by looking at each. */
+static size_t find_slow(const manifest *m, uint64_t off) {
+        size_t i = 0;
+        while (i < m->n && m->ext[i].off + m->ext[i].len <= off)
+                i++;
+        return i;
+}
+
+/* Lookups through the guide agree with a plain scan at every extent's
+ * edges and at random points, in manifests of every density (gaps, runs
+ * of small and large extents, a size that is no power of two), and stop
+ * using it once the manifest changes. */
+static void guide_agrees(uint64_t seed) {
+        st_chunker_params cp = ST_CHUNKER_IMAGE_DEFAULT;
+        uint64_t size = ((st_test_rand(&seed) % 4000) + 100) * 4096 + st_test_rand(&seed) % 4096;
+        manifest *m = manifest_new(size, &cp, NULL);
+        ST_CHECK(m != NULL);
+        uint64_t off = st_test_rand(&seed) % 3 == 0 ? 0 : (st_test_rand(&seed) % 8) * 4096;
+        for (;;) {
+                uint32_t len = (uint32_t)(st_test_rand(&seed) % 3 == 0 ? (st_test_rand(&seed) % 64 + 1) * 4096
+                                                                      : (st_test_rand(&seed) % 4 + 1) * 4096);
+                if (off + len > size)
+                        break;
+                st_digest h;
+                st_test_fill(h.b, 32, off + 1);
+                ST_CHECK_ERR(manifest_append(m, off, len, &h), 0);
+                off += len;
+                if (st_test_rand(&seed) % 5 == 0) /* a gap */
+                        off += (st_test_rand(&seed) % 16) * 4096;
+        }
+        manifest_guide(m);
+        ST_CHECK(m->n < 64 || m->guide != NULL);
+        ST_CHECK(m->guide_len <= 2 * m->n + 1);
+        for (size_t i = 0; i < m->n; i++) {
+                uint64_t a = m->ext[i].off, b = a + m->ext[i].len;
+                const uint64_t at[] = { a, a + 1, b - 1, b, a ? a - 1 : 0 };
+                for (size_t j = 0; j < sizeof at / sizeof at[0]; j++)
+                        ST_CHECK(manifest_find(m, at[j]) == find_slow(m, at[j]));
+        }
+        for (int i = 0; i < 2000; i++) {
+                uint64_t o = st_test_rand(&seed) % (size + 8192);
+                ST_CHECK(manifest_find(m, o) == find_slow(m, o));
+        }
+        /* a change (here, the tail grown) stops the guide's use */
+        if (m->n > 0 && off < size) {
+                st_digest h;
+                st_test_fill(h.b, 32, 7);
+                ST_CHECK_ERR(manifest_append(m, off, (uint32_t)ST_MIN(size - off, 4096u), &h), 0);
+                ST_CHECK(m->guide == NULL);
+                ST_CHECK(manifest_find(m, off) == m->n - 1);
+        }
+        manifest_free(m);
+}
+
 int main(void) {
+        for (uint64_t seed = 1; seed <= 40; seed++)
+                guide_agrees(seed);
         st_chunker_params cp = ST_CHUNKER_IMAGE_DEFAULT;
         manifest *m = manifest_new(1 << 20, &cp, NULL);
         for (int i = 0; i < 10; i++) {
