@@ -1010,7 +1010,7 @@ if "import-live" in lines:
         w(f"| import throughput, MB/s | {f(IL['offline_mb_s'], 0)} | {f(IL['live_mb_s'], 0)} | {f(IL['paced_mb_s'], 0)} |")
         w(f"| share of the offline throughput | 1.00 | {float(IL['ratio']):.2f} | {float(IL['paced_ratio']):.2f} |")
         w(f"| reads, IOPS (alone: {f(IL['reads_iops_alone'], 0)}) | – | {f(IL['reads_iops_during'], 0)} | {f(IL['paced_reads_iops_during'], 0)} |")
-    else:
+    elif not peer:
         w("| | offline | while serving reads |")
         w("|---|---:|---:|")
         w(f"| import wall time, s | {f(IL['offline_s'], 2)} | {f(IL['live_s'], 2)} |")
