@@ -585,12 +585,6 @@ int serve_run(const serve_opts *o) {
                 st_store_close(s);
                 return 1;
         }
-        r = compress_start(s, o->compress_cpu);
-        if (r < 0) {
-                logf_("cannot start the idle compression: %s", strerror(-r));
-                st_store_close(s);
-                return 1;
-        }
         listener ls[8];
         listener ml = { .fd = -1 }; /* metrics */
         for (unsigned i = 0; i < sizeof vls / sizeof vls[0]; i++)
@@ -613,6 +607,16 @@ int serve_run(const serve_opts *o) {
                         st_store_close(s);
                         return 1;
                 }
+        /* Only once the options are known good: every return from here on
+         * goes through out, which stops it before the store closes (a
+         * return that closed the store under it freed what a step used). */
+        r = compress_start(s, o->compress_cpu);
+        if (r < 0) {
+                logf_("cannot start the idle compression: %s", strerror(-r));
+                nbd_tls_creds_free(tls);
+                st_store_close(s);
+                return 1;
+        }
         unsigned n_ls = 0;
         bool wrote_pidfile = false;
         int ctl_fd = -1;
