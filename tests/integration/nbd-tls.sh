@@ -34,7 +34,11 @@ cp "$TMP/certs/ca-cert.pem" "$TMP/client/"
 
 # a TCP listener without credentials is refused unless --tls=off
 PORT=$(free_port)
-if "$STELLAR" serve --nbd "tcp:127.0.0.1:$PORT" 2>"$TMP/notls.log"; then fail "plain TCP without --tls=off started"; fi
+# (exit status 1, a refusal: not a crash on the way out)
+rc=0
+timeout 60 "$STELLAR" serve --nbd "tcp:127.0.0.1:$PORT" 2>"$TMP/notls.log" || rc=$?
+[ $rc = 0 ] && fail "plain TCP without --tls=off started"
+[ $rc = 1 ] || { cat "$TMP/notls.log" >&2; fail "the refused serve ended with status $rc, not 1"; }
 grep -q "serves TLS only" "$TMP/notls.log" || { cat "$TMP/notls.log" >&2; fail "no clear refusal of plain TCP"; }
 
 SOCK="$TMP/nbd.sock"
