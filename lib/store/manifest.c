@@ -103,8 +103,7 @@ int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *ha
                 return -EINVAL;
         if (manifest_hash_is_hole(hash) && !manifest_has_parent(m))
                 return -EINVAL;
-        if (m->guide)
-                guide_drop(m);
+        guide_drop(m);
         if (m->n > 0 && m->ext[m->n - 1].off + m->ext[m->n - 1].len > off)
                 return -EINVAL;
         if (m->n == m->cap) {
@@ -130,8 +129,7 @@ int manifest_append_hole(manifest *m, uint64_t off, uint64_t len) {
                         uint32_t add = (uint32_t)ST_MIN(len, (uint64_t)(ST_CHUNK_MAX_LIMIT - last->len));
                         if (off + add > m->size)
                                 return -EINVAL;
-                        if (m->guide)
-                                guide_drop(m);
+                        guide_drop(m);
                         last->len += add;
                         off += add;
                         len -= add;

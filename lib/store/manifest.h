@@ -66,11 +66,11 @@ size_t manifest_find(const manifest *m, uint64_t off);
  * going forward asks for the next extent): O(1) then. */
 size_t manifest_find_near(const manifest *m, uint64_t off, size_t near);
 
-/* Append an extent (must follow the last one); an all-zero hash is a hole
- * extent (layers only). -ENOMEM, -EINVAL. */
 /* Build m's guide: at most 2 entries (8 bytes) per extent; none for a
  * small manifest or without the memory (lookups then search it all). */
 void manifest_guide(manifest *m);
+/* Append an extent (must follow the last one); an all-zero hash is a hole
+ * extent (layers only). -ENOMEM, -EINVAL. */
 int manifest_append(manifest *m, uint64_t off, uint32_t len, const st_digest *hash);
 /* Append zeros that mask the parent, merged with a hole extent just before. */
 int manifest_append_hole(manifest *m, uint64_t off, uint64_t len);
